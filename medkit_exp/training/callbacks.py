@@ -1,0 +1,123 @@
+"""Trainer callbacks: everything that watches a run (printing, tracking) lives here.
+
+The Trainer calls every hook with keyword arguments whose names are the ones in the base
+class below, so a callback overrides only the hooks it needs and never crashes on the
+others (medkit's base class named an argument differently from what its Trainer passed).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+
+class TrainerCallback:
+    """Base class: every hook is a no-op. Override what you need."""
+
+    def on_train_begin(self, config: Any) -> None:
+        """Before the first epoch; ``config`` is the `TrainerConfig`."""
+
+    def on_train_end(self) -> None:
+        """After the last epoch (also after early stopping)."""
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        """Before training epoch ``epoch`` (1-based)."""
+
+    def on_epoch_end(self, metrics: dict[str, Any], epoch: int, epoch_duration: float) -> None:
+        """After an epoch's training and evaluation; ``metrics`` is that epoch's history entry."""
+
+    def on_step_begin(self, step_idx: int, nb_batches: int, phase: str) -> None:
+        """Before batch ``step_idx`` (0-based) of ``nb_batches`` in ``phase`` ("train" or "eval")."""
+
+    def on_step_end(self, step_idx: int, nb_batches: int, phase: str, batch_size: int = 0, loss: float | None = None) -> None:
+        """After a batch; ``loss`` is that batch's loss when one was computed."""
+
+    def on_log(self, logs: dict[str, float], global_step: int) -> None:
+        """Every ``log_every_n_steps`` optimizer steps: running train loss, learning rate."""
+
+    def on_evaluate(self, metrics: dict[str, float], epoch: int) -> None:
+        """After an evaluation pass, with its metrics (``loss`` included)."""
+
+    def on_save(self, checkpoint_dir: Path) -> None:
+        """After a checkpoint was written (atomically) to ``checkpoint_dir``."""
+
+    def on_exception(self, exception: BaseException) -> None:
+        """When training stops on an exception (KeyboardInterrupt included), before it propagates."""
+
+
+class DefaultPrinterCallback(TrainerCallback):
+    """Progress bars for train and eval (loss, samples/s) and a readable epoch summary."""
+
+    def __init__(self, stream: Any = None, progress_bars: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        # None lets tqdm decide: bars on a terminal, none in log files and CI.
+        self.progress_bars = progress_bars
+        self._bar: tqdm | None = None
+        self._phase_start = 0.0
+        self._samples = 0
+        self._loss_sum = 0.0
+        self._loss_count = 0
+
+    def _print(self, message: str) -> None:
+        print(message, file=self.stream, flush=True)
+
+    def on_train_begin(self, config: Any) -> None:
+        self._print(
+            f"Training for {config.epochs} epoch(s), batch size {config.batch_size}"
+            f" x {config.grad_accum_steps} accumulation, lr {config.lr}"
+        )
+
+    def on_step_begin(self, step_idx: int, nb_batches: int, phase: str) -> None:
+        if step_idx == 0:
+            disable = None if self.progress_bars is None else not self.progress_bars
+            self._bar = tqdm(total=nb_batches, desc=phase, leave=False, file=self.stream, disable=disable)
+            self._phase_start = time.perf_counter()
+            self._samples = 0
+            self._loss_sum = 0.0
+            self._loss_count = 0
+
+    def on_step_end(self, step_idx: int, nb_batches: int, phase: str, batch_size: int = 0, loss: float | None = None) -> None:
+        self._samples += batch_size
+        if loss is not None:
+            self._loss_sum += loss
+            self._loss_count += 1
+        if self._bar is not None:
+            elapsed = max(time.perf_counter() - self._phase_start, 1e-9)
+            postfix = {"samples/s": f"{self._samples / elapsed:.1f}"}
+            if self._loss_count:
+                postfix["loss"] = f"{self._loss_sum / self._loss_count:.4f}"
+            self._bar.set_postfix(postfix, refresh=False)
+            self._bar.update(1)
+            if step_idx + 1 == nb_batches:
+                self._bar.close()
+                self._bar = None
+
+    def on_epoch_end(self, metrics: dict[str, Any], epoch: int, epoch_duration: float) -> None:
+        parts = [f"Epoch {epoch} ({epoch_duration:.1f}s)"]
+        for phase in ("train", "eval"):
+            values = metrics.get(phase) or {}
+            shown = {k: v for k, v in values.items() if _is_headline(k)}
+            if shown:
+                parts.append(phase + ": " + ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
+        self._print(" | ".join(parts))
+
+    def on_save(self, checkpoint_dir: Path) -> None:
+        self._print(f"Checkpoint saved: {checkpoint_dir}")
+
+    def on_exception(self, exception: BaseException) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _is_headline(metric: str) -> bool:
+    """Keep the summary line short: overall figures, not one per label."""
+    return metric in {"loss", "precision", "recall", "f1", "accuracy", "macro_f1", "samples_per_s"}
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

@@ -1,0 +1,78 @@
+"""`TrainerConfig`: every knob of the training loop, and the Hydra schema of `trainer.*`.
+
+This module imports nothing heavy (no torch), so that Hydra can compose and validate a
+config before any model is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass
+class TrainerConfig:
+    """Settings of a `Trainer` run.
+
+    Checkpoint metrics are named as in the eval phase of the history (``loss``, ``f1``...).
+    ``resume_from`` is a checkpoint folder, or ``"last"`` for the last checkpoint under
+    ``output_dir``.
+    """
+
+    output_dir: str = "checkpoints"
+    lr: float = 5e-5
+    epochs: int = 3
+    batch_size: int = 16
+    eval_batch_size: int = 32
+    grad_accum_steps: int = 1
+    max_grad_norm: Optional[float] = 1.0
+    seed: int = 0
+    device: str = "auto"  # "auto" picks CUDA when present, else "cpu"; or "cpu", "cuda", "cuda:1"
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
+    num_workers: int = 0
+    # Batch order: "random" shuffles examples; "length_grouped" shuffles batches of
+    # examples of similar length, which cuts padding (and time) with little effect on quality.
+    batch_order: str = "random"
+    do_metrics_in_training: bool = False
+    # Scheduler: stepped after every optimizer step ("step") or once per epoch ("epoch");
+    # ReduceLROnPlateau is always stepped per epoch with the eval metric below.
+    lr_scheduler_interval: str = "step"
+    metric_to_track_lr: str = "loss"
+    log_every_n_steps: int = 10
+    checkpoint_period: int = 1  # epochs between checkpoints; 0 saves only at the end
+    checkpoint_metric: str = "loss"
+    checkpoint_mode: str = "min"  # "min" or "max"
+    keep_checkpoints: int = 1  # checkpoints kept besides the best and the last
+    early_stopping_patience: Optional[int] = None  # epochs without improvement; None: never stop
+    nan_policy: str = "stop"  # "stop" or "skip" (skip the step, up to max_nan_skips times)
+    max_nan_skips: int = 10
+    resume_from: Optional[str] = None
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with one line naming the bad setting and what to use instead."""
+        checks = [
+            (self.lr > 0, f"trainer.lr must be > 0, got {self.lr}"),
+            (self.epochs >= 1, f"trainer.epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"trainer.batch_size must be >= 1, got {self.batch_size}"),
+            (self.eval_batch_size >= 1, f"trainer.eval_batch_size must be >= 1, got {self.eval_batch_size}"),
+            (self.grad_accum_steps >= 1, f"trainer.grad_accum_steps must be >= 1, got {self.grad_accum_steps}"),
+            (self.max_grad_norm is None or self.max_grad_norm > 0,
+             f"trainer.max_grad_norm must be > 0 or null, got {self.max_grad_norm}"),
+            (self.precision in ("fp32", "bf16"), f"trainer.precision must be fp32 or bf16, got {self.precision!r}"),
+            (self.batch_order in ("random", "length_grouped"),
+             f"trainer.batch_order must be random or length_grouped, got {self.batch_order!r}"),
+            (self.lr_scheduler_interval in ("step", "epoch"),
+             f"trainer.lr_scheduler_interval must be step or epoch, got {self.lr_scheduler_interval!r}"),
+            (self.checkpoint_mode in ("min", "max"),
+             f"trainer.checkpoint_mode must be min or max, got {self.checkpoint_mode!r}"),
+            (self.checkpoint_period >= 0, f"trainer.checkpoint_period must be >= 0, got {self.checkpoint_period}"),
+            (self.keep_checkpoints >= 0, f"trainer.keep_checkpoints must be >= 0, got {self.keep_checkpoints}"),
+            (self.log_every_n_steps >= 1, f"trainer.log_every_n_steps must be >= 1, got {self.log_every_n_steps}"),
+            (self.num_workers >= 0, f"trainer.num_workers must be >= 0, got {self.num_workers}"),
+            (self.nan_policy in ("stop", "skip"), f"trainer.nan_policy must be stop or skip, got {self.nan_policy!r}"),
+            (self.early_stopping_patience is None or self.early_stopping_patience >= 1,
+             f"trainer.early_stopping_patience must be >= 1 or null, got {self.early_stopping_patience}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)

@@ -1,0 +1,74 @@
+"""What the Trainer needs from a component and from a metrics computer.
+
+The contract is medkit's: a `TrainableComponent` turns raw items into tensors
+(`preprocess` once per item, `collate` per batch), runs its model (`forward`) and saves
+itself. The Trainer only ever calls these methods, so any object that has them trains.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from medkit_exp.training.batch import BatchData
+
+
+@runtime_checkable
+class TrainableComponent(Protocol):
+    """A component the `Trainer` can fine-tune.
+
+    - ``device``: where the model lives; the Trainer moves batches there.
+    - ``load(path)``: load model weights saved by ``save`` (used to resume a run).
+    - ``create_optimizer(lr)``: the optimizer over the model's parameters (medkit's name
+      ``configure_optimizer`` is accepted too).
+    - ``preprocess(item)``: turn one raw item (e.g. a `TextDocument`) into model inputs;
+      called once per item for the whole run. It may return a list of inputs when one item
+      yields several examples (a long document split into windows).
+    - ``collate(items)``: pad preprocessed inputs into a `BatchData`.
+    - ``forward(batch, return_loss, eval_mode)``: returns ``(model_output, loss)``; the
+      loss is ``None`` unless ``return_loss``. ``eval_mode`` switches dropout off.
+    - ``save(path)``: write everything needed to reload the model into ``path``.
+    """
+
+    device: torch.device
+
+    def load(self, path: str | Path) -> None: ...
+
+    def create_optimizer(self, lr: float) -> torch.optim.Optimizer: ...
+
+    def preprocess(self, data_item: Any) -> Any: ...
+
+    def collate(self, batch: list[Any]) -> BatchData: ...
+
+    def forward(
+        self, input_batch: BatchData, return_loss: bool, eval_mode: bool
+    ) -> tuple[BatchData, torch.Tensor | None]: ...
+
+    def save(self, path: str | Path) -> None: ...
+
+
+@runtime_checkable
+class MetricsComputer(Protocol):
+    """Turns model outputs into metrics: per batch (``prepare_batch``), then per epoch.
+
+    ``prepare_batch`` returns a dict of lists; the Trainer concatenates those lists over
+    all batches of a phase and hands them to ``compute``, which returns ``{name: float}``.
+    """
+
+    def prepare_batch(self, model_output: BatchData, input_batch: BatchData) -> dict[str, list[Any]]: ...
+
+    def compute(self, all_data: dict[str, list[Any]]) -> dict[str, float]: ...
+
+
+def create_optimizer(component: Any, lr: float) -> torch.optim.Optimizer:
+    """Call the component's ``create_optimizer``, or medkit's ``configure_optimizer``."""
+    for name in ("create_optimizer", "configure_optimizer"):
+        method = getattr(component, name, None)
+        if callable(method):
+            return method(lr)
+    raise TypeError(
+        f"{type(component).__name__} has no create_optimizer(lr) (nor configure_optimizer(lr)); "
+        "add one that returns a torch optimizer over the model's parameters"
+    )
