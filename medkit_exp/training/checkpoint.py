@@ -1,0 +1,174 @@
+"""Checkpoint folders: written atomically, indexed, rotated, and read back to resume.
+
+Layout under the trainer's ``output_dir``::
+
+    checkpoint-epoch-003/
+        model/                 what the component's ``save`` wrote (HF format for HF models)
+        trainer_state.pt       optimizer, scheduler, RNG states, loop counters, history
+        trainer_state.json     the same counters in readable form, plus the config
+    checkpoints.json           {"last": ..., "best": ..., "best_metric": ...}
+
+A checkpoint is first written to a hidden temporary folder and renamed into place only
+when complete, and the index is replaced atomically after it: a crash at any moment
+leaves the previous best and last checkpoints intact and the index pointing at them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+INDEX_FILE = "checkpoints.json"
+MODEL_DIR = "model"
+STATE_FILE = "trainer_state.pt"
+STATE_JSON = "trainer_state.json"
+PREFIX = "checkpoint-epoch-"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be found, read or written."""
+
+
+@dataclass
+class LoopState:
+    """Counters of the training loop that a resumed run must continue from."""
+
+    epoch: int = 0
+    global_step: int = 0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    epochs_without_improvement: int = 0
+    nan_skips: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def checkpoint_name(epoch: int) -> str:
+    return f"{PREFIX}{epoch:03d}"
+
+
+def capture_rng_states() -> dict[str, Any]:
+    states: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    try:
+        import numpy as np
+
+        states["numpy"] = np.random.get_state()
+    except ImportError:  # numpy is optional for the loop itself
+        pass
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    random.setstate(states["python"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    if "numpy" in states:
+        import numpy as np
+
+        np.random.set_state(states["numpy"])
+
+
+def _write_json_atomic(path: Path, payload: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_index(output_dir: Path) -> dict[str, Any]:
+    path = Path(output_dir) / INDEX_FILE
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_checkpoint(
+    output_dir: Path,
+    epoch: int,
+    save_model: Callable[[Path], None],
+    trainer_state: dict[str, Any],
+    summary: dict[str, Any],
+) -> Path:
+    """Write checkpoint ``epoch`` atomically and return its final folder."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    final = output_dir / checkpoint_name(epoch)
+    tmp = Path(tempfile.mkdtemp(dir=output_dir, prefix=f".tmp-{final.name}-"))
+    try:
+        save_model(tmp / MODEL_DIR)
+        torch.save(trainer_state, tmp / STATE_FILE)
+        (tmp / STATE_JSON).write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+        if final.exists():  # the same epoch written again (a resumed run): swap, then drop the old one
+            old = output_dir / f".old-{final.name}-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def update_index(output_dir: Path, index: dict[str, Any]) -> None:
+    _write_json_atomic(Path(output_dir) / INDEX_FILE, index)
+
+
+def rotate_checkpoints(output_dir: Path, index: dict[str, Any], keep: int) -> None:
+    """Delete old checkpoints, keeping the best, the last and the ``keep`` most recent others."""
+    protected = {index.get("best"), index.get("last")}
+    others = sorted(
+        (p for p in Path(output_dir).glob(f"{PREFIX}*") if p.is_dir() and p.name not in protected),
+        key=lambda p: p.name,
+    )
+    for path in others[: max(len(others) - keep, 0)]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def resolve_checkpoint(resume_from: str, output_dir: Path) -> Path:
+    """Turn ``trainer.resume_from`` ("last", "best" or a folder) into a checkpoint folder."""
+    if resume_from in ("last", "best"):
+        index = read_index(output_dir)
+        name = index.get(resume_from)
+        if not name:
+            raise CheckpointError(
+                f"trainer.resume_from={resume_from}: no checkpoint index in {output_dir}; "
+                "point trainer.output_dir at the earlier run's folder or give a checkpoint path"
+            )
+        path = Path(output_dir) / name
+    else:
+        path = Path(resume_from)
+    if not (path / STATE_FILE).is_file() or not (path / MODEL_DIR).is_dir():
+        raise CheckpointError(
+            f"trainer.resume_from={resume_from}: {path} is not a checkpoint folder "
+            f"(expected {MODEL_DIR}/ and {STATE_FILE} inside)"
+        )
+    return path
+
+
+def load_trainer_state(checkpoint_dir: Path) -> dict[str, Any]:
+    try:
+        return torch.load(Path(checkpoint_dir) / STATE_FILE, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated or foreign file
+        raise CheckpointError(f"cannot read {Path(checkpoint_dir) / STATE_FILE}: {exc}") from exc
+
+
+def loop_state_to_dict(state: LoopState) -> dict[str, Any]:
+    return asdict(state)

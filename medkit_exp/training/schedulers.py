@@ -1,0 +1,88 @@
+"""Learning-rate scheduler builders.
+
+The Trainer accepts any callable ``builder(optimizer)`` returning a torch scheduler, or
+``builder(optimizer, num_training_steps)`` when the schedule needs the run's length (it
+is told the number of optimizer steps, or of epochs when the scheduler is stepped per
+epoch). The builders below cover what the config group ``scheduler`` offers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, Callable
+
+import torch
+
+SchedulerBuilder = Callable[..., Any]
+
+
+def build_scheduler(builder: SchedulerBuilder, optimizer: torch.optim.Optimizer, num_training_steps: int) -> Any:
+    """Call ``builder`` with the optimizer, and with ``num_training_steps`` if it takes it."""
+    parameters = inspect.signature(builder).parameters
+    takes_steps = "num_training_steps" in parameters or len(
+        [p for p in parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    ) >= 2
+    if takes_steps:
+        return builder(optimizer, num_training_steps=num_training_steps)
+    return builder(optimizer)
+
+
+def is_plateau(scheduler: Any) -> bool:
+    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def _warmup_steps(num_training_steps: int, warmup_ratio: float, warmup_steps: int | None) -> int:
+    if warmup_steps is not None:
+        return warmup_steps
+    return math.ceil(num_training_steps * warmup_ratio)
+
+
+def linear_warmup(warmup_ratio: float = 0.1, warmup_steps: int | None = None) -> SchedulerBuilder:
+    """Linear warmup to the base LR, then linear decay to 0 at the end of training."""
+
+    def builder(optimizer: torch.optim.Optimizer, num_training_steps: int) -> Any:
+        from transformers import get_scheduler
+
+        return get_scheduler(
+            "linear",
+            optimizer=optimizer,
+            num_warmup_steps=_warmup_steps(num_training_steps, warmup_ratio, warmup_steps),
+            num_training_steps=num_training_steps,
+        )
+
+    return builder
+
+
+def cosine(warmup_ratio: float = 0.0, warmup_steps: int | None = None) -> SchedulerBuilder:
+    """Optional linear warmup, then cosine decay to 0."""
+
+    def builder(optimizer: torch.optim.Optimizer, num_training_steps: int) -> Any:
+        from transformers import get_scheduler
+
+        return get_scheduler(
+            "cosine",
+            optimizer=optimizer,
+            num_warmup_steps=_warmup_steps(num_training_steps, warmup_ratio, warmup_steps),
+            num_training_steps=num_training_steps,
+        )
+
+    return builder
+
+
+def step(step_size: int = 1, gamma: float = 0.5) -> SchedulerBuilder:
+    """Multiply the LR by ``gamma`` every ``step_size`` scheduler steps (use with interval=epoch)."""
+
+    def builder(optimizer: torch.optim.Optimizer) -> Any:
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+
+    return builder
+
+
+def plateau(mode: str = "min", factor: float = 0.5, patience: int = 0) -> SchedulerBuilder:
+    """Reduce the LR when ``trainer.metric_to_track_lr`` stops improving (stepped per epoch)."""
+
+    def builder(optimizer: torch.optim.Optimizer) -> Any:
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=factor, patience=patience)
+
+    return builder

@@ -1,0 +1,417 @@
+"""The training loop, top to bottom in one class.
+
+`Trainer.train()` preprocesses every item once, then for each epoch: forward, backward,
+optimizer (and scheduler) step with gradient accumulation and clipping, evaluation,
+metrics, an atomic checkpoint, early stopping. Everything that watches the run (printing,
+MLflow) is a callback; the loop itself knows nothing about tracking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from medkit_exp.training import checkpoint as ckpt
+from medkit_exp.training.batch import BatchData
+from medkit_exp.training.callbacks import DefaultPrinterCallback, TrainerCallback
+from medkit_exp.training.config import TrainerConfig
+from medkit_exp.training.protocols import MetricsComputer, create_optimizer
+from medkit_exp.training.schedulers import SchedulerBuilder, build_scheduler, is_plateau
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class TrainingSetupError(ValueError):
+    """The trainer's inputs cannot work together (reported before training starts)."""
+
+
+class _Callbacks:
+    """Calls the same hook on every callback, in order."""
+
+    def __init__(self, callbacks: Sequence[TrainerCallback]) -> None:
+        self.callbacks = list(callbacks)
+
+    def __getattr__(self, hook: str):
+        def call(**kwargs: Any) -> None:
+            for callback in self.callbacks:
+                getattr(callback, hook)(**kwargs)
+
+        return call
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+
+
+def example_length(component: Any, example: Any) -> int:
+    """Length used to group batches: the component's own measure, else ``len(input_ids)``."""
+    measure = getattr(component, "example_length", None)
+    if callable(measure):
+        return int(measure(example))
+    if isinstance(example, dict):
+        if "length" in example:
+            return int(example["length"])
+        if "input_ids" in example:
+            return len(example["input_ids"])
+    return 1
+
+
+class Trainer:
+    """Fine-tune a `TrainableComponent` on ``train_data``, evaluating on ``eval_data``.
+
+    ``lr_scheduler_builder(optimizer)`` (or ``(optimizer, num_training_steps)``) may return
+    any torch scheduler or ``transformers.get_scheduler(...)``; it is stepped per optimizer
+    step or per epoch as ``config.lr_scheduler_interval`` says, and a ``ReduceLROnPlateau``
+    is stepped per epoch with the eval metric ``config.metric_to_track_lr``.
+    """
+
+    def __init__(
+        self,
+        component: Any,
+        config: TrainerConfig,
+        train_data: Iterable[Any],
+        eval_data: Iterable[Any] | None = None,
+        metrics_computer: MetricsComputer | None = None,
+        lr_scheduler_builder: SchedulerBuilder | None = None,
+        callbacks: Sequence[TrainerCallback] | TrainerCallback | None = None,
+    ) -> None:
+        config.validate()
+        self.component = component
+        self.config = config
+        self.train_data = list(train_data)
+        self.eval_data = list(eval_data) if eval_data is not None else []
+        if not self.train_data:
+            raise TrainingSetupError("train_data is empty: give the Trainer at least one training item")
+        self.metrics_computer = metrics_computer
+        self.lr_scheduler_builder = lr_scheduler_builder
+        if callbacks is None:
+            callbacks = [DefaultPrinterCallback()]
+        elif isinstance(callbacks, TrainerCallback):
+            callbacks = [callbacks]
+        self.callbacks = _Callbacks(callbacks)
+        self.output_dir = Path(config.output_dir)
+        self.device = resolve_device(config.device)
+        self.state = ckpt.LoopState()
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: Any = None
+        self.stopped_early = False
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.state.history
+
+    @property
+    def best_checkpoint(self) -> Path | None:
+        name = ckpt.read_index(self.output_dir).get("best")
+        return self.output_dir / name if name else None
+
+    @property
+    def last_checkpoint(self) -> Path | None:
+        name = ckpt.read_index(self.output_dir).get("last")
+        return self.output_dir / name if name else None
+
+    def train(self) -> list[dict[str, Any]]:
+        """Run the training; return the history, one entry per epoch."""
+        try:
+            return self._train()
+        except BaseException as exc:
+            self.callbacks.on_exception(exception=exc)
+            raise
+
+    # ------------------------------------------------------------------ the loop
+    def _train(self) -> list[dict[str, Any]]:
+        cfg = self.config
+        seed_everything(cfg.seed)
+        self._place_component()
+        train_examples = self._preprocess(self.train_data)
+        eval_examples = self._preprocess(self.eval_data)
+        train_lengths = [example_length(self.component, e) for e in train_examples]
+
+        resume_state = None
+        if cfg.resume_from:
+            checkpoint_dir = ckpt.resolve_checkpoint(cfg.resume_from, self.output_dir)
+            resume_state = ckpt.load_trainer_state(checkpoint_dir)
+            self.component.load(checkpoint_dir / ckpt.MODEL_DIR)
+            self._place_component()
+
+        self.optimizer = create_optimizer(self.component, cfg.lr)
+        batches_per_epoch = math.ceil(len(train_examples) / cfg.batch_size)
+        steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum_steps)
+        if self.lr_scheduler_builder is not None:
+            horizon = steps_per_epoch * cfg.epochs if cfg.lr_scheduler_interval == "step" else cfg.epochs
+            self.scheduler = build_scheduler(self.lr_scheduler_builder, self.optimizer, horizon)
+
+        if resume_state is not None:
+            self.optimizer.load_state_dict(resume_state["optimizer"])
+            if self.scheduler is not None and resume_state.get("scheduler") is not None:
+                self.scheduler.load_state_dict(resume_state["scheduler"])
+            self.state = ckpt.LoopState(**resume_state["loop"])
+            ckpt.restore_rng_states(resume_state["rng"])
+
+        self.callbacks.on_train_begin(config=cfg)
+        for epoch in range(self.state.epoch + 1, cfg.epochs + 1):
+            epoch_start = time.perf_counter()
+            self.callbacks.on_epoch_begin(epoch=epoch)
+            train_metrics, samples_per_s = self._train_epoch(epoch, train_examples, train_lengths)
+            entry: dict[str, Any] = {"epoch": epoch, "train": train_metrics}
+            if eval_examples:
+                entry["eval"] = self.evaluate_examples(eval_examples, epoch=epoch)
+            entry["train_samples_per_s"] = samples_per_s
+            self._step_scheduler_per_epoch(entry)
+            entry["lr"] = self.optimizer.param_groups[0]["lr"]  # after this epoch's scheduler steps
+            self.state.epoch = epoch
+            self.state.history.append(entry)
+            improved = self._update_best(entry)
+            self._maybe_checkpoint(epoch, improved)
+            entry["epoch_duration"] = time.perf_counter() - epoch_start
+            self.callbacks.on_epoch_end(metrics=entry, epoch=epoch, epoch_duration=entry["epoch_duration"])
+            patience = cfg.early_stopping_patience
+            if patience is not None and self.state.epochs_without_improvement >= patience:
+                self.stopped_early = True
+                break
+        self.callbacks.on_train_end()
+        return self.state.history
+
+    def _train_epoch(self, epoch: int, examples: list[Any], lengths: list[int]) -> tuple[dict[str, float], float]:
+        cfg = self.config
+        batches = self._batch_indices(epoch, lengths)
+        loader = self._loader(examples, batches)
+        accum = cfg.grad_accum_steps
+        nb_batches = len(batches)
+        metric_data: dict[str, list[Any]] = {}
+        loss_sum, rows, log_loss_sum, log_rows = 0.0, 0, 0.0, 0
+        started = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+
+        for batch_idx, (indices, batch) in enumerate(zip(batches, loader)):
+            self.callbacks.on_step_begin(step_idx=batch_idx, nb_batches=nb_batches, phase="train")
+            # Weight each micro-batch by its share of rows in its accumulation window, so
+            # that accumulating k batches gives the update of one batch k times larger.
+            window_start = batch_idx - batch_idx % accum
+            window_rows = sum(len(b) for b in batches[window_start : window_start + accum])
+            batch = batch.to_device(self.device)
+            with self._autocast():
+                output, loss = self.component.forward(batch, return_loss=True, eval_mode=False)
+            loss_value = float(loss.detach())
+            finite = math.isfinite(loss_value)
+            if finite:
+                (loss * (len(indices) / window_rows)).backward()
+                loss_sum += loss_value * len(indices)
+                rows += len(indices)
+                log_loss_sum += loss_value * len(indices)
+                log_rows += len(indices)
+                if cfg.do_metrics_in_training and self.metrics_computer is not None:
+                    _extend(metric_data, self.metrics_computer.prepare_batch(output, batch))
+            else:
+                self._handle_non_finite(loss_value, epoch, batch_idx)
+
+            if (batch_idx + 1) % accum == 0 or batch_idx + 1 == nb_batches:
+                self._optimizer_step()
+                if self.state.global_step % cfg.log_every_n_steps == 0 and log_rows:
+                    logs = {"train_loss": log_loss_sum / log_rows, "lr": self.optimizer.param_groups[0]["lr"]}
+                    self.callbacks.on_log(logs=logs, global_step=self.state.global_step)
+                    log_loss_sum, log_rows = 0.0, 0
+            self.callbacks.on_step_end(
+                step_idx=batch_idx, nb_batches=nb_batches, phase="train",
+                batch_size=len(indices), loss=loss_value if finite else None,
+            )
+
+        duration = time.perf_counter() - started
+        metrics = {"loss": loss_sum / rows if rows else float("nan")}
+        if metric_data and self.metrics_computer is not None:
+            metrics.update(self.metrics_computer.compute(metric_data))
+        return metrics, (rows / duration if duration > 0 else 0.0)
+
+    def _optimizer_step(self) -> None:
+        if self.config.max_grad_norm is not None:
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        self.optimizer.step()
+        if self.scheduler is not None and not is_plateau(self.scheduler) and self.config.lr_scheduler_interval == "step":
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.global_step += 1
+
+    def _handle_non_finite(self, loss_value: float, epoch: int, batch_idx: int) -> None:
+        where = f"epoch {epoch}, batch {batch_idx + 1}, after optimizer step {self.state.global_step}"
+        if self.config.nan_policy == "skip" and self.state.nan_skips < self.config.max_nan_skips:
+            self.state.nan_skips += 1
+            return
+        last = self.last_checkpoint
+        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+        raise NonFiniteLossError(
+            f"loss is {loss_value} at {where} ({kept}); lower trainer.lr, check the data, "
+            f"or set trainer.nan_policy=skip"
+        )
+
+    def evaluate_examples(self, examples: list[Any], epoch: int | None = None) -> dict[str, float]:
+        """Loss and metrics of the component on preprocessed ``examples``."""
+        batch_size = self.config.eval_batch_size
+        batches = [list(range(i, min(i + batch_size, len(examples)))) for i in range(0, len(examples), batch_size)]
+        loader = self._loader(examples, batches)
+        metric_data: dict[str, list[Any]] = {}
+        loss_sum, rows = 0.0, 0
+        with torch.no_grad():
+            for batch_idx, (indices, batch) in enumerate(zip(batches, loader)):
+                self.callbacks.on_step_begin(step_idx=batch_idx, nb_batches=len(batches), phase="eval")
+                batch = batch.to_device(self.device)
+                with self._autocast():
+                    output, loss = self.component.forward(batch, return_loss=True, eval_mode=True)
+                loss_value = float(loss) if loss is not None else None
+                if loss_value is not None:
+                    loss_sum += loss_value * len(indices)
+                    rows += len(indices)
+                if self.metrics_computer is not None:
+                    _extend(metric_data, self.metrics_computer.prepare_batch(output, batch))
+                self.callbacks.on_step_end(
+                    step_idx=batch_idx, nb_batches=len(batches), phase="eval", batch_size=len(indices), loss=loss_value
+                )
+        metrics = {"loss": loss_sum / rows} if rows else {}
+        if self.metrics_computer is not None and metric_data:
+            metrics.update(self.metrics_computer.compute(metric_data))
+        self.callbacks.on_evaluate(metrics=metrics, epoch=epoch)
+        return metrics
+
+    # ------------------------------------------------------------------ helpers
+    def _place_component(self) -> None:
+        move = getattr(self.component, "to", None)
+        if callable(move):
+            move(self.device)
+        elif torch.device(self.component.device) != self.device:
+            raise TrainingSetupError(
+                f"the component is on {self.component.device} but trainer.device resolves to {self.device}; "
+                "create the component on that device or add a to(device) method"
+            )
+
+    def _preprocess(self, items: list[Any]) -> list[Any]:
+        """Preprocess every item once for the whole run; a list result adds several examples."""
+        examples: list[Any] = []
+        for item in items:
+            result = self.component.preprocess(item)
+            if isinstance(result, list):
+                examples.extend(result)
+            else:
+                examples.append(result)
+        return examples
+
+    def _batch_indices(self, epoch: int, lengths: list[int]) -> list[list[int]]:
+        """Batch order of an epoch: a function of (seed, epoch) only, so a resumed run sees the same."""
+        size = self.config.batch_size
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        order = torch.randperm(len(lengths), generator=generator).tolist()
+        if self.config.batch_order == "random":
+            return [order[i : i + size] for i in range(0, len(order), size)]
+        # length_grouped: sort within large random chunks, cut into batches, shuffle the batches.
+        chunk = size * 50
+        batches: list[list[int]] = []
+        for start in range(0, len(order), chunk):
+            part = sorted(order[start : start + chunk], key=lambda i: lengths[i], reverse=True)
+            batches.extend(part[i : i + size] for i in range(0, len(part), size))
+        shuffled = torch.randperm(len(batches), generator=generator).tolist()
+        return [batches[i] for i in shuffled]
+
+    def _loader(self, examples: list[Any], batches: list[list[int]]) -> DataLoader:
+        return DataLoader(
+            examples,
+            batch_sampler=batches,
+            collate_fn=self.component.collate,
+            num_workers=self.config.num_workers,
+        )
+
+    def _autocast(self):
+        if self.config.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _step_scheduler_per_epoch(self, entry: dict[str, Any]) -> None:
+        if self.scheduler is None:
+            return
+        if is_plateau(self.scheduler):
+            phase = entry.get("eval") or entry["train"]
+            name = self.config.metric_to_track_lr
+            if name not in phase:
+                raise TrainingSetupError(
+                    f"trainer.metric_to_track_lr={name!r} is not a computed metric "
+                    f"(available: {sorted(phase)}); set it to one of those"
+                )
+            self.scheduler.step(phase[name])
+        elif self.config.lr_scheduler_interval == "epoch":
+            self.scheduler.step()
+
+    def _update_best(self, entry: dict[str, Any]) -> bool:
+        phase = entry.get("eval") or entry["train"]
+        name = self.config.checkpoint_metric
+        if name not in phase:
+            raise TrainingSetupError(
+                f"trainer.checkpoint_metric={name!r} is not a computed metric "
+                f"(available: {sorted(phase)}); set it to one of those"
+            )
+        value = phase[name]
+        best = self.state.best_metric
+        better = best is None or (value < best if self.config.checkpoint_mode == "min" else value > best)
+        if better:
+            self.state.best_metric = value
+            self.state.best_epoch = entry["epoch"]
+            self.state.epochs_without_improvement = 0
+        else:
+            self.state.epochs_without_improvement += 1
+        return better
+
+    def _maybe_checkpoint(self, epoch: int, improved: bool) -> None:
+        cfg = self.config
+        periodic = cfg.checkpoint_period > 0 and epoch % cfg.checkpoint_period == 0
+        if not (periodic or improved or epoch == cfg.epochs):
+            return
+        trainer_state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "rng": ckpt.capture_rng_states(),
+            "loop": ckpt.loop_state_to_dict(self.state),
+            "config": asdict(cfg),
+        }
+        summary = {
+            "epoch": epoch,
+            "global_step": self.state.global_step,
+            "metric": cfg.checkpoint_metric,
+            "value": (self.state.history[-1].get("eval") or self.state.history[-1]["train"]).get(cfg.checkpoint_metric),
+            "is_best": improved,
+            "best_epoch": self.state.best_epoch,
+            "config": asdict(cfg),
+        }
+        path = ckpt.write_checkpoint(self.output_dir, epoch, self.component.save, trainer_state, summary)
+        index = ckpt.read_index(self.output_dir)
+        index.update({"last": path.name, "metric": cfg.checkpoint_metric, "mode": cfg.checkpoint_mode})
+        if improved:
+            index.update({"best": path.name, "best_metric": self.state.best_metric, "best_epoch": epoch})
+        ckpt.update_index(self.output_dir, index)
+        ckpt.rotate_checkpoints(self.output_dir, index, cfg.keep_checkpoints)
+        self.callbacks.on_save(checkpoint_dir=path)
+
+
+def _extend(store: dict[str, list[Any]], batch_data: dict[str, list[Any]]) -> None:
+    for key, values in batch_data.items():
+        store.setdefault(key, []).extend(values)

@@ -1,0 +1,285 @@
+"""The Trainer loop, driven by a tiny component without transformers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from dummy_component import AccuracyMetrics, DummyClassifier, make_data
+from medkit_exp.training import (
+    BatchData,
+    NonFiniteLossError,
+    Trainer,
+    TrainerCallback,
+    TrainerConfig,
+    TrainingSetupError,
+)
+from medkit_exp.training import checkpoint as ckpt
+from medkit_exp.training.schedulers import linear_warmup, plateau, step
+
+TRAIN = make_data(64, seed=1)
+EVAL = make_data(32, seed=2)
+
+
+def config(tmp_path, **overrides) -> TrainerConfig:
+    values = dict(output_dir=str(tmp_path / "out"), lr=0.05, epochs=3, batch_size=8, eval_batch_size=16, seed=0)
+    values.update(overrides)
+    return TrainerConfig(**values)
+
+
+class Recorder(TrainerCallback):
+    def __init__(self):
+        self.events = []
+        self.logs = []
+
+    def on_train_begin(self, config):
+        self.events.append("train_begin")
+
+    def on_epoch_begin(self, epoch):
+        self.events.append(f"epoch_begin:{epoch}")
+
+    def on_epoch_end(self, metrics, epoch, epoch_duration):
+        self.events.append(f"epoch_end:{epoch}")
+
+    def on_evaluate(self, metrics, epoch):
+        self.events.append(f"evaluate:{epoch}")
+
+    def on_save(self, checkpoint_dir):
+        self.events.append(f"save:{checkpoint_dir.name}")
+
+    def on_log(self, logs, global_step):
+        self.logs.append((global_step, logs))
+
+    def on_train_end(self):
+        self.events.append("train_end")
+
+
+def weights(component):
+    return torch.cat([p.detach().flatten() for p in component.model.parameters()])
+
+
+def test_batch_data_columns_rows_and_device():
+    batch = BatchData(ids=torch.tensor([[1, 2], [3, 4]]), names=["a", "b"])
+    assert batch["names"] == ["a", "b"]
+    assert batch[1]["names"] == "b" and batch[1]["ids"].tolist() == [3, 4]
+    moved = batch.to_device("cpu")
+    assert isinstance(moved, BatchData) and moved.nb_rows == 2
+
+
+def test_history_has_one_entry_per_epoch_with_train_and_eval_metrics(tmp_path):
+    component = DummyClassifier()
+    history = Trainer(component, config(tmp_path), TRAIN, EVAL, metrics_computer=AccuracyMetrics(), callbacks=[]).train()
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    for entry in history:
+        assert set(entry["train"]) == {"loss"}
+        assert set(entry["eval"]) == {"loss", "accuracy"}
+        assert 0.0 <= entry["eval"]["accuracy"] <= 1.0
+        assert entry["lr"] == pytest.approx(0.05)
+        assert entry["epoch_duration"] > 0 and entry["train_samples_per_s"] > 0
+    assert history[-1]["train"]["loss"] < history[0]["train"]["loss"]
+    assert history[-1]["eval"]["accuracy"] >= 0.8
+
+
+def test_every_item_is_preprocessed_once(tmp_path):
+    component = DummyClassifier()
+    Trainer(component, config(tmp_path, epochs=3), TRAIN, EVAL, callbacks=[], metrics_computer=AccuracyMetrics()).train()
+    assert component.preprocess_calls == len(TRAIN) + len(EVAL)
+
+
+def test_train_metrics_when_asked(tmp_path):
+    history = Trainer(DummyClassifier(), config(tmp_path, epochs=1, do_metrics_in_training=True), TRAIN, EVAL,
+                      metrics_computer=AccuracyMetrics(), callbacks=[]).train()
+    assert "accuracy" in history[0]["train"]
+
+
+def test_callbacks_see_events_in_order_and_base_callback_never_crashes(tmp_path):
+    recorder = Recorder()
+    Trainer(DummyClassifier(), config(tmp_path, epochs=2, log_every_n_steps=4), TRAIN, EVAL,
+            metrics_computer=AccuracyMetrics(), callbacks=[TrainerCallback(), recorder]).train()
+    assert recorder.events[0] == "train_begin" and recorder.events[-1] == "train_end"
+    epoch1 = recorder.events[1:5]
+    assert epoch1[0] == "epoch_begin:1" and epoch1[1] == "evaluate:1"
+    assert epoch1[2].startswith("save:") and epoch1[3] == "epoch_end:1"
+    assert [step for step, _ in recorder.logs] == [4, 8, 12, 16]
+    assert all(set(logs) == {"train_loss", "lr"} for _, logs in recorder.logs)
+
+
+def test_gradient_accumulation_equals_the_large_batch(tmp_path):
+    big = DummyClassifier(dropout=0.0)
+    Trainer(big, config(tmp_path / "a", batch_size=16, max_grad_norm=None), TRAIN, EVAL, callbacks=[]).train()
+    accumulated = DummyClassifier(dropout=0.0)
+    Trainer(accumulated, config(tmp_path / "b", batch_size=8, grad_accum_steps=2, max_grad_norm=None),
+            TRAIN, EVAL, callbacks=[]).train()
+    assert torch.allclose(weights(big), weights(accumulated), atol=1e-6)
+
+
+def test_gradient_clipping_bounds_the_update(tmp_path):
+    component = DummyClassifier(dropout=0.0, optimizer="sgd")
+    before = weights(component).clone()
+    Trainer(component, config(tmp_path, lr=1.0, epochs=1, batch_size=64, max_grad_norm=0.01), TRAIN, EVAL,
+            callbacks=[]).train()
+    assert (weights(component) - before).norm().item() == pytest.approx(0.01, rel=1e-3)
+
+
+def test_scheduler_stepped_per_optimizer_step(tmp_path):
+    # 64 items / batch 8 = 8 steps per epoch, 3 epochs = 24 steps; linear decay ends at 0.
+    trainer = Trainer(DummyClassifier(), config(tmp_path), TRAIN, EVAL, callbacks=[],
+                      lr_scheduler_builder=linear_warmup(warmup_steps=0))
+    history = trainer.train()
+    assert [h["lr"] for h in history] == pytest.approx([0.05 * 16 / 24, 0.05 * 8 / 24, 0.0])
+
+
+def test_scheduler_stepped_per_epoch(tmp_path):
+    history = Trainer(DummyClassifier(), config(tmp_path, lr_scheduler_interval="epoch"), TRAIN, EVAL, callbacks=[],
+                      lr_scheduler_builder=step(step_size=1, gamma=0.5)).train()
+    assert [h["lr"] for h in history] == pytest.approx([0.025, 0.0125, 0.00625])
+
+
+def test_any_torch_scheduler_builder_is_accepted(tmp_path):
+    history = Trainer(DummyClassifier(), config(tmp_path, epochs=1), TRAIN, EVAL, callbacks=[],
+                      lr_scheduler_builder=lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.5)).train()
+    assert history[0]["lr"] == pytest.approx(0.05 * 0.5**8)
+
+
+def test_plateau_reads_the_tracked_metric(tmp_path):
+    # Tracking eval accuracy in "min" mode: it never improves after epoch 1, so the LR halves.
+    history = Trainer(DummyClassifier(), config(tmp_path, metric_to_track_lr="accuracy"), TRAIN, EVAL,
+                      metrics_computer=AccuracyMetrics(), callbacks=[],
+                      lr_scheduler_builder=plateau(mode="max", factor=0.5, patience=0)).train()
+    assert history[0]["lr"] == pytest.approx(0.05)
+    with pytest.raises(TrainingSetupError, match="metric_to_track_lr='nope'"):
+        Trainer(DummyClassifier(), config(tmp_path / "x", metric_to_track_lr="nope"), TRAIN, EVAL, callbacks=[],
+                lr_scheduler_builder=plateau()).train()
+
+
+def test_checkpoint_holds_everything_needed_to_resume(tmp_path):
+    trainer = Trainer(DummyClassifier(), config(tmp_path, keep_checkpoints=0, checkpoint_metric="accuracy",
+                                                checkpoint_mode="max"), TRAIN, EVAL,
+                      metrics_computer=AccuracyMetrics(), callbacks=[])
+    history = trainer.train()
+    out = tmp_path / "out"
+    index = json.loads((out / "checkpoints.json").read_text())
+    assert index["last"] == "checkpoint-epoch-003"
+    best_epoch = max(range(3), key=lambda i: (history[i]["eval"]["accuracy"], -i)) + 1
+    assert index["best"] == f"checkpoint-epoch-{best_epoch:03d}"
+    assert trainer.best_checkpoint == out / index["best"]
+    kept = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert kept == sorted({index["best"], index["last"]})
+    state = torch.load(out / index["last"] / "trainer_state.pt", weights_only=False)
+    assert set(state) == {"optimizer", "scheduler", "rng", "loop", "config"}
+    assert state["loop"]["epoch"] == 3 and state["loop"]["global_step"] == 24
+    assert state["config"]["lr"] == 0.05 and len(state["loop"]["history"]) == 3
+    assert (out / index["last"] / "model" / "weights.pt").is_file()
+    summary = json.loads((out / index["last"] / "trainer_state.json").read_text())
+    assert summary["epoch"] == 3 and summary["metric"] == "accuracy"
+
+
+def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
+    component = DummyClassifier()
+    real_save = component.save
+
+    def save_then_crash(path):
+        if "003" in str(path.parent.name):
+            real_save(path)
+            raise OSError("disk full")
+        real_save(path)
+
+    component.save = save_then_crash
+    trainer = Trainer(component, config(tmp_path, checkpoint_period=1, keep_checkpoints=5), TRAIN, EVAL,
+                      metrics_computer=AccuracyMetrics(), callbacks=[])
+    with pytest.raises(OSError, match="disk full"):
+        trainer.train()
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-epoch-001", "checkpoint-epoch-002", "checkpoints.json"]
+    assert json.loads((out / "checkpoints.json").read_text())["last"] == "checkpoint-epoch-002"
+    reloaded = DummyClassifier()
+    reloaded.load(out / "checkpoint-epoch-002" / "model")
+
+
+class StopAfter(TrainerCallback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, metrics, epoch, epoch_duration):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def _comparable(history):
+    return [(h["epoch"], h["train"]["loss"], h["eval"]["loss"], h["eval"]["accuracy"], h["lr"]) for h in history]
+
+
+def test_resume_gives_the_same_weights_and_history_as_an_uninterrupted_run(tmp_path):
+    settings = dict(epochs=4, lr_scheduler_interval="step")
+    full = DummyClassifier(dropout=0.3)
+    full_history = Trainer(full, config(tmp_path / "full", **settings), TRAIN, EVAL,
+                           metrics_computer=AccuracyMetrics(), callbacks=[],
+                           lr_scheduler_builder=linear_warmup(warmup_ratio=0.2)).train()
+
+    interrupted = DummyClassifier(dropout=0.3)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(interrupted, config(tmp_path / "part", **settings), TRAIN, EVAL, metrics_computer=AccuracyMetrics(),
+                callbacks=[StopAfter(2)], lr_scheduler_builder=linear_warmup(warmup_ratio=0.2)).train()
+
+    resumed = DummyClassifier(dropout=0.3, seed=123)  # different init: the checkpoint must win
+    resumed_history = Trainer(resumed, config(tmp_path / "part", resume_from="last", **settings), TRAIN, EVAL,
+                              metrics_computer=AccuracyMetrics(), callbacks=[],
+                              lr_scheduler_builder=linear_warmup(warmup_ratio=0.2)).train()
+    assert torch.equal(weights(full), weights(resumed))
+    assert _comparable(resumed_history) == _comparable(full_history)
+
+
+def test_resume_from_a_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(ckpt.CheckpointError, match="resume_from=last: no checkpoint index"):
+        Trainer(DummyClassifier(), config(tmp_path, resume_from="last"), TRAIN, EVAL, callbacks=[]).train()
+    with pytest.raises(ckpt.CheckpointError, match="is not a checkpoint folder"):
+        Trainer(DummyClassifier(), config(tmp_path, resume_from=str(tmp_path)), TRAIN, EVAL, callbacks=[]).train()
+
+
+def test_early_stopping_on_the_checkpoint_metric(tmp_path):
+    # Eval loss keeps falling, so in "max" mode it never improves after epoch 1.
+    trainer = Trainer(DummyClassifier(), config(tmp_path, epochs=10, checkpoint_metric="loss", checkpoint_mode="max",
+                                                early_stopping_patience=2), TRAIN, EVAL, callbacks=[])
+    history = trainer.train()
+    assert trainer.stopped_early and len(history) == 3
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    component = DummyClassifier(fail_at_forward=8 + 2 + 3)  # epoch 2, third batch (8 train + 2 eval calls before)
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 2, batch 3, after optimizer step 10"):
+        Trainer(component, config(tmp_path), TRAIN, EVAL, callbacks=[]).train()
+    out = tmp_path / "out"
+    assert json.loads((out / "checkpoints.json").read_text())["last"] == "checkpoint-epoch-001"
+
+
+def test_non_finite_loss_can_be_skipped(tmp_path):
+    trainer = Trainer(DummyClassifier(fail_at_forward=3), config(tmp_path, epochs=1, nan_policy="skip"), TRAIN, EVAL,
+                      callbacks=[])
+    history = trainer.train()
+    assert trainer.state.nan_skips == 1 and math.isfinite(history[0]["train"]["loss"])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [({"batch_size": 0}, "trainer.batch_size must be >= 1"), ({"lr": -1.0}, "trainer.lr must be > 0"),
+     ({"checkpoint_mode": "best"}, "trainer.checkpoint_mode must be min or max")],
+)
+def test_bad_settings_are_rejected_before_training(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        Trainer(DummyClassifier(), config(tmp_path, **overrides), TRAIN, EVAL, callbacks=[])
+
+
+def test_unknown_checkpoint_metric_is_a_clear_error(tmp_path):
+    with pytest.raises(TrainingSetupError, match="checkpoint_metric='f1' is not a computed metric"):
+        Trainer(DummyClassifier(), config(tmp_path, checkpoint_metric="f1"), TRAIN, EVAL, callbacks=[]).train()
+
+
+def test_length_grouped_batches_cover_every_example_once(tmp_path):
+    trainer = Trainer(DummyClassifier(), config(tmp_path, batch_order="length_grouped"), TRAIN, EVAL, callbacks=[])
+    lengths = list(range(64))
+    batches = trainer._batch_indices(1, lengths)
+    assert sorted(i for b in batches for i in b) == list(range(64))
+    assert all(max(lengths[i] for i in b) - min(lengths[i] for i in b) == 7 for b in batches)
