@@ -1,21 +1,31 @@
-"""The training module: protocols, batches, the Trainer, its config and callbacks."""
+"""The training module: protocols, batches, the Trainer, its config and callbacks.
 
-from medkit_exp.training.batch import BatchData
-from medkit_exp.training.callbacks import DefaultPrinterCallback, TrainerCallback
-from medkit_exp.training.checkpoint import CheckpointError
-from medkit_exp.training.config import TrainerConfig
-from medkit_exp.training.protocols import MetricsComputer, TrainableComponent
-from medkit_exp.training.trainer import NonFiniteLossError, Trainer, TrainingSetupError
+Names are imported lazily so that `medkit_exp.training.config` (the Hydra schema) can be
+read without importing torch.
+"""
 
-__all__ = [
-    "BatchData",
-    "CheckpointError",
-    "DefaultPrinterCallback",
-    "MetricsComputer",
-    "NonFiniteLossError",
-    "TrainableComponent",
-    "Trainer",
-    "TrainerCallback",
-    "TrainerConfig",
-    "TrainingSetupError",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BatchData": "medkit_exp.training.batch",
+    "CheckpointError": "medkit_exp.training.checkpoint",
+    "DefaultPrinterCallback": "medkit_exp.training.callbacks",
+    "MetricsComputer": "medkit_exp.training.protocols",
+    "NonFiniteLossError": "medkit_exp.training.trainer",
+    "TrainableComponent": "medkit_exp.training.protocols",
+    "Trainer": "medkit_exp.training.trainer",
+    "TrainerCallback": "medkit_exp.training.callbacks",
+    "TrainerConfig": "medkit_exp.training.config",
+    "TrainingSetupError": "medkit_exp.training.trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'medkit_exp.training' has no attribute {name!r}")

