@@ -13,6 +13,7 @@ most central (`central_window_per_token`).
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -176,9 +177,8 @@ def central_window_per_token(windows: Sequence[tuple[int, int]], nb_tokens: int)
 
 def window_units(units: Sequence[Unit], window: tuple[int, int]) -> tuple[int, int]:
     """Half-open range of the units whose tagged (first) token lies in ``window``."""
-    start, end = window
-    inside = [i for i, unit in enumerate(units) if start <= unit.first_token < end]
-    return (inside[0], inside[-1] + 1) if inside else (0, 0)
+    firsts = [unit.first_token for unit in units]
+    return bisect.bisect_left(firsts, window[0]), bisect.bisect_left(firsts, window[1])
 
 
 def window_tags(

@@ -1,0 +1,142 @@
+"""Entity-level scores of tag sequences with seqeval, and the NER metrics computer of the Trainer.
+
+Scores are strict (seqeval ``mode="strict"``): an entity counts only when its tags form a
+valid mention of the scheme (IOB2, or BILOU) with the exact same boundaries and label.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Mapping, Sequence
+
+from medkit_exp.text.ner.tagging import check_scheme, labels_of_tags
+
+AVERAGES = ("micro", "macro", "weighted")
+IGNORE_INDEX = -100
+
+
+def seqeval_scores(
+    y_true: Sequence[Sequence[str]],
+    y_pred: Sequence[Sequence[str]],
+    tagging_scheme: str = "iob2",
+    average: str = "micro",
+    return_metrics_by_label: bool = True,
+    labels: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """``precision``, ``recall``, ``f1``, ``accuracy`` and, per label, ``{label}_precision``,
+    ``{label}_recall``, ``{label}_f1``, ``{label}_support``.
+
+    ``labels`` fixes which per-label keys are returned (absent labels score 0); by default
+    the labels seen in ``y_true`` or ``y_pred``. Without any entity on either side, all
+    scores are 0 (accuracy excepted).
+    """
+    from seqeval.metrics import accuracy_score, classification_report
+    from seqeval.scheme import BILOU, IOB2
+
+    scheme = check_scheme(tagging_scheme)
+    if average not in AVERAGES:
+        raise ValueError(f"unknown average {average!r}: use one of {', '.join(AVERAGES)}")
+    if len(y_true) != len(y_pred) or any(len(t) != len(p) for t, p in zip(y_true, y_pred)):
+        raise ValueError("y_true and y_pred must hold sequences of the same lengths")
+    y_true = [list(seq) for seq in y_true]
+    y_pred = [list(seq) for seq in y_pred]
+    nb_tags = sum(len(seq) for seq in y_true)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        accuracy = float(accuracy_score(y_true, y_pred)) if nb_tags else 0.0
+        has_entities = any(tag != "O" for seq in y_true + y_pred for tag in seq)
+        report = (
+            classification_report(
+                y_true,
+                y_pred,
+                output_dict=True,
+                mode="strict",
+                scheme=BILOU if scheme == "bilou" else IOB2,
+                zero_division=0,
+            )
+            if has_entities
+            else {}
+        )
+    overall = report.get(f"{average} avg", {})
+    metrics = {
+        "precision": _number(overall.get("precision")),
+        "recall": _number(overall.get("recall")),
+        "f1": _number(overall.get("f1-score")),
+        "accuracy": accuracy,
+    }
+    if return_metrics_by_label:
+        if labels is None:
+            labels = sorted(set(labels_of_tags([tag for seq in y_true + y_pred for tag in seq])))
+        for label in labels:
+            row = report.get(label, {})
+            metrics[f"{label}_precision"] = _number(row.get("precision"))
+            metrics[f"{label}_recall"] = _number(row.get("recall"))
+            metrics[f"{label}_f1"] = _number(row.get("f1-score"))
+            metrics[f"{label}_support"] = _number(row.get("support"))
+    return metrics
+
+
+def _number(value: Any) -> float:
+    """A plain float, 0.0 for missing or NaN values."""
+    if value is None:
+        return 0.0
+    value = float(value)
+    return 0.0 if math.isnan(value) else value
+
+
+class SeqEvalMetricsComputer:
+    """Strict entity-level metrics of a token-classification model, for the `Trainer`.
+
+    Args:
+        id_to_label: tag of each class id, or a component exposing ``id_to_label`` (and
+            ``tagging_scheme``), e.g. an `HFEntityMatcherTrainable`.
+        tagging_scheme: ``"iob2"`` or ``"bilou"``; by default the component's, else iob2.
+        average: ``"micro"``, ``"macro"`` or ``"weighted"`` for the overall scores.
+        return_metrics_by_label: add ``{label}_precision/_recall/_f1/_support``.
+    """
+
+    def __init__(
+        self,
+        id_to_label: Mapping[int, str] | Any,
+        tagging_scheme: str | None = None,
+        average: str = "micro",
+        return_metrics_by_label: bool = True,
+    ) -> None:
+        if not isinstance(id_to_label, Mapping):
+            component = id_to_label
+            if not hasattr(component, "id_to_label"):
+                raise TypeError(
+                    f"id_to_label must be a dict or a component with id_to_label, got {type(component).__name__}"
+                )
+            id_to_label = component.id_to_label
+            tagging_scheme = tagging_scheme or getattr(component, "tagging_scheme", None)
+        self.id_to_label = {int(k): v for k, v in id_to_label.items()}
+        self.tagging_scheme = check_scheme(tagging_scheme or "iob2")
+        if average not in AVERAGES:
+            raise ValueError(f"unknown average {average!r}: use one of {', '.join(AVERAGES)}")
+        self.average = average
+        self.return_metrics_by_label = return_metrics_by_label
+        self.labels = labels_of_tags([self.id_to_label[i] for i in sorted(self.id_to_label)])
+
+    def prepare_batch(self, model_output: Any, input_batch: Any) -> dict[str, list[list[str]]]:
+        """Gold and predicted tag sequences of a batch, at positions whose label is not -100."""
+        predictions = model_output["logits"].argmax(dim=-1).cpu().tolist()
+        gold = input_batch["labels"].cpu().tolist()
+        y_true, y_pred = [], []
+        for gold_row, pred_row in zip(gold, predictions):
+            keep = [i for i, label in enumerate(gold_row) if label != IGNORE_INDEX]
+            y_true.append([self.id_to_label[gold_row[i]] for i in keep])
+            y_pred.append([self.id_to_label[pred_row[i]] for i in keep])
+        return {"y_true": y_true, "y_pred": y_pred}
+
+    def compute(self, all_data: dict[str, list[Any]]) -> dict[str, float]:
+        """Scores over all the prepared batches of a phase."""
+        return seqeval_scores(
+            all_data.get("y_true", []),
+            all_data.get("y_pred", []),
+            tagging_scheme=self.tagging_scheme,
+            average=self.average,
+            return_metrics_by_label=self.return_metrics_by_label,
+            labels=self.labels,
+        )

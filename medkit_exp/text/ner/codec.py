@@ -1,0 +1,175 @@
+"""`NerCodec`: documents -> tagged token windows (training), tag scores -> entity spans (inference).
+
+Both directions go through the same tokenization, units and windows (see `windows`), so
+what the model is trained on is exactly what it is read from.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from medkit_exp.core.document import TextDocument
+from medkit_exp.text.ner.tagging import (
+    check_scheme,
+    decode_tags,
+    encode_tags,
+    entity_extent,
+    labels_of_tags,
+    resolve_overlaps,
+    units_covering,
+)
+from medkit_exp.text.ner.windows import (
+    IGNORE_INDEX,
+    SpecialTokens,
+    TokenizedText,
+    central_window_per_token,
+    plan_windows,
+    tokenize_texts,
+    window_inputs,
+    window_tags,
+    window_units,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CharMention:
+    """A predicted mention in a text: characters ``[start, end)``, label and mean tag probability."""
+
+    start: int
+    end: int
+    label: str
+    score: float
+
+
+class NerCodec:
+    """Encode documents for a token-classification model and decode its outputs.
+
+    ``tags`` is the model's tag set in id order; ``max_length`` the tokens per window
+    (special tokens included) and ``stride`` the overlap between windows.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        tags: Sequence[str],
+        tagging_scheme: str,
+        tag_subtokens: bool,
+        max_length: int,
+        stride: int,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.tags = list(tags)
+        self.tagging_scheme = check_scheme(tagging_scheme)
+        self.tag_subtokens = bool(tag_subtokens)
+        self.labels = labels_of_tags(self.tags)
+        self.label_to_id = {tag: i for i, tag in enumerate(self.tags)}
+        self.id_to_label = dict(enumerate(self.tags))
+        self.special = SpecialTokens.of(tokenizer)
+        self.max_length = max_length
+        self.capacity = max_length - self.special.count
+        self.stride = stride
+        plan_windows([True], self.capacity, stride)  # validates capacity and stride
+
+    # ------------------------------------------------------------------ shared
+    def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]:
+        return tokenize_texts(self.tokenizer, texts)
+
+    def windows(self, tokens: TokenizedText) -> list[tuple[int, int]]:
+        """Token windows of a text (none for a text without tokens)."""
+        if len(tokens) == 0:
+            return []
+        return plan_windows(tokens.word_starts(), self.capacity, self.stride)
+
+    # ------------------------------------------------------------------ training
+    def encode_document(self, doc: TextDocument) -> list[dict[str, Any]]:
+        """One training example per window: ``input_ids``, ``attention_mask``, ``labels``, ``length``."""
+        tokens = self.tokenize([doc.text])[0]
+        units = tokens.units(self.tag_subtokens)
+        ranges = self._entity_ranges(doc, units)
+        windows = self.windows(tokens)
+        bounds = [window_units(units, window) for window in windows]
+        examples = []
+        for index, window in enumerate(windows):
+            lo, hi = bounds[index]
+            if hi <= lo:
+                continue  # only the tail of a cut word: nothing to learn here
+            local = window_tags(ranges, bounds, index)
+            tags = encode_tags(hi - lo, [r for r in local if r[2] is not None], self.tagging_scheme)
+            unit_labels = [self.label_to_id[tag] for tag in tags]
+            for first, end, label in local:
+                if label is None:
+                    unit_labels[first:end] = [IGNORE_INDEX] * (end - first)
+            inputs = window_inputs(tokens, window, self.special)
+            labels = [IGNORE_INDEX] * len(inputs["input_ids"])
+            shift = len(self.special.prefix) - window[0]
+            for unit, label_id in zip(units[lo:hi], unit_labels):
+                labels[unit.first_token + shift] = label_id
+            examples.append({**inputs, "labels": labels, "length": len(inputs["input_ids"])})
+        return examples
+
+    def _entity_ranges(self, doc: TextDocument, units: Sequence[Any]) -> list[tuple[int, int, str]]:
+        unit_chars = [(u.start, u.end) for u in units]
+        ranges = []
+        for entity in doc.anns.entities:
+            if entity.label not in self.labels:
+                raise ValueError(
+                    f"entity label {entity.label!r} (document {doc.id!r}) is not among the labels {self.labels}: "
+                    "add it to labels or drop those entities"
+                )
+            start, end = entity_extent(entity, doc.text, doc.id)
+            cover = units_covering(unit_chars, start, end)
+            if cover is None:
+                logger.warning("entity %r (%s) of document %r covers no token; skipped", entity.text, entity.label, doc.id)
+                continue
+            ranges.append((cover[0], cover[1], entity.label))
+        kept, dropped = resolve_overlaps(ranges)
+        if dropped:
+            logger.warning(
+                "document %r: %d overlapping/nested entities dropped (flat tagging keeps the longest)",
+                doc.id,
+                len(dropped),
+            )
+        return kept
+
+    # ------------------------------------------------------------------ inference
+    def decode(
+        self,
+        tokens: TokenizedText,
+        windows: Sequence[tuple[int, int]],
+        window_probs: Sequence[np.ndarray],
+    ) -> list[CharMention]:
+        """Mentions of a text from per-window tag probabilities (``[window length, nb tags]``).
+
+        Each unit is read from the window where its tagged token is the most central. The
+        score of a mention is the mean probability of its predicted tags.
+        """
+        units = tokens.units(self.tag_subtokens)
+        if not units:
+            return []
+        owner = central_window_per_token(windows, len(tokens))
+        prefix = len(self.special.prefix)
+        rows = []
+        for unit in units:
+            w = owner[unit.first_token]
+            rows.append(window_probs[w][unit.first_token - windows[w][0] + prefix])
+        probs = np.stack(rows)
+        tag_ids = probs.argmax(axis=-1)
+        tag_scores = probs.max(axis=-1)
+        tags = [self.id_to_label[int(i)] for i in tag_ids]
+        mentions = []
+        text = tokens.text
+        for first, end, label in decode_tags(tags, self.tagging_scheme):
+            start, stop = units[first].start, units[end - 1].end
+            while start < stop and text[start].isspace():
+                start += 1
+            while stop > start and text[stop - 1].isspace():
+                stop -= 1
+            if stop > start:
+                mentions.append(CharMention(start, stop, label, float(tag_scores[first:end].mean())))
+        return mentions

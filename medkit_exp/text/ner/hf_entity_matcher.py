@@ -1,0 +1,217 @@
+"""`HFEntityMatcher`: find entities in documents or segments with a HF token-classification model.
+
+Texts of any length are handled: they are cut into overlapping token windows and each
+token is read from the window where it is the most central; nothing is truncated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from medkit_exp.core.document import Attribute, Entity, Segment, Span, TextDocument
+from medkit_exp.text.ner.codec import CharMention, NerCodec
+from medkit_exp.text.ner.hf_entity_matcher_trainable import HFEntityMatcherTrainable, collate_windows
+from medkit_exp.text.ner.settings import (
+    SETTINGS_FILE,
+    NerSettings,
+    load_fast_tokenizer,
+    model_max_length,
+    quiet_transformers,
+    resolve_stride,
+)
+from medkit_exp.text.ner.windows import SpecialTokens, window_inputs
+
+Item = TextDocument | Segment
+
+
+class HFEntityMatcher:
+    """Entity matcher over a HF token-classification model.
+
+    Args:
+        model: a folder saved by `HFEntityMatcherTrainable.save` (tagging settings read from
+            its ``medkit_exp_ner.json``), or any HF token-classification model folder or hub
+            name whose ``id2label`` holds IOB2/BILOU tags (words read from first sub-tokens).
+        device: torch device to run on.
+        batch_size: windows per forward pass.
+        tokenizer_max_length: tokens per window (default: the saved one, else the model's
+            limit capped at 512).
+        window_stride: tokens shared by consecutive windows (default: the saved one, else a
+            quarter of the window).
+        labels_map: optional renaming of the model's entity labels in the output.
+        attrs_to_copy: labels of the input segment's attributes copied onto its entities.
+        hf_auth_token: token for private hub models.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        device: str | torch.device = "cpu",
+        batch_size: int = 32,
+        tokenizer_max_length: int | None = None,
+        window_stride: int | None = None,
+        labels_map: dict[str, str] | None = None,
+        attrs_to_copy: Sequence[str] | None = None,
+        hf_auth_token: str | None = None,
+    ) -> None:
+        from transformers import AutoModelForTokenClassification
+
+        quiet_transformers()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model_name_or_path = str(model)
+        self.batch_size = batch_size
+        self.labels_map = dict(labels_map or {})
+        self.attrs_to_copy = list(attrs_to_copy or [])
+        self.device = torch.device(device)
+
+        self.model = AutoModelForTokenClassification.from_pretrained(self.model_name_or_path, token=hf_auth_token)
+        self.model.to(self.device).eval()
+        self.tokenizer = load_fast_tokenizer(self.model_name_or_path, hf_auth_token)
+        settings = NerSettings.load(self.model_name_or_path) if Path(self.model_name_or_path).is_dir() else None
+        if settings is None:
+            settings = NerSettings.from_model_config(self.model.config)
+        config_tags = [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
+        if config_tags != settings.tags:
+            raise ValueError(
+                f"{SETTINGS_FILE} of {model} lists tags {settings.tags} but the model config has {config_tags}: "
+                "re-save the checkpoint with HFEntityMatcherTrainable.save"
+            )
+        self.settings = settings
+        max_length = model_max_length(self.model.config, self.tokenizer, tokenizer_max_length or settings.max_length)
+        nb_special = SpecialTokens.of(self.tokenizer).count
+        if window_stride is None and settings.window_stride is not None and settings.window_stride < max_length - nb_special:
+            window_stride = settings.window_stride
+        stride = resolve_stride(max_length, nb_special, window_stride)
+        self.codec = NerCodec(
+            self.tokenizer, settings.tags, settings.tagging_scheme, settings.tag_subtokens, max_length, stride
+        )
+
+    @property
+    def labels(self) -> list[str]:
+        """Entity labels the model predicts (before ``labels_map``)."""
+        return list(self.codec.labels)
+
+    @property
+    def tagging_scheme(self) -> str:
+        return self.codec.tagging_scheme
+
+    @staticmethod
+    def make_trainable(
+        model_name_or_path: str | Path,
+        labels: Sequence[str],
+        tagging_scheme: str = "iob2",
+        tag_subtokens: bool = False,
+        tokenizer_max_length: int | None = None,
+        window_stride: int | None = None,
+        device: str | torch.device = "cpu",
+        hf_auth_token: str | None = None,
+    ) -> HFEntityMatcherTrainable:
+        """A trainable component to fine-tune ``model_name_or_path`` on ``labels``."""
+        return HFEntityMatcherTrainable(
+            model_name_or_path,
+            labels,
+            tagging_scheme=tagging_scheme,
+            tag_subtokens=tag_subtokens,
+            tokenizer_max_length=tokenizer_max_length,
+            window_stride=window_stride,
+            device=device,
+            hf_auth_token=hf_auth_token,
+        )
+
+    # ------------------------------------------------------------------ inference
+    def run(self, items: Iterable[Item]) -> list[Entity]:
+        """Entities found in ``items`` (documents or segments), as one flat list."""
+        return [entity for entities in self.predict(items) for entity in entities]
+
+    def predict(self, items: Iterable[Item]) -> list[list[Entity]]:
+        """Entities of each item, in item order; spans are in document coordinates."""
+        items = list(items)
+        views = [_TextView.of(item) for item in items]
+        tokens = self.codec.tokenize([view.text for view in views])
+        windows = [self.codec.windows(t) for t in tokens]
+        probs = self._window_probs(tokens, windows)
+        results = []
+        for item, view, item_tokens, item_windows, item_probs in zip(items, views, tokens, windows, probs):
+            mentions = self.codec.decode(item_tokens, item_windows, item_probs) if item_windows else []
+            results.append([self._entity(item, view, mention) for mention in mentions])
+        return results
+
+    def _window_probs(self, tokens: Sequence[Any], windows: Sequence[Sequence[tuple[int, int]]]) -> list[list[np.ndarray]]:
+        """Tag probabilities of every window, batched longest first to cut padding."""
+        jobs = []
+        for i, (item_tokens, item_windows) in enumerate(zip(tokens, windows)):
+            for j, window in enumerate(item_windows):
+                jobs.append((i, j, window_inputs(item_tokens, window, self.codec.special)))
+        jobs.sort(key=lambda job: len(job[2]["input_ids"]), reverse=True)
+        probs: list[list[Any]] = [[None] * len(w) for w in windows]
+        with torch.inference_mode():
+            for start in range(0, len(jobs), self.batch_size):
+                chunk = jobs[start : start + self.batch_size]
+                batch = collate_windows([job[2] for job in chunk], self.tokenizer, with_labels=False)
+                logits = self.model(**batch.to_device(self.device)).logits
+                batch_probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+                for row, (i, j, inputs) in enumerate(chunk):
+                    probs[i][j] = batch_probs[row, : len(inputs["input_ids"])]
+        return probs
+
+    def _entity(self, item: Item, view: "_TextView", mention: CharMention) -> Entity:
+        pieces = view.to_document(mention.start, mention.end)
+        entity = Entity(
+            label=self.labels_map.get(mention.label, mention.label),
+            spans=[span for span, _ in pieces],
+            text=" ".join(text for _, text in pieces),
+            score=mention.score,
+            metadata={"model": self.model_name_or_path},
+        )
+        if isinstance(item, Segment):
+            for label in self.attrs_to_copy:
+                for attr in item.get_attrs(label):
+                    entity.attrs.append(Attribute(attr.label, attr.value, dict(attr.metadata)))
+        return entity
+
+
+@dataclass
+class _TextView:
+    """The text a model reads for an item, and where its characters lie in the document.
+
+    ``pieces`` are ``(text_start, text_end, doc_start)``: a document is one piece; a segment
+    has one piece per span, its text being the spans' texts joined by single spaces.
+    """
+
+    text: str
+    pieces: list[tuple[int, int, int]]
+
+    @classmethod
+    def of(cls, item: Item) -> "_TextView":
+        if isinstance(item, TextDocument):
+            return cls(item.text, [(0, len(item.text), 0)])
+        if isinstance(item, Segment):
+            pieces, pos = [], 0
+            for span in item.spans:
+                pieces.append((pos, pos + span.length, span.start))
+                pos += span.length + 1
+            if pos - 1 != len(item.text):
+                raise ValueError(
+                    f"segment {item.label!r} has text of length {len(item.text)} but spans covering {pos - 1} "
+                    "characters (pieces joined by one space): fix the segment's text or spans"
+                )
+            return cls(item.text, pieces)
+        raise TypeError(f"HFEntityMatcher runs on TextDocument or Segment items, got {type(item).__name__}")
+
+    def to_document(self, start: int, end: int) -> list[tuple[Span, str]]:
+        """Document spans (and their texts) of characters ``[start, end)`` of the view's text."""
+        result = []
+        for text_start, text_end, doc_start in self.pieces:
+            a, b = max(start, text_start), min(end, text_end)
+            while a < b and self.text[a].isspace():
+                a += 1
+            while b > a and self.text[b - 1].isspace():
+                b -= 1
+            if a < b:
+                result.append((Span(doc_start + a - text_start, doc_start + b - text_start), self.text[a:b]))
+        return result

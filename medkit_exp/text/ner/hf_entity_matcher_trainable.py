@@ -1,0 +1,216 @@
+"""`HFEntityMatcherTrainable`: fine-tune a HF token-classification model on `TextDocument`s.
+
+It implements the `TrainableComponent` protocol of `medkit_exp.training`: ``preprocess``
+turns a document into tagged token windows, ``collate`` pads them, ``forward`` runs the
+model, ``save`` writes a folder that `HFEntityMatcher(model=folder)` runs as is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from medkit_exp.core.document import TextDocument
+from medkit_exp.text.ner.codec import NerCodec
+from medkit_exp.text.ner.settings import (
+    NerSettings,
+    load_fast_tokenizer,
+    model_max_length,
+    quiet_transformers,
+    resolve_stride,
+)
+from medkit_exp.text.ner.tagging import build_tag_set, check_scheme
+from medkit_exp.text.ner.windows import IGNORE_INDEX, SpecialTokens
+from medkit_exp.training.batch import BatchData
+
+
+class HFEntityMatcherTrainable:
+    """A trainable NER component over a HF token-classification model.
+
+    Args:
+        model_name_or_path: a HF model folder or hub name (a base encoder gets a new
+            classification head for the tags; a NER checkpoint with the same tags keeps its head).
+        labels: entity labels to learn; every entity of the training documents must use one.
+        tagging_scheme: ``"iob2"`` or ``"bilou"``.
+        tag_subtokens: tag every sub-token (True) or only the first sub-token of each word
+            (False: the other sub-tokens are ignored by the loss, and inference reads each word
+            from its first sub-token too).
+        tokenizer_max_length: tokens per window, special tokens included (default: the
+            model's limit, at most 512). Longer documents are split into overlapping windows.
+        window_stride: tokens shared by consecutive windows (default: a quarter of the window).
+        device: torch device of the model.
+        hf_auth_token: token for private hub models.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | Path,
+        labels: Sequence[str],
+        tagging_scheme: str = "iob2",
+        tag_subtokens: bool = False,
+        tokenizer_max_length: int | None = None,
+        window_stride: int | None = None,
+        device: str | torch.device = "cpu",
+        hf_auth_token: str | None = None,
+    ) -> None:
+        from transformers import AutoConfig
+
+        quiet_transformers()
+        self.model_name_or_path = str(model_name_or_path)
+        self.tagging_scheme = check_scheme(tagging_scheme)
+        self.tag_subtokens = bool(tag_subtokens)
+        self.labels = list(labels)
+        tags = build_tag_set(self.labels, self.tagging_scheme)
+        self._token = hf_auth_token
+
+        config = AutoConfig.from_pretrained(self.model_name_or_path, token=hf_auth_token)
+        existing = [v for _, v in sorted((int(k), v) for k, v in (config.id2label or {}).items())]
+        if sorted(existing) == sorted(tags):
+            tags = existing  # a NER checkpoint with these tags: keep its head and its tag order
+        self.tokenizer = load_fast_tokenizer(self.model_name_or_path, hf_auth_token)
+        max_length = model_max_length(config, self.tokenizer, tokenizer_max_length)
+        stride = resolve_stride(max_length, SpecialTokens.of(self.tokenizer).count, window_stride)
+        self.codec = NerCodec(self.tokenizer, tags, self.tagging_scheme, self.tag_subtokens, max_length, stride)
+        self.model = self._load_model(self.model_name_or_path)
+        self.device = torch.device(device)
+        self.model.to(self.device)
+
+    # ------------------------------------------------------------------ tag set
+    @property
+    def tags(self) -> list[str]:
+        return self.codec.tags
+
+    @property
+    def id_to_label(self) -> dict[int, str]:
+        """Tag of each class id (what the metrics computer needs)."""
+        return dict(self.codec.id_to_label)
+
+    @property
+    def label_to_id(self) -> dict[str, int]:
+        return dict(self.codec.label_to_id)
+
+    @property
+    def max_length(self) -> int:
+        return self.codec.max_length
+
+    @property
+    def window_stride(self) -> int:
+        return self.codec.stride
+
+    # ------------------------------------------------------------------ protocol
+    def to(self, device: str | torch.device) -> "HFEntityMatcherTrainable":
+        """Move the model to ``device``."""
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
+
+    def load(self, path: str | Path) -> None:
+        """Load into this component the weights (and tokenizer) saved by `save` in ``path``.
+
+        The parameters are updated in place, so an optimizer built before stays valid.
+        """
+        from transformers import AutoModelForTokenClassification
+
+        settings = NerSettings.load(path)
+        loaded = AutoModelForTokenClassification.from_pretrained(str(path))
+        saved_tags = [loaded.config.id2label[i] for i in range(len(loaded.config.id2label))]
+        saved_subtokens = settings.tag_subtokens if settings is not None else self.tag_subtokens
+        if saved_tags != self.tags or saved_subtokens != self.tag_subtokens:
+            raise ValueError(
+                f"checkpoint {path} was trained with tags {saved_tags} (tag_subtokens={saved_subtokens}) "
+                f"but this component uses {self.tags} (tag_subtokens={self.tag_subtokens}): "
+                "create the component with the checkpoint's labels and settings"
+            )
+        self.model.load_state_dict(loaded.state_dict())
+        self.tokenizer = load_fast_tokenizer(path)
+        self.codec.tokenizer = self.tokenizer
+
+    def create_optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """AdamW over all parameters (no weight decay), fused when the device supports it."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        try:
+            return torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+
+    def preprocess(self, data_item: TextDocument) -> list[dict[str, Any]]:
+        """Tagged windows of a document: one dict of python lists per window.
+
+        Keys: ``input_ids``, ``attention_mask``, ``labels`` (tag ids; -100 on special
+        tokens and, unless ``tag_subtokens``, on non-first sub-tokens) and ``length``.
+        """
+        if not isinstance(data_item, TextDocument):
+            raise TypeError(f"preprocess expects a TextDocument, got {type(data_item).__name__}")
+        return self.codec.encode_document(data_item)
+
+    def example_length(self, example: dict[str, Any]) -> int:
+        """Tokens of a preprocessed example (to group batches by length)."""
+        return int(example["length"])
+
+    def collate(self, batch: list[dict[str, Any]]) -> BatchData:
+        """Pad examples to the longest one: tensors ``input_ids``, ``attention_mask``, ``labels``."""
+        return collate_windows(batch, self.tokenizer, with_labels=True)
+
+    def forward(
+        self, input_batch: BatchData, return_loss: bool, eval_mode: bool
+    ) -> tuple[BatchData, torch.Tensor | None]:
+        """Run the model; returns ``(BatchData(logits=...), loss or None)``."""
+        self.model.train(not eval_mode)
+        inputs = {k: input_batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in input_batch}
+        if return_loss:
+            if "labels" not in input_batch:
+                raise ValueError("forward(return_loss=True) needs a batch with labels: collate preprocessed documents")
+            inputs["labels"] = input_batch["labels"]
+        with torch.no_grad() if eval_mode else contextlib.nullcontext():
+            output = self.model(**inputs)
+        loss = output.loss if return_loss else None
+        return BatchData(logits=output.logits), loss
+
+    def save(self, path: str | Path) -> None:
+        """Write a HF model folder (tags in ``config.id2label``) plus ``medkit_exp_ner.json``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        NerSettings(
+            tagging_scheme=self.tagging_scheme,
+            tag_subtokens=self.tag_subtokens,
+            labels=list(self.codec.labels),
+            tags=list(self.tags),
+            max_length=self.max_length,
+            window_stride=self.window_stride,
+        ).save(path)
+
+    # ------------------------------------------------------------------ helpers
+    def _load_model(self, path: str | Path) -> torch.nn.Module:
+        from transformers import AutoModelForTokenClassification
+
+        return AutoModelForTokenClassification.from_pretrained(
+            str(path),
+            num_labels=len(self.tags),
+            id2label=dict(self.codec.id_to_label),
+            label2id=dict(self.codec.label_to_id),
+            ignore_mismatched_sizes=True,
+            token=self._token,
+        )
+
+
+def collate_windows(batch: list[dict[str, Any]], tokenizer: Any, with_labels: bool) -> BatchData:
+    """Pad token windows to the longest of the batch (labels with -100, ids with the pad id)."""
+    if not batch:
+        raise ValueError("cannot collate an empty batch")
+    longest = max(len(item["input_ids"]) for item in batch)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def padded(key: str, value: int) -> torch.Tensor:
+        return torch.tensor([list(item[key]) + [value] * (longest - len(item[key])) for item in batch], dtype=torch.long)
+
+    data = BatchData(input_ids=padded("input_ids", pad_id), attention_mask=padded("attention_mask", 0))
+    if "token_type_ids" in getattr(tokenizer, "model_input_names", ()):
+        data["token_type_ids"] = torch.zeros_like(data["input_ids"])
+    if with_labels:
+        data["labels"] = padded("labels", IGNORE_INDEX)
+    return data

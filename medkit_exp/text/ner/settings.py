@@ -1,0 +1,136 @@
+"""What a NER checkpoint needs besides the HF weights, and how to load HF pieces quietly.
+
+A checkpoint folder written by `HFEntityMatcherTrainable.save` is a plain HF model folder
+(``config.json`` with the tags as ``id2label``, weights, tokenizer) plus
+``medkit_exp_ner.json`` (`NerSettings`): tagging scheme, sub-token policy, entity labels,
+window length and stride.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from medkit_exp.text.ner.tagging import check_scheme, infer_scheme, labels_of_tags, split_tag
+
+SETTINGS_FILE = "medkit_exp_ner.json"
+MAX_WINDOW = 512
+
+
+@dataclass
+class NerSettings:
+    """Tagging settings saved next to the model (``medkit_exp_ner.json``)."""
+
+    tagging_scheme: str
+    tag_subtokens: bool
+    labels: list[str]
+    tags: list[str]
+    max_length: int | None = None
+    window_stride: int | None = None
+    format_version: int = 1
+
+    def save(self, directory: str | Path) -> None:
+        path = Path(directory) / SETTINGS_FILE
+        path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "NerSettings | None":
+        """The settings saved in ``directory``, or None when it has none (a plain HF model)."""
+        path = Path(directory) / SETTINGS_FILE
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        settings = cls(**known)
+        settings.tagging_scheme = check_scheme(settings.tagging_scheme)
+        return settings
+
+    @classmethod
+    def from_model_config(cls, config: Any) -> "NerSettings":
+        """Settings of a plain HF token-classification model, read from its ``id2label``.
+
+        The scheme is BILOU when tags use L-/U- (or E-/S-), else IOB2; sub-tokens are assumed
+        untagged (each word read from its first sub-token).
+        """
+        id2label = {int(k): v for k, v in (getattr(config, "id2label", None) or {}).items()}
+        tags = [id2label[i] for i in sorted(id2label)]
+        try:
+            scheme = infer_scheme(tags)
+            for tag in tags:
+                split_tag(tag)
+        except ValueError as error:
+            raise ValueError(
+                f"cannot read entity tags from the model config id2label {tags}: {error}; "
+                "use a token-classification model whose labels are IOB2/BILOU tags (O, B-X, I-X...)"
+            ) from None
+        if "O" not in tags:
+            raise ValueError(f"the model config id2label {tags} has no 'O' tag: it is not an IOB2/BILOU NER model")
+        return cls(tagging_scheme=scheme, tag_subtokens=False, labels=labels_of_tags(tags), tags=tags)
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' load reports and progress bars."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def load_fast_tokenizer(name_or_path: str | Path, token: str | None = None) -> Any:
+    """Load a fast tokenizer; raise if only a slow one (no character offsets) exists."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), token=token)
+    require_fast(tokenizer, name_or_path)
+    return tokenizer
+
+
+def require_fast(tokenizer: Any, name: Any = "the model") -> None:
+    """Raise ``ValueError`` unless ``tokenizer`` is fast (gives offsets and word ids)."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"the tokenizer of {name} ({type(tokenizer).__name__}) is not a fast tokenizer, so it gives no "
+            "character offsets to align entities: save a fast one (tokenizer.json) with the model, "
+            "e.g. AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(folder)"
+        )
+
+
+def model_max_length(config: Any, tokenizer: Any, requested: int | None = None) -> int:
+    """Tokens per window: ``requested``, else the model's limit capped at 512."""
+    limits = [MAX_WINDOW]
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        limits.append(positions)
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:
+        limits.append(tokenizer_limit)
+    limit = min(limits)
+    if requested is None:
+        return limit
+    hard_limit = min(limits[1:]) if len(limits) > 1 else None
+    if requested < 1 or (hard_limit is not None and requested > hard_limit):
+        raise ValueError(
+            f"tokenizer_max_length={requested} is invalid for this model (at most {hard_limit} tokens): "
+            f"use a value up to {hard_limit}, or None for {limit}"
+        )
+    return requested
+
+
+def resolve_stride(max_length: int, nb_special: int, requested: int | None) -> int:
+    """Overlap between windows: ``requested``, else a quarter of the window."""
+    capacity = max_length - nb_special
+    if capacity < 2:
+        raise ValueError(
+            f"a window of {max_length} tokens leaves {capacity} for text after {nb_special} special tokens: "
+            "raise tokenizer_max_length"
+        )
+    stride = max_length // 4 if requested is None else requested
+    stride = min(stride, capacity - 1) if requested is None else stride
+    if not 0 <= stride < capacity:
+        raise ValueError(
+            f"window_stride={requested} must be in [0, {capacity - 1}] for windows of {max_length} tokens "
+            f"({nb_special} of them special): lower it or raise tokenizer_max_length"
+        )
+    return stride

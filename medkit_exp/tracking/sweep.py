@@ -1,0 +1,102 @@
+"""Group the runs of a Hydra multirun under one MLflow parent run.
+
+Hydra calls `on_multirun_start` once in the launching process; the parent run's id is
+passed to every job through an environment variable (inherited by joblib workers too),
+and each job's `MLflowCallback` starts its run with that parent. At the end the parent
+records the best job by the sweep's objective. Hydra skips `on_multirun_end` when a job
+raises, so an exit hook marks the parent FAILED in that case instead of leaving it RUNNING.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import time
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger("medkit_exp.sweep")
+
+PARENT_ENV = "MEDKIT_EXP_PARENT_RUN_ID"
+SWEEP_ENV = "MEDKIT_EXP_SWEEP_ID"
+
+
+class MLflowSweepCallback(Callback):
+    """Hydra callback: one parent MLflow run per multirun (imports mlflow only in multiruns)."""
+
+    def __init__(self) -> None:
+        self.parent_run_id: str | None = None
+        self._ended = False
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not config.tracking.enabled:
+            return
+        from mlflow.tracking import MlflowClient
+
+        from medkit_exp.tracking.store import setup_tracking
+
+        experiment_id = setup_tracking(config.tracking.uri, config.tracking.experiment, config.tracking.root)
+        sweep_id = time.strftime("%Y%m%d-%H%M%S")
+        overrides = " ".join(config.hydra.overrides.task) or "(none)"
+        run = MlflowClient().create_run(
+            experiment_id,
+            run_name=f"sweep-{sweep_id}",
+            tags={"sweep.id": sweep_id, "sweep.overrides": overrides, "sweep.objective": config.objective,
+                  "sweep.sweeper": config.hydra.sweeper._target_.rsplit(".", 1)[-1]},
+        )
+        self.parent_run_id = run.info.run_id
+        os.environ[PARENT_ENV] = self.parent_run_id
+        os.environ[SWEEP_ENV] = sweep_id
+        atexit.register(self._end, "FAILED")
+        log.info("MLflow parent run of this sweep: %s", self.parent_run_id)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.parent_run_id is None:
+            return
+        try:
+            self._record_best(config)
+        finally:
+            self._end("FINISHED")
+
+    def _record_best(self, config: DictConfig) -> None:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient()
+        parent = client.get_run(self.parent_run_id)
+        children = client.search_runs(
+            [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}'"
+        )
+        objective = config.objective
+        scored = [r for r in children if objective in r.data.metrics]
+        client.log_metric(self.parent_run_id, "jobs", len(children))
+        if not scored:
+            return
+        direction = str(config.hydra.sweeper.get("direction", "maximize"))
+        pick = min if "min" in direction else max
+        best = pick(scored, key=lambda r: r.data.metrics[objective])
+        client.log_metric(self.parent_run_id, f"best_{objective}", best.data.metrics[objective])
+        client.set_tag(self.parent_run_id, "best.run_id", best.info.run_id)
+        client.set_tag(self.parent_run_id, "best.run_name", best.info.run_name or "")
+        best_overrides = best.data.tags.get("hydra.overrides", "")
+        client.set_tag(self.parent_run_id, "best.overrides", best_overrides)
+        print(
+            f"Sweep best {objective}={best.data.metrics[objective]:.4f}: run {best.info.run_id} "
+            f"({best_overrides}); parent run {self.parent_run_id}",
+            flush=True,
+        )
+
+    def _end(self, status: str) -> None:
+        if self._ended or self.parent_run_id is None:
+            return
+        self._ended = True
+        try:
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient().set_terminated(self.parent_run_id, status=status)
+        except Exception as exc:  # noqa: BLE001 - ending a parent run must never hide the sweep's own error
+            log.warning("could not end the sweep's parent run %s: %s", self.parent_run_id, exc)
+        os.environ.pop(PARENT_ENV, None)
+        os.environ.pop(SWEEP_ENV, None)
