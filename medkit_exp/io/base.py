@@ -9,7 +9,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from medkit_exp.core.document import TextDocument
 
@@ -55,16 +55,25 @@ def read_text_file(path: Path, name: str, encoding: str = "utf-8") -> str:
         raise CorpusError(f"{name}: unknown encoding {encoding!r}; pass a Python codec name such as 'utf-8'") from None
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: Path, text: str, encoding: str = "utf-8") -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder, then rename.
 
     Readers never see a half-written file; newlines are written as they are (no translation).
     """
     path = Path(path)
+    # mkstemp creates the file private (0600): give it the mode an ordinary write would have.
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(text.encode(encoding))
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -179,6 +188,13 @@ class Corpus:
 
     def __getitem__(self, index: int) -> TextDocument:
         return self.documents[index]
+
+
+def normalise_labels(labels: Iterable[str] | None) -> set[str] | None:
+    """The allowed labels as a set (a single string is one label, not its characters)."""
+    if labels is None:
+        return None
+    return {labels} if isinstance(labels, str) else set(labels)
 
 
 def normalise_label_map(label_map: Mapping[str, str | None] | None) -> dict[str, str | None]:
