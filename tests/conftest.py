@@ -53,3 +53,54 @@ def build_tiny_bert(directory: Path) -> Path:
 def tiny_bert_dir(tmp_path_factory) -> Path:
     """Folder of a tiny random BERT usable as ``model_name_or_path``."""
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+# ---- BEGIN medkit_exp.tracking fixtures (owned by the tracking module) ----------------------
+# A first MLflow SQLite migration takes 5-7 s; tests copy one pre-migrated DB instead (~0.05 s).
+
+
+@pytest.fixture(scope="session")
+def mlflow_template_db(request, tmp_path_factory) -> Path:
+    """An empty, fully migrated MLflow ``mlflow.db``, built once and cached in .pytest_cache."""
+    import shutil
+    import subprocess
+    import sys
+
+    import mlflow
+    from filelock import FileLock
+
+    cache = getattr(request.config, "cache", None)
+    folder = f"mlflow-template-{mlflow.__version__}"
+    root = Path(cache.mkdir(folder)) if cache is not None else tmp_path_factory.mktemp(folder)
+    template = root / "mlflow.db"
+    with FileLock(str(root / ".build.lock"), timeout=300):
+        if not template.exists():
+            build = root / f"build-{os.getpid()}"
+            build.mkdir(exist_ok=True)
+            script = "import sys; from mlflow import MlflowClient; MlflowClient(sys.argv[1]).search_experiments()"
+            # In a subprocess with cwd=build: no engine cached here, no ./mlruns left in the repo.
+            subprocess.run([sys.executable, "-c", script, f"sqlite:///{build / 'mlflow.db'}"], cwd=build, check=True)
+            shutil.copyfile(build / "mlflow.db", root / "mlflow.db.tmp")
+            os.replace(root / "mlflow.db.tmp", template)  # atomic: a half-built template is never seen
+            shutil.rmtree(build, ignore_errors=True)
+    return template
+
+
+@pytest.fixture
+def mlflow_root(tmp_path, mlflow_template_db, monkeypatch) -> Path:
+    """A fresh ``<tmp>/mlruns`` holding a copy of the migrated DB: pass it as ``setup_tracking(root=...)``."""
+    import shutil
+
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MEDKIT_EXP_PARENT_RUN_ID", raising=False)
+    root = tmp_path / "mlruns"
+    root.mkdir()
+    shutil.copyfile(mlflow_template_db, root / "mlflow.db")
+    yield root
+    while mlflow.active_run() is not None:  # a failed test must not leave its run to the next
+        mlflow.end_run()
+
+
+# ---- END medkit_exp.tracking fixtures -------------------------------------------------------

@@ -1,0 +1,138 @@
+"""Where runs are stored: a remote MLflow server, or an embedded SQLite store under ``mlruns/``.
+
+Embedded layout: ``<root>/mlflow.db`` (runs, params, metrics) and ``<root>/artifacts/``.
+MLflow 3 refuses its old file store, so SQLite is the local default. Browse it with::
+
+    mlflow server --backend-store-uri sqlite:///mlruns/mlflow.db \\
+                  --artifacts-destination mlruns/artifacts --host 127.0.0.1 --port 5000 --workers 1
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import ssl
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import mlflow
+from filelock import FileLock
+from mlflow.exceptions import MlflowException
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".init.lock"
+LOCK_TIMEOUT_S = 300  # a first migration takes 5-7 s; several waiting processes queue behind it
+
+
+class TrackingUnavailableError(RuntimeError):
+    """The configured tracking server cannot be reached."""
+
+
+def default_tracking_uri(root: str | os.PathLike[str] = "mlruns") -> str:
+    """``sqlite:///<absolute root>/mlflow.db`` (four slashes for an absolute path)."""
+    return f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+
+
+def setup_tracking(
+    uri: str | None = None,
+    experiment: str = "medkit_exp",
+    root: str | os.PathLike[str] = "mlruns",
+    wal: bool = True,
+    check_timeout_s: float = 5.0,
+) -> str:
+    """Point MLflow at a store, make sure ``experiment`` exists there and is active; return its id.
+
+    The store is ``uri`` if given, else ``$MLFLOW_TRACKING_URI``, else an embedded SQLite DB
+    ``<root>/mlflow.db`` with artifacts in ``<root>/artifacts``. For any SQLite store, creation
+    (schema migration + experiment) runs under a file lock next to the DB, so several processes
+    may create the same store at once; new experiments there keep their artifacts in an
+    ``artifacts/`` folder next to the DB, independent of the working directory, and the DB is
+    switched to WAL journaling (faster commits; not for network file systems).
+    A remote server that does not answer raises `TrackingUnavailableError`.
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root)
+    db_path = _sqlite_path(uri)
+    if db_path is None:
+        if uri.startswith(("http://", "https://")):
+            _check_reachable(uri, check_timeout_s)
+        mlflow.set_tracking_uri(uri)
+        try:
+            return mlflow.set_experiment(experiment).experiment_id
+        except MlflowException as exc:
+            raise TrackingUnavailableError(
+                f"MLflow tracking at {_redact(uri)} failed: {exc.message.splitlines()[0]}"
+                " (run with tracking=none to train without tracking)"
+            ) from exc
+    return _setup_sqlite(uri, db_path, experiment, wal)
+
+
+def _setup_sqlite(uri: str, db_path: Path, experiment: str, wal: bool) -> str:
+    artifacts = db_path.parent / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    # Concurrent first-time alembic migrations of one DB crash; the lock serialises them.
+    with FileLock(str(db_path.parent / LOCK_NAME), timeout=LOCK_TIMEOUT_S):
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is not None:
+            experiment_id = found.experiment_id
+        else:
+            try:
+                experiment_id = mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri())
+            except MlflowException:  # created meanwhile by a process that used another lock path
+                experiment_id = mlflow.get_experiment_by_name(experiment).experiment_id
+        if wal:
+            _enable_wal(db_path)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The DB file of a ``sqlite:///`` URI (relative to the cwd unless absolute), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return Path(path).resolve()
+
+
+def _enable_wal(db_path: Path) -> None:
+    try:
+        con = sqlite3.connect(db_path, timeout=20)
+        try:
+            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
+        finally:
+            con.close()
+    except sqlite3.Error as exc:  # only a speed-up: never fail setup for it
+        log.debug("Could not switch %s to WAL: %s", db_path, exc)
+
+
+def _check_reachable(uri: str, timeout: float) -> None:
+    # MLflow's own client retries with back-off for minutes; fail fast instead.
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        pass  # it answered: reachable (some servers have no /health)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ssl.SSLError):
+            return  # it answered; TLS settings are MLflow's business (MLFLOW_TRACKING_INSECURE_TLS...)
+        raise TrackingUnavailableError(
+            f"MLflow tracking server {_redact(uri)} is unreachable ({reason}); start it, fix the URI,"
+            " or run with tracking=none"
+        ) from None
+
+
+def _redact(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,138 @@
+"""Run tags: git state, dataset identity, and a readable run name. No MLflow import."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+# MLflow's own system tag names (mlflow.utils.mlflow_tags), so the UI shows them as source info.
+MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
+MLFLOW_GIT_BRANCH = "mlflow.source.git.branch"
+
+# Last path parts that say nothing about which model it is.
+_GENERIC_MODEL_DIRS = {"model", "models", "checkpoint", "best_checkpoint", "last_checkpoint", "hf_model", "artifacts"}
+
+
+def git_tags(path: str | os.PathLike[str] | None = None, timeout: float = 10.0) -> dict[str, str]:
+    """Git state of the repository containing ``path`` (default: the current directory).
+
+    Returns ``{"git.commit", "git.dirty", "git.branch"}`` plus MLflow's
+    ``mlflow.source.git.commit`` / ``mlflow.source.git.branch``; ``git.dirty`` is ``"true"``
+    when tracked files differ from HEAD (untracked files do not count). The branch is omitted
+    on a detached HEAD. Returns ``{}`` outside a repository, without commits, or without git.
+    """
+    cwd = str(path) if path is not None else os.getcwd()
+    head = _git(["rev-parse", "HEAD", "--abbrev-ref", "HEAD"], cwd, timeout)
+    if head is None:
+        return {}
+    lines = head.splitlines()
+    if len(lines) != 2:
+        return {}
+    commit, branch = lines
+    status = _git(["status", "--porcelain", "--untracked-files=no"], cwd, timeout)
+    tags = {"git.commit": commit, MLFLOW_GIT_COMMIT: commit}
+    if status is not None:
+        tags["git.dirty"] = "true" if status.strip() else "false"
+    if branch != "HEAD":
+        tags["git.branch"] = branch
+        tags[MLFLOW_GIT_BRANCH] = branch
+    return tags
+
+
+def _git(args: list[str], cwd: str, timeout: float) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def dataset_digest(paths: Iterable[str | os.PathLike[str]], length: int = 16) -> str:
+    """Hex SHA-256 (first ``length`` chars) of the files' contents; folders are read recursively.
+
+    File names relative to each given path are hashed too, so renaming a split changes it.
+    """
+    sha = hashlib.sha256()
+    for path in paths:
+        root = Path(path)
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for file in files:
+            name = file.name if file == root else file.relative_to(root).as_posix()
+            sha.update(name.encode() + b"\0")
+            with file.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    sha.update(chunk)
+            sha.update(b"\0")
+    return sha.hexdigest()[:length]
+
+
+def dataset_tags(
+    name: str,
+    digest: str | None = None,
+    paths: Iterable[str | os.PathLike[str]] | None = None,
+) -> dict[str, str]:
+    """``{"dataset.name": name, "dataset.digest": ...}``; the digest is computed from ``paths`` if not given."""
+    tags = {"dataset.name": name}
+    if digest is None and paths is not None:
+        digest = dataset_digest(paths)
+    if digest is not None:
+        tags["dataset.digest"] = digest
+    return tags
+
+
+def run_name(
+    component: str,
+    model: str | None = None,
+    dataset: str | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    max_length: int = 80,
+) -> str:
+    """A short readable run name, e.g. ``hf_ner-all-MiniLM-L6-v2-demo-lr=3e-05``.
+
+    ``model`` may be a hub id or a local path (its last meaningful folder name is used).
+    ``overrides`` are Hydra-style ``["trainer.lr=3e-05"]`` strings or a ``{"trainer.lr": 3e-05}``
+    mapping; only each key's last part is kept, ``hydra.*`` overrides are dropped, and the ones
+    that do not fit in ``max_length`` are replaced by ``+N``.
+    """
+    head = "-".join(part for part in (component, _short_model(model), dataset) if part)
+    items = _override_items(overrides)
+    name = head
+    for i, item in enumerate(items):
+        remaining = len(items) - i - 1
+        tail = f"-+{remaining}" if remaining else ""
+        if len(name) + 1 + len(item) + len(tail) > max_length:
+            return f"{name}-+{len(items) - i}"
+        name = f"{name}-{item}"
+    return name
+
+
+def _short_model(model: str | None) -> str | None:
+    if not model:
+        return None
+    parts = [p for p in str(model).replace("\\", "/").split("/") if p]
+    while len(parts) > 1 and parts[-1].lower() in _GENERIC_MODEL_DIRS:
+        parts.pop()
+    return parts[-1][:40] if parts else None
+
+
+def _override_items(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
+    if not overrides:
+        return []
+    if isinstance(overrides, Mapping):
+        pairs = [(str(k), str(v)) for k, v in overrides.items()]
+    else:
+        pairs = [tuple(o.split("=", 1)) if "=" in o else (o, "") for o in overrides]
+    items = []
+    for key, value in pairs:
+        key = key.lstrip("+~")
+        if key.startswith(("hydra.", "hydra/")):
+            continue
+        short = key.replace("/", ".").rsplit(".", 1)[-1]
+        items.append(f"{short}={value}" if value else short)
+    return items
