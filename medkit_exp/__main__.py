@@ -40,7 +40,15 @@ def _report(func):
 def _run(cfg: DictConfig) -> float | None:
     from medkit_exp.app import run
 
-    return run(cfg)
+    try:
+        return run(cfg)
+    except Exception as exc:
+        # Report user errors here, inside the job: past this point Hydra would first print
+        # "Error executing job with overrides: [...]", a second line users did not ask for.
+        if is_user_error(exc):
+            print(f"medkit_exp: error: {one_line(exc)}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from exc
+        raise
 
 
 def main() -> None:

@@ -327,15 +327,16 @@ class MLflowCallback(TrainerCallback):
         self._sender.flush(self.flush_timeout_s)
 
     def ui_command(self) -> str:
-        """How to browse this run: an ``mlflow server`` command line for SQLite, else the URI."""
+        """How to browse this run: the ``mlflow ui`` command for a SQLite store, else the run's URL."""
         uri = self._client.tracking_uri if self._client is not None else None
-        if not uri or not uri.startswith("sqlite:///"):
-            return uri or "tracking is off"
+        if not uri:
+            return "tracking is off"
+        if not uri.startswith("sqlite:///"):
+            if uri.startswith(("http://", "https://")) and self.run_id:
+                return f"{uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+            return uri
         artifacts = Path(uri[len("sqlite:///"):].split("?", 1)[0]).parent / "artifacts"
-        return (
-            f"mlflow server --backend-store-uri {uri} --artifacts-destination {artifacts}"
-            " --host 127.0.0.1 --port 5000 --workers 1"
-        )
+        return f"mlflow ui --backend-store-uri {uri} --artifacts-destination {artifacts} --port 5000"
 
     def on_save(self, checkpoint_dir: Path) -> None:
         """Record the checkpoint; uploads happen in `on_train_end` (the Trainer may delete old ones)."""

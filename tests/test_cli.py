@@ -1,0 +1,178 @@
+"""End-to-end: drive `python -m medkit_exp` in a subprocess, read the runs back from MLflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true",
+               TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO_ROOT))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MEDKIT_EXP_PARENT_RUN_ID", None)
+    return env
+
+
+def run_cli(args: list[str], cwd: Path, module: str = "medkit_exp", timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=cli_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture
+def workdir(tmp_path, mlflow_template_db) -> Path:
+    """A launch folder whose mlruns/ already holds a migrated store (saves 5 s per test)."""
+    (tmp_path / "mlruns").mkdir()
+    shutil.copyfile(mlflow_template_db, tmp_path / "mlruns" / "mlflow.db")
+    return tmp_path
+
+
+def quick_args(model_dir: Path) -> list[str]:
+    return [f"component.model={model_dir}", "data.max_docs=40", "trainer.lr=5e-3", "trainer.batch_size=8",
+            "threads=1", "callbacks.progress_bars=false"]
+
+
+def client_for(workdir: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
+
+
+def test_one_run_is_logged_completely_and_its_checkpoint_predicts(workdir, tiny_bert_dir):
+    result = run_cli([*quick_args(tiny_bert_dir), "trainer.epochs=12", "data.max_docs=80",
+                      "hydra.run.dir=out"], workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    run_id = re.search(r"MLflow run\s+: (\w+)", out).group(1)
+    assert "mlflow ui --backend-store-uri sqlite:///" in out and "best epoch" in out
+
+    client = client_for(workdir)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["trainer.lr"] == "0.005" and params["trainer.epochs"] == "12"
+    assert params["component.model"] == str(tiny_bert_dir) and params["data.name"] == "demo"
+    tags = run.data.tags
+    assert "trainer.epochs=12" in tags["hydra.overrides"]
+    assert tags["dataset.name"] == "demo" and len(tags["dataset.digest"]) >= 12
+    assert re.fullmatch(r"[0-9a-f]{40}", tags["git.commit"])
+
+    history = json.loads((workdir / "out" / "checkpoints" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, 13))
+    eval_f1 = client.get_metric_history(run_id, "eval_f1")
+    assert [(m.step, m.value) for m in eval_f1] == [(h["epoch"], pytest.approx(h["eval"]["f1"])) for h in history]
+    train_loss = client.get_metric_history(run_id, "train_loss")
+    assert [m.value for m in train_loss] == [pytest.approx(h["train"]["loss"]) for h in history]
+    assert client.get_metric_history(run_id, "step/train_loss")
+    assert run.data.metrics["test_f1"] > 0.2 and "test_token_f1" in run.data.metrics
+
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"config.yaml", "history.json", "best_checkpoint"} <= artifacts
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="best_checkpoint", dst_path=str(workdir / "dl"))
+
+    from medkit_exp.core import TextDocument
+    from medkit_exp.text.ner import HFEntityMatcher
+
+    text = "The patient was started on metformin for type 2 diabetes after an HbA1c test."
+    from_artifact = HFEntityMatcher(model=local).predict([TextDocument(text=text)])[0]
+    best_local = re.search(r"checkpoint\s+: (\S+)", out).group(1)
+    from_disk = HFEntityMatcher(model=best_local).predict([TextDocument(text=text)])[0]
+    assert from_disk and [(e.label, e.spans, e.text) for e in from_artifact] == [
+        (e.label, e.spans, e.text) for e in from_disk]
+
+    # The predict CLI loads the same checkpoint by run id and scores a corpus with references.
+    from medkit_exp.io import load_demo_corpus, write_jsonl
+
+    write_jsonl(load_demo_corpus()["test"][:10], workdir / "test.jsonl")
+    predicted = run_cli(["--run-id", run_id, "--input", "test.jsonl", "--output", "preds",
+                         "--tracking-uri", f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"],
+                        workdir, module="medkit_exp.predict")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert (workdir / "preds" / "predictions.jsonl").is_file() and (workdir / "preds" / "brat").is_dir()
+    assert "scores: precision=" in predicted.stdout
+    assert "predict_f1" in client.get_run(run_id).data.metrics
+
+
+def test_a_grid_sweep_makes_one_run_per_job_under_a_parent(workdir, tiny_bert_dir):
+    result = run_cli(["-m", *quick_args(tiny_bert_dir), "trainer.epochs=1", "data.max_docs=16",
+                      "trainer.lr=1e-3,5e-3", "trainer.seed=0,1"], workdir, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = client_for(workdir)
+    experiment = client.get_experiment_by_name("medkit_exp")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.info.run_name.startswith("sweep-")]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == 4 and all(r.info.status == "FINISHED" for r in children)
+    assert sorted((r.data.params["trainer.lr"], r.data.params["trainer.seed"]) for r in children) == [
+        ("0.001", "0"), ("0.001", "1"), ("0.005", "0"), ("0.005", "1")]
+    assert parents[0].data.tags["best.run_id"] in {r.info.run_id for r in children}
+    assert "best_eval_f1" in parents[0].data.metrics
+
+
+def test_an_optuna_search_completes_and_reports_its_best_trial(workdir, tiny_bert_dir):
+    result = run_cli(["hparams_search=ner_optuna", "hydra.sweeper.n_trials=2", *quick_args(tiny_bert_dir),
+                      "data.max_docs=16", "tracking.experiment=optuna"], workdir, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Best parameters" in result.stdout + result.stderr
+    results = list((workdir / "multirun").rglob("optimization_results.yaml"))
+    assert len(results) == 1 and "best_value" in results[0].read_text()
+    client = client_for(workdir)
+    runs = client.search_runs([client.get_experiment_by_name("optuna").experiment_id])
+    assert len([r for r in runs if "mlflow.parentRunId" in r.data.tags]) == 2
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("trainer.lrr=1", "Key 'lrr' not in 'TrainerConfig'"),
+        ("trainer.epochs=abc", "trainer.epochs=abc"),
+        ("data=nope", "Could not find 'data/nope'"),
+        ("trainer.batch_size=0", "trainer.batch_size must be >= 1"),
+        ("trainer.lr=-1", "trainer.lr must be > 0"),
+    ],
+)
+def test_bad_config_fails_with_one_line_and_exit_code_2(tmp_path, override, expected):
+    result = run_cli([override, "tracking=none"], tmp_path, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("medkit_exp: error:") and expected in lines[0]
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_missing_data_folder_and_model_are_one_line_errors(tmp_path):
+    for args, expected in [
+        (["data=brat", "data.root=/no/such/folder"], "data.root /no/such/folder does not exist"),
+        (["component.model=/no/such/model"], "component.model=/no/such/model is not a local folder"),
+    ]:
+        result = run_cli([*args, "tracking=none"], tmp_path, timeout=120)
+        assert result.returncode == 2, result.stderr[-2000:]
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0]
+
+
+def test_cfg_job_and_help_show_the_config_without_torch_or_mlflow(tmp_path):
+    probe = ("import sys, runpy; sys.argv=['medkit_exp', '--cfg', 'job', '+experiment=ncbi_disease'];\n"
+             "try:\n    runpy.run_module('medkit_exp', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             "print('HEAVY', sorted(m for m in ('torch', 'mlflow', 'transformers') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=cli_env(), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "SpecificDisease: Disease" in result.stdout and "HEAVY []" in result.stdout
+    help_result = run_cli(["--help"], tmp_path, timeout=60)
+    assert help_result.returncode == 0
+    assert "experiment: demo, ncbi_disease" in help_result.stdout
+    assert "hparams_search: ner_optuna" in help_result.stdout and "trainer.resume_from" in help_result.stdout
