@@ -78,9 +78,6 @@ def run(cfg: DictConfig) -> float | None:
     """Train, evaluate on test, track; return ``cfg.objective`` from the run summary."""
     started = time.perf_counter()
     trainer_cfg = trainer_config(cfg)  # fail on bad settings before anything heavy is imported
-    if cfg.component.name != "hf_ner":
-        raise UserError(f"component={cfg.component.name} is not supported by this app; use component=hf_ner")
-
     import torch
 
     from medkit_exp.datasets import load_dataset
@@ -88,11 +85,11 @@ def run(cfg: DictConfig) -> float | None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dataset = load_dataset(cfg.data)
-    model_path = resolve_model(cfg.component.model)
+    resolve_model(cfg.component.model)  # a wrong model path fails before tracking starts
 
     tracker = _make_tracker(cfg, dataset) if cfg.tracking.enabled else None
     try:
-        summary = _train_and_test(cfg, trainer_cfg, dataset, model_path, tracker)
+        summary = _train_and_test(cfg, trainer_cfg, dataset, tracker)
     except BaseException as exc:
         if tracker is not None:
             tracker.on_exception(exception=exc)
@@ -109,40 +106,23 @@ def run(cfg: DictConfig) -> float | None:
     return objective
 
 
-def _train_and_test(cfg, trainer_cfg, dataset, model_path: str, tracker) -> dict[str, Any]:
-    from medkit_exp.text.metrics import SeqEvalMetricsComputer
-    from medkit_exp.text.ner import HFEntityMatcher
+def _train_and_test(cfg, trainer_cfg, dataset, tracker) -> dict[str, Any]:
+    from medkit_exp.tasks import get_task
     from medkit_exp.training import DefaultPrinterCallback, Trainer
     from medkit_exp.training.trainer import resolve_device
 
-    train_docs, dev_docs = dataset.splits["train"], dataset.splits["dev"]
-    if cfg.data.split_sentences:
-        from medkit_exp.io.sentences import split_into_sentences
-
-        train_docs, dev_docs = split_into_sentences(train_docs), split_into_sentences(dev_docs)
-
-    labels = list(cfg.component.labels) if cfg.component.labels else dataset.labels
+    task = get_task(cfg.component.name)
     device = resolve_device(trainer_cfg.device)
-    component = HFEntityMatcher.make_trainable(
-        model_path,
-        labels=labels,
-        tagging_scheme=cfg.component.tagging_scheme,
-        tag_subtokens=cfg.component.tag_subtokens,
-        tokenizer_max_length=cfg.component.max_length,
-        window_stride=cfg.component.window_stride,
-        device=device,
-    )
-    metrics = SeqEvalMetricsComputer(
-        component.id_to_label, tagging_scheme=component.tagging_scheme, return_metrics_by_label=cfg.metrics.by_label
-    )
+    component, metrics = task.build(cfg, task.labels(cfg, dataset), device)
     callbacks = []
     if cfg.callbacks.printer:
         callbacks.append(DefaultPrinterCallback(progress_bars=cfg.callbacks.progress_bars))
     if tracker is not None:
         callbacks.append(tracker)
     trainer = Trainer(
-        component, trainer_cfg, train_docs, dev_docs, metrics_computer=metrics,
-        lr_scheduler_builder=scheduler_builder(cfg.scheduler), callbacks=callbacks,
+        component, trainer_cfg,
+        task.training_items(cfg, dataset.splits["train"]), task.training_items(cfg, dataset.splits["dev"]),
+        metrics_computer=metrics, lr_scheduler_builder=scheduler_builder(cfg.scheduler), callbacks=callbacks,
     )
     history = trainer.train()
     output_dir = Path(trainer_cfg.output_dir)
@@ -155,27 +135,14 @@ def _train_and_test(cfg, trainer_cfg, dataset, model_path: str, tracker) -> dict
     summary.update({f"eval_{k}": v for k, v in (best_entry.get("eval") or {}).items()})
 
     del component, trainer  # free the training copy before loading the best checkpoint
-    test_docs = dataset.splits["test"]
-    if test_docs:
-        matcher = HFEntityMatcher(model=best_dir / "model", device=device, batch_size=cfg.component.predict_batch_size)
-        predictions = matcher.predict(test_docs)
-        test_metrics = score_predictions(test_docs, predictions, matcher.tagging_scheme)
+    if dataset.splits["test"]:
+        test_metrics = task.test(cfg, best_dir / "model", dataset.splits["test"], device)
         summary.update({f"test_{k}": v for k, v in test_metrics.items()})
         if tracker is not None:
             tracker.log_test_metrics(test_metrics)
     if tracker is not None:
         tracker.log_best_checkpoint(best_dir)
     return summary
-
-
-def score_predictions(reference_docs, predictions, tagging_scheme: str = "iob2") -> dict[str, float]:
-    """Exact-span scores (``precision``, ``f1``...) and token-level seqeval scores (``token_*``)."""
-    from medkit_exp.text.metrics import ExactSpanEvaluator, SeqEvalEvaluator
-
-    scores = dict(ExactSpanEvaluator().compute(reference_docs, predictions))
-    token_scores = SeqEvalEvaluator(tagging_scheme=tagging_scheme).compute(reference_docs, predictions)
-    scores.update({f"token_{k}": v for k, v in token_scores.items()})
-    return scores
 
 
 # ---------------------------------------------------------------------------- tracking

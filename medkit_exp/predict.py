@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from medkit_exp.app import score_predictions
+    from medkit_exp.tasks.ner import score_predictions
     from medkit_exp.core import TextDocument
 
     label_map = json.loads(args.label_map) if args.label_map else None
