@@ -85,6 +85,7 @@ def run(cfg: DictConfig) -> float | None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dataset = load_dataset(cfg.data)
+    print(dataset.describe(), flush=True)
     resolve_model(cfg.component.model)  # a wrong model path fails before tracking starts
 
     tracker = _make_tracker(cfg, dataset) if cfg.tracking.enabled else None

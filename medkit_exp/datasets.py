@@ -32,6 +32,20 @@ class DatasetSplits:
 
         return {split: corpus_summary(docs) for split, docs in self.splits.items()}
 
+    def describe(self) -> str:
+        """One line per split: documents, entities per label, and what the reader dropped."""
+        from medkit_exp.io.corpus import format_summary
+
+        lines = []
+        for split in SPLITS:
+            line = format_summary(self.splits[split], name=f"{self.name}/{split}")
+            report = self.reports.get(split)
+            dropped = getattr(report, "total_dropped", 0) if report is not None else 0
+            if dropped:
+                line += f" Reader dropped {dropped} entities ({report.describe()})."
+            lines.append(line)
+        return "\n".join(lines)
+
     def digest(self) -> str:
         from medkit_exp.io.corpus import corpus_digest
 

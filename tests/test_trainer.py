@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 
 import pytest
 import torch
@@ -283,3 +285,58 @@ def test_length_grouped_batches_cover_every_example_once(tmp_path):
     batches = trainer._batch_indices(1, lengths)
     assert sorted(i for b in batches for i in b) == list(range(64))
     assert all(max(lengths[i] for i in b) - min(lengths[i] for i in b) == 7 for b in batches)
+
+
+class SendSignal(TrainerCallback):
+    """Sends a signal to this process after a given train batch (the way a user or a scheduler would)."""
+
+    def __init__(self, signum, after_step, times=1):
+        self.signum, self.after_step, self.times = signum, after_step, times
+        self.seen = 0
+
+    def on_step_end(self, step_idx, nb_batches, phase, batch_size=0, loss=None):
+        if phase == "train":
+            self.seen += 1
+            if self.seen == self.after_step:
+                for _ in range(self.times):
+                    os.kill(os.getpid(), self.signum)
+
+
+def test_ctrl_c_finishes_the_step_checkpoints_mid_epoch_and_resumes_exactly(tmp_path):
+    settings = dict(epochs=3, grad_accum_steps=2, batch_size=4)
+    full = DummyClassifier(dropout=0.3)
+    full_history = Trainer(full, config(tmp_path / "full", **settings), TRAIN, EVAL,
+                           metrics_computer=AccuracyMetrics(), callbacks=[],
+                           lr_scheduler_builder=linear_warmup(warmup_ratio=0.2)).train()
+
+    interrupted = DummyClassifier(dropout=0.3)
+    # 16 batches per epoch; the signal arrives after batch 21 (epoch 2, batch 5, mid accumulation window).
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(interrupted, config(tmp_path / "part", **settings), TRAIN, EVAL, metrics_computer=AccuracyMetrics(),
+                callbacks=[SendSignal(signal.SIGINT, after_step=21)],
+                lr_scheduler_builder=linear_warmup(warmup_ratio=0.2)).train()
+    index = json.loads((tmp_path / "part" / "out" / "checkpoints.json").read_text())
+    assert index["last"] == "checkpoint-epoch-002-step-000011"  # the window finished: 8 + 3 optimizer steps
+    state = torch.load(tmp_path / "part" / "out" / index["last"] / "trainer_state.pt", weights_only=False)
+    assert state["loop"]["batches_done"] == 6 and state["loop"]["epoch"] == 1
+
+    resumed = DummyClassifier(dropout=0.3, seed=7)
+    resumed_history = Trainer(resumed, config(tmp_path / "part", resume_from="last", **settings), TRAIN, EVAL,
+                              metrics_computer=AccuracyMetrics(), callbacks=[],
+                              lr_scheduler_builder=linear_warmup(warmup_ratio=0.2)).train()
+    assert torch.equal(weights(full), weights(resumed))
+    assert _comparable(resumed_history) == _comparable(full_history)
+
+
+def test_sigterm_exits_with_143_after_a_checkpoint(tmp_path):
+    with pytest.raises(SystemExit) as stopped:
+        Trainer(DummyClassifier(), config(tmp_path), TRAIN, EVAL, callbacks=[SendSignal(signal.SIGTERM, 3)]).train()
+    assert stopped.value.code == 143
+    assert json.loads((tmp_path / "out" / "checkpoints.json").read_text())["last"] == "checkpoint-epoch-001-step-000003"
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(DummyClassifier(), config(tmp_path), TRAIN, EVAL, callbacks=[SendSignal(signal.SIGINT, 3, times=2)]).train()
+    assert not (tmp_path / "out" / "checkpoints.json").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored

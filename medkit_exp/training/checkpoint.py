@@ -48,10 +48,16 @@ class LoopState:
     epochs_without_improvement: int = 0
     nan_skips: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    # Set only in a checkpoint written mid-epoch (after an interruption): how far the
+    # interrupted epoch got and its running sums, so that a resumed run continues exactly.
+    batches_done: int = 0
+    partial_epoch: dict[str, Any] | None = None
 
 
-def checkpoint_name(epoch: int) -> str:
-    return f"{PREFIX}{epoch:03d}"
+def checkpoint_name(epoch: int, global_step: int | None = None) -> str:
+    """``checkpoint-epoch-003`` at an epoch end, ``checkpoint-epoch-003-step-000123`` mid-epoch."""
+    name = f"{PREFIX}{epoch:03d}"
+    return name if global_step is None else f"{name}-step-{global_step:06d}"
 
 
 def capture_rng_states() -> dict[str, Any]:
@@ -100,15 +106,15 @@ def read_index(output_dir: Path) -> dict[str, Any]:
 
 def write_checkpoint(
     output_dir: Path,
-    epoch: int,
+    name: str,
     save_model: Callable[[Path], None],
     trainer_state: dict[str, Any],
     summary: dict[str, Any],
 ) -> Path:
-    """Write checkpoint ``epoch`` atomically and return its final folder."""
+    """Write checkpoint folder ``name`` atomically and return its final path."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    final = output_dir / checkpoint_name(epoch)
+    final = output_dir / name
     tmp = Path(tempfile.mkdtemp(dir=output_dir, prefix=f".tmp-{final.name}-"))
     try:
         save_model(tmp / MODEL_DIR)

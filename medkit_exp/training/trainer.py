@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import signal
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -33,6 +35,42 @@ class NonFiniteLossError(RuntimeError):
 
 class TrainingSetupError(ValueError):
     """The trainer's inputs cannot work together (reported before training starts)."""
+
+
+def _interruption(signum: int) -> BaseException:
+    """What a stop signal becomes: Ctrl-C a KeyboardInterrupt, SIGTERM an exit with 143."""
+    if signum == signal.SIGINT:
+        return KeyboardInterrupt()
+    return SystemExit(128 + signum)
+
+
+class _StopSignals:
+    """While active, SIGINT/SIGTERM ask the loop to stop after the current optimizer step;
+    a second signal stops at once. Only installed from the main thread (Python's rule)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            raise _interruption(signum)
+        self.received = signum
+        print(f"\n{signal.Signals(signum).name} received: stopping after the current step and writing a "
+              "checkpoint (send it again to stop at once)", flush=True)
 
 
 class _Callbacks:
@@ -118,6 +156,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
         self.stopped_early = False
+        self._signals = _StopSignals()
 
     # ------------------------------------------------------------------ public API
     @property
@@ -137,7 +176,8 @@ class Trainer:
     def train(self) -> list[dict[str, Any]]:
         """Run the training; return the history, one entry per epoch."""
         try:
-            return self._train()
+            with self._signals:
+                return self._train()
         except BaseException as exc:
             self.callbacks.on_exception(exception=exc)
             raise
@@ -173,7 +213,7 @@ class Trainer:
             ckpt.restore_rng_states(resume_state["rng"])
 
         self.callbacks.on_train_begin(config=cfg)
-        for epoch in range(self.state.epoch + 1, cfg.epochs + 1):
+        for epoch in range(self.state.epoch + 1, cfg.epochs + 1):  # a mid-epoch checkpoint resumes its epoch
             epoch_start = time.perf_counter()
             self.callbacks.on_epoch_begin(epoch=epoch)
             train_metrics, samples_per_s = self._train_epoch(epoch, train_examples, train_lengths)
@@ -199,15 +239,18 @@ class Trainer:
     def _train_epoch(self, epoch: int, examples: list[Any], lengths: list[int]) -> tuple[dict[str, float], float]:
         cfg = self.config
         batches = self._batch_indices(epoch, lengths)
-        loader = self._loader(examples, batches)
         accum = cfg.grad_accum_steps
         nb_batches = len(batches)
-        metric_data: dict[str, list[Any]] = {}
-        loss_sum, rows, log_loss_sum, log_rows = 0.0, 0, 0.0, 0
+        # A run resumed from a mid-epoch checkpoint skips the batches that epoch already saw.
+        first = self.state.batches_done
+        sums = self.state.partial_epoch or {"loss_sum": 0.0, "rows": 0, "log_loss_sum": 0.0, "log_rows": 0,
+                                            "metric_data": {}, "seconds": 0.0}
+        metric_data: dict[str, list[Any]] = sums["metric_data"]
         started = time.perf_counter()
+        loader = self._loader(examples, batches[first:])
         self.optimizer.zero_grad(set_to_none=True)
 
-        for batch_idx, (indices, batch) in enumerate(zip(batches, loader)):
+        for batch_idx, (indices, batch) in enumerate(zip(batches[first:], loader), start=first):
             self.callbacks.on_step_begin(step_idx=batch_idx, nb_batches=nb_batches, phase="train")
             # Weight each micro-batch by its share of rows in its accumulation window, so
             # that accumulating k batches gives the update of one batch k times larger.
@@ -220,31 +263,44 @@ class Trainer:
             finite = math.isfinite(loss_value)
             if finite:
                 (loss * (len(indices) / window_rows)).backward()
-                loss_sum += loss_value * len(indices)
-                rows += len(indices)
-                log_loss_sum += loss_value * len(indices)
-                log_rows += len(indices)
+                sums["loss_sum"] += loss_value * len(indices)
+                sums["rows"] += len(indices)
+                sums["log_loss_sum"] += loss_value * len(indices)
+                sums["log_rows"] += len(indices)
                 if cfg.do_metrics_in_training and self.metrics_computer is not None:
                     _extend(metric_data, self.metrics_computer.prepare_batch(output, batch))
             else:
                 self._handle_non_finite(loss_value, epoch, batch_idx)
 
-            if (batch_idx + 1) % accum == 0 or batch_idx + 1 == nb_batches:
+            end_of_window = (batch_idx + 1) % accum == 0 or batch_idx + 1 == nb_batches
+            if end_of_window:
                 self._optimizer_step()
-                if self.state.global_step % cfg.log_every_n_steps == 0 and log_rows:
-                    logs = {"train_loss": log_loss_sum / log_rows, "lr": self.optimizer.param_groups[0]["lr"]}
+                if self.state.global_step % cfg.log_every_n_steps == 0 and sums["log_rows"]:
+                    logs = {"train_loss": sums["log_loss_sum"] / sums["log_rows"],
+                            "lr": self.optimizer.param_groups[0]["lr"]}
                     self.callbacks.on_log(logs=logs, global_step=self.state.global_step)
-                    log_loss_sum, log_rows = 0.0, 0
+                    sums["log_loss_sum"], sums["log_rows"] = 0.0, 0
             self.callbacks.on_step_end(
                 step_idx=batch_idx, nb_batches=nb_batches, phase="train",
                 batch_size=len(indices), loss=loss_value if finite else None,
             )
+            if end_of_window and self._signals.received is not None and batch_idx + 1 < nb_batches:
+                sums["seconds"] += time.perf_counter() - started
+                self._stop_mid_epoch(epoch, batch_idx + 1, sums)
 
-        duration = time.perf_counter() - started
-        metrics = {"loss": loss_sum / rows if rows else float("nan")}
+        duration = sums["seconds"] + time.perf_counter() - started
+        rows = sums["rows"]
+        self.state.batches_done, self.state.partial_epoch = 0, None
+        metrics = {"loss": sums["loss_sum"] / rows if rows else float("nan")}
         if metric_data and self.metrics_computer is not None:
             metrics.update(self.metrics_computer.compute(metric_data))
         return metrics, (rows / duration if duration > 0 else 0.0)
+
+    def _stop_mid_epoch(self, epoch: int, batches_done: int, sums: dict[str, Any]) -> None:
+        """Write a checkpoint of the interrupted epoch, then raise the signal's interruption."""
+        self.state.batches_done, self.state.partial_epoch = batches_done, sums
+        self._save_checkpoint(ckpt.checkpoint_name(epoch, self.state.global_step), epoch, improved=False)
+        raise _interruption(self._signals.received)
 
     def _optimizer_step(self) -> None:
         if self.config.max_grad_norm is not None:
@@ -340,6 +396,9 @@ class Trainer:
             batch_sampler=batches,
             collate_fn=self.component.collate,
             num_workers=self.config.num_workers,
+            # Its own generator: creating a loader iterator must not draw from the global RNG,
+            # or a run resumed mid-epoch would see different dropout masks.
+            generator=torch.Generator().manual_seed(0),
         )
 
     def _autocast(self):
@@ -384,8 +443,12 @@ class Trainer:
     def _maybe_checkpoint(self, epoch: int, improved: bool) -> None:
         cfg = self.config
         periodic = cfg.checkpoint_period > 0 and epoch % cfg.checkpoint_period == 0
-        if not (periodic or improved or epoch == cfg.epochs):
-            return
+        if periodic or improved or epoch == cfg.epochs:
+            self._save_checkpoint(ckpt.checkpoint_name(epoch), epoch, improved)
+
+    def _save_checkpoint(self, name: str, epoch: int, improved: bool) -> None:
+        cfg = self.config
+        last_entry = self.state.history[-1] if self.state.history else {}
         trainer_state = {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
@@ -395,14 +458,15 @@ class Trainer:
         }
         summary = {
             "epoch": epoch,
+            "complete_epoch": self.state.batches_done == 0,
             "global_step": self.state.global_step,
             "metric": cfg.checkpoint_metric,
-            "value": (self.state.history[-1].get("eval") or self.state.history[-1]["train"]).get(cfg.checkpoint_metric),
+            "value": (last_entry.get("eval") or last_entry.get("train") or {}).get(cfg.checkpoint_metric),
             "is_best": improved,
             "best_epoch": self.state.best_epoch,
             "config": asdict(cfg),
         }
-        path = ckpt.write_checkpoint(self.output_dir, epoch, self.component.save, trainer_state, summary)
+        path = ckpt.write_checkpoint(self.output_dir, name, self.component.save, trainer_state, summary)
         index = ckpt.read_index(self.output_dir)
         index.update({"last": path.name, "metric": cfg.checkpoint_metric, "mode": cfg.checkpoint_mode})
         if improved:
