@@ -88,7 +88,17 @@ def run(cfg: DictConfig) -> float | None:
     print(dataset.describe(), flush=True)
     resolve_model(cfg.component.model)  # a wrong model path fails before tracking starts
 
-    tracker = _make_tracker(cfg, dataset) if cfg.tracking.enabled else None
+    resume_run_id = None
+    if trainer_cfg.resume_from:
+        from medkit_exp.resume import resolve_resume
+
+        point = resolve_resume(cfg, trainer_cfg.resume_from, Path(trainer_cfg.output_dir))
+        trainer_cfg.output_dir, trainer_cfg.resume_from = str(point.output_dir), str(point.checkpoint_dir)
+        resume_run_id = point.run_id
+        print(f"Resuming from {point.checkpoint_dir}"
+              + (f" in MLflow run {resume_run_id}" if resume_run_id and cfg.tracking.enabled else ""), flush=True)
+
+    tracker = _make_tracker(cfg, dataset, trainer_cfg, resume_run_id) if cfg.tracking.enabled else None
     try:
         summary = _train_and_test(cfg, trainer_cfg, dataset, tracker)
     except BaseException as exc:
@@ -156,7 +166,7 @@ def _hydra_overrides() -> list[str]:
         return []
 
 
-def _make_tracker(cfg: DictConfig, dataset):
+def _make_tracker(cfg: DictConfig, dataset, trainer_cfg, resume_run_id: str | None):
     from medkit_exp.tracking import MLflowCallback, git_tags, run_name
 
     overrides = _hydra_overrides()
@@ -168,6 +178,7 @@ def _make_tracker(cfg: DictConfig, dataset):
         "dataset.digest": dataset.digest(),
         "dataset.source": dataset.source,
         "hydra.overrides": " ".join(overrides) or "(none)",
+        "checkpoint.dir": str(Path(trainer_cfg.output_dir).resolve()),
     }
     tags.update(git_tags(Path(__file__).resolve().parent))
     if os.environ.get("MEDKIT_EXP_SWEEP_ID"):
@@ -182,10 +193,18 @@ def _make_tracker(cfg: DictConfig, dataset):
         tags=tags,
         log_checkpoints=cfg.tracking.log_checkpoints,
         parent_run_id=os.environ.get("MEDKIT_EXP_PARENT_RUN_ID"),
+        run_id=resume_run_id,
         end_run_on_train_end=False,
         required=cfg.tracking.required,
     )
     callback.start()
+    if callback.run_id:
+        import mlflow
+
+        from medkit_exp.resume import write_tracking_file
+
+        write_tracking_file(Path(trainer_cfg.output_dir), callback.run_id, mlflow.get_tracking_uri(),
+                            cfg.tracking.experiment)
     callback.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
     callback.log_dict_artifact(dataset.summary(), "corpus_summary.json")
     return callback

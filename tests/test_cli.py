@@ -176,3 +176,34 @@ def test_cfg_job_and_help_show_the_config_without_torch_or_mlflow(tmp_path):
     assert help_result.returncode == 0
     assert "experiment: demo, ncbi_disease" in help_result.stdout
     assert "hparams_search: ner_optuna" in help_result.stdout and "trainer.resume_from" in help_result.stdout
+
+
+def test_ctrl_c_then_resume_last_continues_the_same_mlflow_run(workdir, tiny_bert_dir):
+    import signal
+
+    args = [*quick_args(tiny_bert_dir), "data.max_docs=200", "trainer.epochs=12", "trainer.checkpoint_period=1"]
+    process = subprocess.Popen([sys.executable, "-m", "medkit_exp", *args, "hydra.run.dir=first"], cwd=workdir,
+                               env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if line.startswith("Epoch 2 ("):
+            process.send_signal(signal.SIGINT)
+            break
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    client = client_for(workdir)
+    (killed,) = client.search_runs([client.get_experiment_by_name("medkit_exp").experiment_id])
+    assert killed.info.status == "KILLED"
+    index = json.loads((workdir / "first" / "checkpoints" / "checkpoints.json").read_text())
+    assert "-step-" in index["last"]  # stopped mid-epoch, after the current step
+
+    result = run_cli([*args, "trainer.resume_from=last", "hydra.run.dir=second"], workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"MLflow run   : {killed.info.run_id}" in result.stdout
+    run = client.get_run(killed.info.run_id)
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(killed.info.run_id, "eval_f1")]
+    assert steps == list(range(1, 13))  # one point per epoch, none missing, none duplicated
+    train_steps = [m.step for m in client.get_metric_history(killed.info.run_id, "step/train_loss")]
+    assert len(train_steps) == len(set(train_steps))
+    history = json.loads((workdir / "first" / "checkpoints" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, 13))

@@ -195,7 +195,10 @@ class Trainer:
         if cfg.resume_from:
             checkpoint_dir = ckpt.resolve_checkpoint(cfg.resume_from, self.output_dir)
             resume_state = ckpt.load_trainer_state(checkpoint_dir)
-            self.component.load(checkpoint_dir / ckpt.MODEL_DIR)
+            try:
+                self.component.load(checkpoint_dir / ckpt.MODEL_DIR)
+            except (ValueError, OSError) as exc:  # another model or label set
+                raise ckpt.CheckpointError(f"cannot resume from {checkpoint_dir}: {exc}") from exc
             self._place_component()
 
         self.optimizer = create_optimizer(self.component, cfg.lr)
