@@ -324,8 +324,8 @@ def test_app_flow_keeps_the_run_open_for_test_results_then_finishes(mlflow_root,
     assert uploads == [] and run.info.status == "FINISHED" and run.data.metrics["test_f1"] == 0.7
     assert {"config.yaml", "best_checkpoint"} <= artifact_paths(client, run_id)
     assert callback.ui_command() == (
-        f"mlflow server --backend-store-uri sqlite:///{mlflow_root / 'mlflow.db'} --artifacts-destination "
-        f"{mlflow_root / 'artifacts'} --host 127.0.0.1 --port 5000 --workers 1"
+        f"mlflow ui --backend-store-uri sqlite:///{mlflow_root / 'mlflow.db'} --artifacts-destination "
+        f"{mlflow_root / 'artifacts'} --port 5000"
     )
 
 
