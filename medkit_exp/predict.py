@@ -31,6 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output-format", choices=("brat", "jsonl", "both"), default="both")
     parser.add_argument("--label-map", default=None, help='JSON map applied to the references, e.g. \'{"Modifier": "Disease"}\'')
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--split-sentences", action="store_true",
+                        help="predict sentence by sentence (for models trained with data.split_sentences=true)")
     parser.add_argument("--device", default="cpu")
     return parser.parse_args(argv)
 
@@ -103,7 +105,12 @@ def _main(args: argparse.Namespace) -> int:
     from medkit_exp.text.ner import HFEntityMatcher
 
     matcher = HFEntityMatcher(model=model, device=args.device, batch_size=args.batch_size)
-    predictions = matcher.predict(docs)
+    if args.split_sentences:
+        from medkit_exp.tasks.ner import predict_by_sentence
+
+        predictions = predict_by_sentence(matcher, docs)
+    else:
+        predictions = matcher.predict(docs)
     predicted_docs = [
         TextDocument(text=doc.text, id=doc.id, metadata=doc.metadata, anns=entities)
         for doc, entities in zip(docs, predictions)

@@ -39,7 +39,23 @@ class NerTask:
         from medkit_exp.text.ner import HFEntityMatcher
 
         matcher = HFEntityMatcher(model=model_dir, device=device, batch_size=cfg.component.predict_batch_size)
-        return score_predictions(docs, matcher.predict(docs), matcher.tagging_scheme)
+        predictions = predict_by_sentence(matcher, docs) if cfg.data.split_sentences else matcher.predict(docs)
+        return score_predictions(docs, predictions, matcher.tagging_scheme)
+
+
+def predict_by_sentence(matcher: Any, docs: list[Any]) -> list[list[Any]]:
+    """Predict sentence by sentence (as a model trained on sentences saw its inputs), with
+    entities in document coordinates. The documents' own entities are ignored, so reference
+    annotations never influence where sentences are cut."""
+    from medkit_exp.core import TextDocument
+    from medkit_exp.io.sentences import entity_to_parent, split_into_sentences
+
+    bare = [TextDocument(text=doc.text, id=doc.id, metadata=doc.metadata) for doc in docs]
+    sentences = split_into_sentences(bare)
+    by_parent: dict[str, list[Any]] = {doc.id: [] for doc in docs}
+    for sentence, entities in zip(sentences, matcher.predict(sentences)):
+        by_parent[sentence.metadata["parent_id"]].extend(entity_to_parent(e, sentence) for e in entities)
+    return [by_parent[doc.id] for doc in docs]
 
 
 def score_predictions(reference_docs, predictions, tagging_scheme: str = "iob2") -> dict[str, float]:
