@@ -340,3 +340,14 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
         Trainer(DummyClassifier(), config(tmp_path), TRAIN, EVAL, callbacks=[SendSignal(signal.SIGINT, 3, times=2)]).train()
     assert not (tmp_path / "out" / "checkpoints.json").exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_checkpoints_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        Trainer(DummyClassifier(), config(tmp_path, epochs=1), TRAIN, EVAL, callbacks=[]).train()
+    finally:
+        os.umask(old)
+    out = tmp_path / "out"
+    assert (out / "checkpoint-epoch-001").stat().st_mode & 0o777 == 0o755
+    assert (out / "checkpoints.json").stat().st_mode & 0o777 == 0o644

@@ -84,8 +84,15 @@ def restore_rng_states(states: dict[str, Any]) -> None:
         np.random.set_state(states["numpy"])
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _write_json_atomic(path: Path, payload: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it the usual permissions
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(payload, f, indent=2, default=str)
@@ -116,6 +123,7 @@ def write_checkpoint(
     output_dir.mkdir(parents=True, exist_ok=True)
     final = output_dir / name
     tmp = Path(tempfile.mkdtemp(dir=output_dir, prefix=f".tmp-{final.name}-"))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a checkpoint is shared like any folder
     try:
         save_model(tmp / MODEL_DIR)
         torch.save(trainer_state, tmp / STATE_FILE)
