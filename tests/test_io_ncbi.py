@@ -56,3 +56,12 @@ def test_round_trip(train, tmp_path):
     back = read_jsonl(write_jsonl(docs, tmp_path / "docs.jsonl"))
     assert corpus_digest(back) == corpus_digest(docs)
     assert [a.value for a in back[0].anns.entities[0].attrs] == [a.value for a in docs[0].anns.entities[0].attrs]
+
+
+@pytest.mark.parametrize("split, documents, entities", [("dev", 100, 787), ("test", 100, 960)])
+def test_dev_and_test_split_counts(split, documents, entities):
+    corpus = load_brat(NCBI / split, label_map=NCBI_LABEL_MAP, labels={"Disease"}, split=split)
+    assert len(corpus.documents) == documents and corpus.report.entities == {"Disease": entities}
+    for doc in corpus.documents:  # the reader checked every covered text; check it once more here
+        for entity in doc.anns.entities:
+            assert doc.text[entity.start:entity.end] == entity.text
