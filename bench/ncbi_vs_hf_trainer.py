@@ -30,11 +30,11 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "ncbi-disease"
 
 
-def load_data(root: Path, collapse: bool):
+def load_data(root: Path, collapse: bool, max_docs: int | None = None):
     from medkit_exp.io import NCBI_LABEL_MAP, load_brat_splits, split_into_sentences
 
     splits = load_brat_splits(root, label_map=NCBI_LABEL_MAP if collapse else None, overlap_policy="keep_longest")
-    docs = {name: corpus.documents for name, corpus in splits.items()}
+    docs = {name: corpus.documents[:max_docs] for name, corpus in splits.items()}
     return docs, split_into_sentences(docs["train"]), split_into_sentences(docs["dev"])
 
 
@@ -132,7 +132,7 @@ def run_hf(args, labels, train, dev, test_docs, workdir: Path, seed: int) -> dic
     targs = TrainingArguments(
         output_dir=str(workdir / f"hf-{seed}"), learning_rate=args.lr, num_train_epochs=args.epochs,
         per_device_train_batch_size=16, per_device_eval_batch_size=64, weight_decay=0.0,
-        lr_scheduler_type="linear", warmup_ratio=args.warmup_ratio, max_grad_norm=1.0, seed=seed,
+        lr_scheduler_type="linear", warmup_steps=args.warmup_ratio,  # v5: a float < 1 is a ratio max_grad_norm=1.0, seed=seed,
         eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True, metric_for_best_model="f1",
         greater_is_better=True, save_total_limit=1, report_to="none", logging_strategy="no",
         dataloader_num_workers=0, disable_tqdm=True, use_cpu=True,
@@ -162,6 +162,7 @@ def main() -> None:
                         help="both sides use the same policy (transformers: group_by_length)")
     parser.add_argument("--only", choices=("ours", "hf"), default=None)
     parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--max-docs", type=int, default=None, help="documents per split (smoke tests)")
     args = parser.parse_args()
 
     import torch
@@ -170,7 +171,7 @@ def main() -> None:
     from medkit_exp.schema import PACKAGED_MINILM
 
     args.model = args.model or resolve_model(PACKAGED_MINILM)
-    docs, train, dev = load_data(Path(args.data_root), collapse=args.labels == 1)
+    docs, train, dev = load_data(Path(args.data_root), collapse=args.labels == 1, max_docs=args.max_docs)
     labels = sorted({e.label for d in docs["train"] for e in d.anns.entities})
     print(f"data: {len(train)} train / {len(dev)} dev sentences, {len(docs['test'])} test documents, labels {labels}")
     results: dict[str, list[dict]] = {"ours": [], "hf": []}
