@@ -56,6 +56,20 @@ def resolve_model(model: str) -> str:
     return model
 
 
+def check_model_registration(cfg: DictConfig) -> None:
+    """``tracking.register_as`` needs a tracked hf_ner run that logs its model."""
+    name = cfg.tracking.register_as
+    if not name:
+        return
+    if not cfg.tracking.enabled:
+        raise UserError(f"tracking.register_as={name} needs tracking; drop tracking=none or register_as")
+    if not cfg.tracking.log_model:
+        raise UserError(f"tracking.register_as={name} registers the logged model; set tracking.log_model=true")
+    if cfg.component.name != "hf_ner":
+        raise UserError(f"tracking.register_as={name}: only component=hf_ner is logged as an MLflow model, "
+                        f"not component={cfg.component.name}")
+
+
 def scheduler_builder(scheduler_cfg: Any):
     from medkit_exp.training import schedulers
 
@@ -78,14 +92,19 @@ def run(cfg: DictConfig) -> float | None:
     """Train, evaluate on test, track; return ``cfg.objective`` from the run summary."""
     started = time.perf_counter()
     trainer_cfg = trainer_config(cfg)  # fail on bad settings before anything heavy is imported
+    check_model_registration(cfg)
     import torch
 
     from medkit_exp.datasets import load_dataset
 
+    from medkit_exp.training.distributed import DistributedContext
+
+    main_process = DistributedContext.from_env().is_main  # under torchrun, rank 0 alone tracks and reports
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dataset = load_dataset(cfg.data)
-    print(dataset.describe(), flush=True)
+    if main_process:
+        print(dataset.describe(), flush=True)
     resolve_model(cfg.component.model)  # a wrong model path fails before tracking starts
 
     resume_run_id = None
@@ -98,7 +117,9 @@ def run(cfg: DictConfig) -> float | None:
         print(f"Resuming from {point.checkpoint_dir}"
               + (f" in MLflow run {resume_run_id}" if resume_run_id and cfg.tracking.enabled else ""), flush=True)
 
-    tracker = _make_tracker(cfg, dataset, trainer_cfg, resume_run_id) if cfg.tracking.enabled else None
+    tracker = None
+    if cfg.tracking.enabled and main_process:
+        tracker = _make_tracker(cfg, dataset, trainer_cfg, resume_run_id)
     try:
         summary = _train_and_test(cfg, trainer_cfg, dataset, tracker)
     except BaseException as exc:
@@ -110,9 +131,10 @@ def run(cfg: DictConfig) -> float | None:
     if tracker is not None:
         tracker.finish()
     summary["wall_time_s"] = round(time.perf_counter() - started, 1)
-    _print_summary(cfg, summary, tracker)
+    if main_process:
+        _print_summary(cfg, summary, tracker)
     objective = summary.get(cfg.objective)
-    if cfg.objective and objective is None:
+    if cfg.objective and objective is None and main_process:
         log.warning("objective %r is not in the run summary (keys: %s)", cfg.objective, sorted(summary))
     return objective
 
@@ -120,13 +142,16 @@ def run(cfg: DictConfig) -> float | None:
 def _train_and_test(cfg, trainer_cfg, dataset, tracker) -> dict[str, Any]:
     from medkit_exp.tasks import get_task
     from medkit_exp.training import DefaultPrinterCallback, Trainer
-    from medkit_exp.training.trainer import resolve_device
+    from medkit_exp.training.distributed import DistributedContext
+    from medkit_exp.training.trainer import resolve_device, seed_everything
 
     task = get_task(cfg.component.name)
     device = resolve_device(trainer_cfg.device)
+    seed_everything(trainer_cfg.seed)  # the new classification head is drawn from the seed too
     component, metrics = task.build(cfg, task.labels(cfg, dataset), device)
+    trainer_is_main = DistributedContext.from_env().is_main
     callbacks = []
-    if cfg.callbacks.printer:
+    if cfg.callbacks.printer and trainer_is_main:
         callbacks.append(DefaultPrinterCallback(progress_bars=cfg.callbacks.progress_bars))
     if tracker is not None:
         callbacks.append(tracker)
@@ -136,13 +161,16 @@ def _train_and_test(cfg, trainer_cfg, dataset, tracker) -> dict[str, Any]:
         metrics_computer=metrics, lr_scheduler_builder=scheduler_builder(cfg.scheduler), callbacks=callbacks,
     )
     history = trainer.train()
-    output_dir = Path(trainer_cfg.output_dir)
+    summary: dict[str, Any] = {"best_epoch": trainer.state.best_epoch}
+    if not trainer_is_main:
+        return summary  # rank 0 writes the history, scores the test split and logs
+    output_dir = Path(trainer.output_dir)
     (output_dir / "history.json").write_text(json.dumps(history, indent=2), encoding="utf-8")
 
     best_dir = trainer.best_checkpoint
     best_epoch = trainer.state.best_epoch
     best_entry = history[best_epoch - 1] if best_epoch else history[-1]
-    summary: dict[str, Any] = {"best_epoch": best_epoch, "best_checkpoint": str(best_dir / "model")}
+    summary["best_checkpoint"] = str(best_dir / "model")
     summary.update({f"eval_{k}": v for k, v in (best_entry.get("eval") or {}).items()})
 
     del component, trainer  # free the training copy before loading the best checkpoint
@@ -153,6 +181,9 @@ def _train_and_test(cfg, trainer_cfg, dataset, tracker) -> dict[str, Any]:
             tracker.log_test_metrics(test_metrics)
     if tracker is not None:
         tracker.log_best_checkpoint(best_dir)
+        from medkit_exp.tracking.model_logging import log_run_model
+
+        summary.update(log_run_model(tracker, best_dir, cfg))
     return summary
 
 
@@ -227,4 +258,8 @@ def _print_summary(cfg: DictConfig, summary: dict[str, Any], tracker) -> None:
     if tracker is not None:
         lines.append(f"MLflow run   : {tracker.run_id} (experiment {cfg.tracking.experiment!r})")
         lines.append(f"see it with  : {tracker.ui_command()}")
+        if "model_uri" in summary:
+            lines.append(f"MLflow model : {summary['model_uri']}")
+        if "registered_model" in summary:
+            lines.append(f"registered as: {summary['registered_model']}")
     print("\n".join(lines), file=sys.stdout, flush=True)

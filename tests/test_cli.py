@@ -29,14 +29,6 @@ def run_cli(args: list[str], cwd: Path, module: str = "medkit_exp", timeout: int
                           text=True, timeout=timeout)
 
 
-@pytest.fixture
-def workdir(tmp_path, mlflow_template_db) -> Path:
-    """A launch folder whose mlruns/ already holds a migrated store (saves 5 s per test)."""
-    (tmp_path / "mlruns").mkdir()
-    shutil.copyfile(mlflow_template_db, tmp_path / "mlruns" / "mlflow.db")
-    return tmp_path
-
-
 def quick_args(model_dir: Path) -> list[str]:
     return [f"component.model={model_dir}", "data.max_docs=40", "trainer.lr=5e-3", "trainer.batch_size=8",
             "threads=1", "callbacks.progress_bars=false"]

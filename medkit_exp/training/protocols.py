@@ -30,6 +30,12 @@ class TrainableComponent(Protocol):
     - ``forward(batch, return_loss, eval_mode)``: returns ``(model_output, loss)``; the
       loss is ``None`` unless ``return_loss``. ``eval_mode`` switches dropout off.
     - ``save(path)``: write everything needed to reload the model into ``path``.
+
+    Optional: ``example_length(example)`` (to group batches by length) and
+    ``example_weight(example)``: how many terms of the loss mean an example brings (e.g. its
+    labelled tokens when the loss averages over tokens; 1 when it averages over rows, the
+    default). The Trainer weights micro-batches by it so that gradient accumulation and
+    data-parallel training give exactly the update of the whole batch.
     """
 
     device: torch.device

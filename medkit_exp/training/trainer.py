@@ -25,6 +25,7 @@ from medkit_exp.training import checkpoint as ckpt
 from medkit_exp.training.batch import BatchData
 from medkit_exp.training.callbacks import DefaultPrinterCallback, TrainerCallback
 from medkit_exp.training.config import TrainerConfig
+from medkit_exp.training.distributed import DistributedContext
 from medkit_exp.training.protocols import MetricsComputer, create_optimizer
 from medkit_exp.training.schedulers import SchedulerBuilder, build_scheduler, is_plateau
 
@@ -104,6 +105,12 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def example_weight(component: Any, example: Any) -> float:
+    """Terms of the loss mean an example brings: the component's own measure, else 1 (a row)."""
+    measure = getattr(component, "example_weight", None)
+    return float(measure(example)) if callable(measure) else 1.0
+
+
 def example_length(component: Any, example: Any) -> int:
     """Length used to group batches: the component's own measure, else ``len(input_ids)``."""
     measure = getattr(component, "example_length", None)
@@ -145,8 +152,9 @@ class Trainer:
             raise TrainingSetupError("train_data is empty: give the Trainer at least one training item")
         self.metrics_computer = metrics_computer
         self.lr_scheduler_builder = lr_scheduler_builder
+        self.dist = DistributedContext.from_env()
         if callbacks is None:
-            callbacks = [DefaultPrinterCallback()]
+            callbacks = [DefaultPrinterCallback()] if self.dist.is_main else []
         elif isinstance(callbacks, TrainerCallback):
             callbacks = [callbacks]
         self.callbacks = _Callbacks(callbacks)
@@ -175,21 +183,28 @@ class Trainer:
 
     def train(self) -> list[dict[str, Any]]:
         """Run the training; return the history, one entry per epoch."""
+        # Under torchrun the launcher owns signals; a graceful stop would need every rank to agree.
+        signals = contextlib.nullcontext() if self.dist.enabled else self._signals
         try:
-            with self._signals:
+            with signals:
                 return self._train()
         except BaseException as exc:
             self.callbacks.on_exception(exception=exc)
             raise
+        finally:
+            self.dist.teardown()
 
     # ------------------------------------------------------------------ the loop
     def _train(self) -> list[dict[str, Any]]:
         cfg = self.config
         seed_everything(cfg.seed)
+        self.device = self.dist.setup(self.device)
+        self.output_dir = Path(self.dist.broadcast(str(self.output_dir)))  # rank 0's folder for all
         self._place_component()
         train_examples = self._preprocess(self.train_data)
         eval_examples = self._preprocess(self.eval_data)
         train_lengths = [example_length(self.component, e) for e in train_examples]
+        self._train_weights = [example_weight(self.component, e) for e in train_examples]
 
         resume_state = None
         if cfg.resume_from:
@@ -202,7 +217,7 @@ class Trainer:
             self._place_component()
 
         self.optimizer = create_optimizer(self.component, cfg.lr)
-        batches_per_epoch = math.ceil(len(train_examples) / cfg.batch_size)
+        batches_per_epoch = math.ceil(len(train_examples) / (cfg.batch_size * self.dist.world_size))
         steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum_steps)
         if self.lr_scheduler_builder is not None:
             horizon = steps_per_epoch * cfg.epochs if cfg.lr_scheduler_interval == "step" else cfg.epochs
@@ -242,47 +257,58 @@ class Trainer:
     def _train_epoch(self, epoch: int, examples: list[Any], lengths: list[int]) -> tuple[dict[str, float], float]:
         cfg = self.config
         batches = self._batch_indices(epoch, lengths)
+        weights = self._train_weights
         accum = cfg.grad_accum_steps
         nb_batches = len(batches)
         # A run resumed from a mid-epoch checkpoint skips the batches that epoch already saw.
         first = self.state.batches_done
-        sums = self.state.partial_epoch or {"loss_sum": 0.0, "rows": 0, "log_loss_sum": 0.0, "log_rows": 0,
+        sums = self.state.partial_epoch or {"loss_sum": 0.0, "weight": 0.0, "samples": 0,
+                                            "log_loss_sum": 0.0, "log_weight": 0.0,
                                             "metric_data": {}, "seconds": 0.0}
         metric_data: dict[str, list[Any]] = sums["metric_data"]
         started = time.perf_counter()
-        loader = self._loader(examples, batches[first:])
+        local_batches = [self.dist.shard(b) for b in batches]  # this process's share of each global batch
+        loader = iter(self._loader(examples, [b for b in local_batches[first:] if b]))
         self.optimizer.zero_grad(set_to_none=True)
 
-        for batch_idx, (indices, batch) in enumerate(zip(batches[first:], loader), start=first):
+        for batch_idx in range(first, nb_batches):
+            indices = local_batches[batch_idx]
             self.callbacks.on_step_begin(step_idx=batch_idx, nb_batches=nb_batches, phase="train")
-            # Weight each micro-batch by its share of rows in its accumulation window, so
-            # that accumulating k batches gives the update of one batch k times larger.
+            # Weight each micro-batch by its share of the loss terms (rows, or labelled tokens)
+            # of its accumulation window across processes, so that accumulating k batches, or
+            # running on k processes, gives the update of one batch k times larger.
             window_start = batch_idx - batch_idx % accum
-            window_rows = sum(len(b) for b in batches[window_start : window_start + accum])
-            batch = batch.to_device(self.device)
-            with self._autocast():
-                output, loss = self.component.forward(batch, return_loss=True, eval_mode=False)
-            loss_value = float(loss.detach())
-            finite = math.isfinite(loss_value)
-            if finite:
-                (loss * (len(indices) / window_rows)).backward()
-                sums["loss_sum"] += loss_value * len(indices)
-                sums["rows"] += len(indices)
-                sums["log_loss_sum"] += loss_value * len(indices)
-                sums["log_rows"] += len(indices)
+            window_weight = sum(weights[i] for b in batches[window_start : window_start + accum] for i in b)
+            finite, loss_value = True, None
+            if indices:
+                batch = next(loader).to_device(self.device)
+                with self._autocast():
+                    output, loss = self.component.forward(batch, return_loss=True, eval_mode=False)
+                loss_value = float(loss.detach())
+                finite = math.isfinite(loss_value)
+            if indices and finite:
+                local_weight = sum(weights[i] for i in indices)
+                if window_weight > 0:
+                    (loss * (local_weight / window_weight)).backward()
+                sums["loss_sum"] += loss_value * local_weight
+                sums["weight"] += local_weight
+                sums["log_loss_sum"] += loss_value * local_weight
+                sums["log_weight"] += local_weight
+                sums["samples"] += len(indices)
                 if cfg.do_metrics_in_training and self.metrics_computer is not None:
                     _extend(metric_data, self.metrics_computer.prepare_batch(output, batch))
-            else:
+            elif indices:
                 self._handle_non_finite(loss_value, epoch, batch_idx)
 
             end_of_window = (batch_idx + 1) % accum == 0 or batch_idx + 1 == nb_batches
             if end_of_window:
                 self._optimizer_step()
-                if self.state.global_step % cfg.log_every_n_steps == 0 and sums["log_rows"]:
-                    logs = {"train_loss": sums["log_loss_sum"] / sums["log_rows"],
-                            "lr": self.optimizer.param_groups[0]["lr"]}
-                    self.callbacks.on_log(logs=logs, global_step=self.state.global_step)
-                    sums["log_loss_sum"], sums["log_rows"] = 0.0, 0
+                if self.state.global_step % cfg.log_every_n_steps == 0:
+                    log_loss_sum, log_weight = self.dist.sum(sums["log_loss_sum"], sums["log_weight"])
+                    if log_weight:
+                        logs = {"train_loss": log_loss_sum / log_weight, "lr": self.optimizer.param_groups[0]["lr"]}
+                        self.callbacks.on_log(logs=logs, global_step=self.state.global_step)
+                    sums["log_loss_sum"], sums["log_weight"] = 0.0, 0.0
             self.callbacks.on_step_end(
                 step_idx=batch_idx, nb_batches=nb_batches, phase="train",
                 batch_size=len(indices), loss=loss_value if finite else None,
@@ -292,12 +318,13 @@ class Trainer:
                 self._stop_mid_epoch(epoch, batch_idx + 1, sums)
 
         duration = sums["seconds"] + time.perf_counter() - started
-        rows = sums["rows"]
+        loss_sum, weight, samples = self.dist.sum(sums["loss_sum"], sums["weight"], sums["samples"])
         self.state.batches_done, self.state.partial_epoch = 0, None
-        metrics = {"loss": sums["loss_sum"] / rows if rows else float("nan")}
+        metrics = {"loss": loss_sum / weight if weight else float("nan")}
+        metric_data = self.dist.gather_lists(metric_data)
         if metric_data and self.metrics_computer is not None:
             metrics.update(self.metrics_computer.compute(metric_data))
-        return metrics, (rows / duration if duration > 0 else 0.0)
+        return metrics, (samples / duration if duration > 0 else 0.0)
 
     def _stop_mid_epoch(self, epoch: int, batches_done: int, sums: dict[str, Any]) -> None:
         """Write a checkpoint of the interrupted epoch, then raise the signal's interruption."""
@@ -306,8 +333,9 @@ class Trainer:
         raise _interruption(self._signals.received)
 
     def _optimizer_step(self) -> None:
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.dist.sum_gradients(params)
         if self.config.max_grad_norm is not None:
-            params = [p for group in self.optimizer.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         self.optimizer.step()
         if self.scheduler is not None and not is_plateau(self.scheduler) and self.config.lr_scheduler_interval == "step":
@@ -331,9 +359,10 @@ class Trainer:
         """Loss and metrics of the component on preprocessed ``examples``."""
         batch_size = self.config.eval_batch_size
         batches = [list(range(i, min(i + batch_size, len(examples)))) for i in range(0, len(examples), batch_size)]
+        batches = batches[self.dist.rank :: self.dist.world_size]  # whole batches per process
         loader = self._loader(examples, batches)
         metric_data: dict[str, list[Any]] = {}
-        loss_sum, rows = 0.0, 0
+        loss_sum, weight = 0.0, 0.0
         with torch.no_grad():
             for batch_idx, (indices, batch) in enumerate(zip(batches, loader)):
                 self.callbacks.on_step_begin(step_idx=batch_idx, nb_batches=len(batches), phase="eval")
@@ -341,15 +370,18 @@ class Trainer:
                 with self._autocast():
                     output, loss = self.component.forward(batch, return_loss=True, eval_mode=True)
                 loss_value = float(loss) if loss is not None else None
-                if loss_value is not None:
-                    loss_sum += loss_value * len(indices)
-                    rows += len(indices)
+                if loss_value is not None:  # weighted like the train loss: by loss terms
+                    batch_weight = sum(example_weight(self.component, examples[i]) for i in indices)
+                    loss_sum += loss_value * batch_weight
+                    weight += batch_weight
                 if self.metrics_computer is not None:
                     _extend(metric_data, self.metrics_computer.prepare_batch(output, batch))
                 self.callbacks.on_step_end(
                     step_idx=batch_idx, nb_batches=len(batches), phase="eval", batch_size=len(indices), loss=loss_value
                 )
-        metrics = {"loss": loss_sum / rows} if rows else {}
+        loss_sum, weight = self.dist.sum(loss_sum, weight)
+        metric_data = self.dist.gather_lists(metric_data)
+        metrics = {"loss": loss_sum / weight} if weight else {}
         if self.metrics_computer is not None and metric_data:
             metrics.update(self.metrics_computer.compute(metric_data))
         self.callbacks.on_evaluate(metrics=metrics, epoch=epoch)
@@ -379,7 +411,7 @@ class Trainer:
 
     def _batch_indices(self, epoch: int, lengths: list[int]) -> list[list[int]]:
         """Batch order of an epoch: a function of (seed, epoch) only, so a resumed run sees the same."""
-        size = self.config.batch_size
+        size = self.config.batch_size * self.dist.world_size  # global batches, sharded in _train_epoch
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
         order = torch.randperm(len(lengths), generator=generator).tolist()
         if self.config.batch_order == "random":
@@ -469,6 +501,9 @@ class Trainer:
             "best_epoch": self.state.best_epoch,
             "config": asdict(cfg),
         }
+        if not self.dist.is_main:  # rank 0 writes; the others wait until the checkpoint is complete
+            self.dist.barrier()
+            return
         path = ckpt.write_checkpoint(self.output_dir, name, self.component.save, trainer_state, summary)
         index = ckpt.read_index(self.output_dir)
         index.update({"last": path.name, "metric": cfg.checkpoint_metric, "mode": cfg.checkpoint_mode})
@@ -476,6 +511,7 @@ class Trainer:
             index.update({"best": path.name, "best_metric": self.state.best_metric, "best_epoch": epoch})
         ckpt.update_index(self.output_dir, index)
         ckpt.rotate_checkpoints(self.output_dir, index, cfg.keep_checkpoints)
+        self.dist.barrier()
         self.callbacks.on_save(checkpoint_dir=path)
 
 

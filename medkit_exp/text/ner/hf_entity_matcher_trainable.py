@@ -150,6 +150,13 @@ class HFEntityMatcherTrainable:
         """Tokens of a preprocessed example (to group batches by length)."""
         return int(example["length"])
 
+    def example_weight(self, example: dict[str, Any]) -> float:
+        """How many terms of the loss mean an example brings: its labelled tokens.
+
+        The Trainer weights micro-batches by it, so that gradient accumulation and
+        data-parallel processes give exactly the update of the whole batch."""
+        return float(sum(1 for label in example["labels"] if label != -100))
+
     def collate(self, batch: list[dict[str, Any]]) -> BatchData:
         """Pad examples to the longest one: tensors ``input_ids``, ``attention_mask``, ``labels``."""
         return collate_windows(batch, self.tokenizer, with_labels=True)

@@ -1,0 +1,56 @@
+"""Data-parallel training with torchrun on CPU (gloo): 2 processes vs 1 process, same global batch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from test_cli import cli_env, client_for, quick_args, run_cli
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_without_dropout(tmp_path_factory):
+    """Dropout draws differ between 1 and 2 processes; without it the updates must agree."""
+    from transformers import AutoConfig, BertForTokenClassification
+
+    from conftest import build_tiny_bert
+
+    folder = build_tiny_bert(tmp_path_factory.mktemp("tiny-bert-nodrop"))
+    config = AutoConfig.from_pretrained(folder)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+    torch.manual_seed(0)
+    BertForTokenClassification(config).save_pretrained(folder)
+    return folder
+
+
+def load_weights(checkpoint_model_dir):
+    from safetensors.torch import load_file
+
+    return load_file(str(checkpoint_model_dir / "model.safetensors"))
+
+
+def test_two_gloo_processes_match_one_process_over_the_same_global_batch(workdir, tiny_bert_without_dropout):
+    args = [*quick_args(tiny_bert_without_dropout), "data.max_docs=40", "trainer.epochs=2", "trainer.eval_batch_size=8"]
+    ddp = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "medkit_exp", *args,
+         "trainer.batch_size=4", "hydra.run.dir=ddp"],
+        cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-4000:]
+    single = run_cli([*args, "trainer.batch_size=8", "hydra.run.dir=single", "tracking=none"], workdir)
+    assert single.returncode == 0, single.stderr[-3000:]
+
+    ddp_weights = load_weights(workdir / "ddp" / "checkpoints" / "checkpoint-epoch-002" / "model")
+    single_weights = load_weights(workdir / "single" / "checkpoints" / "checkpoint-epoch-002" / "model")
+    assert ddp_weights.keys() == single_weights.keys()
+    # Same updates; only the order of float additions differs (gradients summed across processes).
+    worst = max((ddp_weights[k] - single_weights[k]).abs().max().item() for k in ddp_weights)
+    assert worst < 1e-4, worst
+    assert ddp.stdout.count("== medkit_exp run summary ==") == 1  # rank 0 alone reports
+
+    client = client_for(workdir)
+    runs = client.search_runs([client.get_experiment_by_name("medkit_exp").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert len(client.get_metric_history(runs[0].info.run_id, "eval_f1")) == 2
