@@ -199,6 +199,7 @@ def _hydra_overrides() -> list[str]:
 
 def _make_tracker(cfg: DictConfig, dataset, trainer_cfg, resume_run_id: str | None):
     from medkit_exp.tracking import MLflowCallback, git_tags, run_name
+    from medkit_exp.tracking.stale import fail_dead_runs, process_tags
 
     overrides = _hydra_overrides()
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -212,6 +213,7 @@ def _make_tracker(cfg: DictConfig, dataset, trainer_cfg, resume_run_id: str | No
         "checkpoint.dir": str(Path(trainer_cfg.output_dir).resolve()),
     }
     tags.update(git_tags(Path(__file__).resolve().parent))
+    tags.update(process_tags())
     if os.environ.get("MEDKIT_EXP_SWEEP_ID"):
         tags["sweep.id"] = os.environ["MEDKIT_EXP_SWEEP_ID"]
     name = cfg.tracking.run_name or run_name(cfg.component.name, cfg.component.model, dataset.name, overrides)
@@ -229,6 +231,11 @@ def _make_tracker(cfg: DictConfig, dataset, trainer_cfg, resume_run_id: str | No
         required=cfg.tracking.required,
     )
     callback.start()
+    if callback.run_id:
+        from mlflow.tracking import MlflowClient
+
+        for run_id in fail_dead_runs(MlflowClient(), callback.experiment_id):
+            log.warning("MLflow run %s was left RUNNING by a process that died; marked FAILED", run_id)
     if callback.run_id:
         import mlflow
 

@@ -18,6 +18,8 @@ USER_ERROR_TYPES = (
     "TrainingSetupError",
     "NonFiniteLossError",
     "TrackingError",
+    "ModelLoggingError",
+    "TrackingUnavailableError",
     "ConfigCompositionException",
     "OverrideParseException",
     "MissingConfigException",

@@ -36,6 +36,26 @@ class NerComponentConfig:
 
 
 @dataclass
+class SegmentClassifierConfig:
+    """``component=hf_segment_classifier``: a transformers sequence classifier that types segments."""
+
+    name: str = "hf_segment_classifier"
+    model: str = PACKAGED_MINILM
+    # entities: classify each entity by its label (entity typing); attribute: classify the
+    # annotations carrying attribute `attr_label` by its value.
+    source: str = "entities"
+    attr_label: str = "type"  # attribute the predictions are written to (and read from with source=attribute)
+    segment_label: Optional[str] = None  # source=attribute: only annotations of this label
+    context: str = "sentence"  # sentence, window (context_chars each side) or none
+    context_chars: int = 200
+    start_marker: str = "[E]"
+    end_marker: str = "[/E]"
+    max_length: Optional[int] = 128  # tokens per input; a longer context is cut around the mention
+    labels: Optional[List[str]] = None  # classes; None: those found in the training data
+    predict_batch_size: int = 64
+
+
+@dataclass
 class SchedulerConfig:
     """``scheduler=...``: none, linear_warmup, cosine, step or plateau."""
 
@@ -51,7 +71,7 @@ class SchedulerConfig:
 
 @dataclass
 class MetricsConfig:
-    """``metrics=seqeval``: token-classification metrics computed during evaluation."""
+    """``metrics=seqeval`` (NER) or ``metrics=classification`` (segment classes): metrics computed during evaluation."""
 
     name: str = "seqeval"
     by_label: bool = True
@@ -85,6 +105,8 @@ class TrackingConfig:
     run_name: Optional[str] = None
     log_checkpoints: str = "best"  # best, best_and_last or none
     required: bool = True  # false: a tracking failure at start only warns
+    log_model: bool = True  # hf_ner: log the best checkpoint as an MLflow pyfunc model (models:/m-<id>)
+    register_as: Optional[str] = None  # also register that model under this name (models:/<name>/<version>)
 
 
 @dataclass
@@ -117,6 +139,7 @@ def register_configs() -> None:
     store.store(name="base_config", node=AppConfig)
     store.store(group="trainer", name="base_trainer", node=TrainerConfig)
     store.store(group="component", name="base_hf_ner", node=NerComponentConfig)
+    store.store(group="component", name="base_hf_segment_classifier", node=SegmentClassifierConfig)
     store.store(group="scheduler", name="base_scheduler", node=SchedulerConfig)
     store.store(group="metrics", name="base_metrics", node=MetricsConfig)
     store.store(group="data", name="base_data", node=DataConfig)

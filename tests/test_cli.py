@@ -199,3 +199,63 @@ def test_ctrl_c_then_resume_last_continues_the_same_mlflow_run(workdir, tiny_ber
     assert len(train_steps) == len(set(train_steps))
     history = json.loads((workdir / "first" / "checkpoints" / "history.json").read_text())
     assert [h["epoch"] for h in history] == list(range(1, 13))
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(workdir, tiny_bert_dir):
+    import random
+    import signal
+    import time
+
+    from safetensors.torch import load_file
+
+    args = [*quick_args(tiny_bert_dir), "data.max_docs=200", "trainer.epochs=8", "trainer.checkpoint_period=1",
+            "trainer.log_every_n_steps=1"]
+    process = subprocess.Popen([sys.executable, "-m", "medkit_exp", *args, "hydra.run.dir=killed"], cwd=workdir,
+                               env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if line.startswith("Epoch 3 ("):
+            time.sleep(random.uniform(0.0, 0.5))  # somewhere in epoch 4, at a random step
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    client = client_for(workdir)
+    (left,) = client.search_runs([client.get_experiment_by_name("medkit_exp").experiment_id])
+    assert left.info.status == "RUNNING"  # nobody could end it: the resume finds and continues it
+
+    resumed = run_cli([*args, "trainer.resume_from=last", "hydra.run.dir=resumed"], workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"MLflow run   : {left.info.run_id}" in resumed.stdout
+    run = client.get_run(left.info.run_id)
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "eval_f1")] == list(range(1, 9))
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "step/train_loss")]
+    assert sorted(steps) == list(range(1, max(steps) + 1))  # every optimizer step once
+
+    straight = run_cli([*args, "hydra.run.dir=straight", "tracking=none"], workdir)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    final = "checkpoints/checkpoint-epoch-008/model/model.safetensors"
+    killed_then_resumed, uninterrupted = load_file(str(workdir / "killed" / final)), load_file(str(workdir / "straight" / final))
+    assert all(torch_equal(killed_then_resumed[k], uninterrupted[k]) for k in uninterrupted)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_a_run_left_running_by_a_dead_process_is_marked_failed(workdir):
+    from medkit_exp.tracking.stale import HOST_TAG, PID_TAG, fail_dead_runs
+
+    client = client_for(workdir)
+    experiment_id = client.create_experiment("stale")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    run = client.create_run(experiment_id, tags={HOST_TAG: __import__("socket").gethostname(),
+                                                 PID_TAG: dead.stdout.strip()})
+    alive = client.create_run(experiment_id, tags={HOST_TAG: __import__("socket").gethostname(),
+                                                   PID_TAG: str(__import__("os").getppid())})
+    assert fail_dead_runs(client, experiment_id) == [run.info.run_id]
+    assert client.get_run(run.info.run_id).info.status == "FAILED"
+    assert "died" in client.get_run(run.info.run_id).data.tags["medkit.error"]
+    assert client.get_run(alive.info.run_id).info.status == "RUNNING"

@@ -32,7 +32,14 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Param, RunTag
 
-from medkit_exp.tracking.metrics import as_float, epoch_metrics, prefixed_metrics, step_metrics, to_json
+from medkit_exp.tracking.metrics import (
+    STEP_PREFIX,
+    as_float,
+    epoch_metrics,
+    prefixed_metrics,
+    step_metrics,
+    to_json,
+)
 from medkit_exp.tracking.params import flatten_params, to_plain
 from medkit_exp.tracking.sender import BackgroundSender
 from medkit_exp.tracking.store import setup_tracking
@@ -147,6 +154,10 @@ class MLflowCallback(TrainerCallback):
         self._disabled = False
         self._config: Any = None
         self._last_logged_step: int | None = None
+        # When continuing a run (resume after a crash), what it already holds: points up to
+        # these steps are not logged again, so histories stay free of duplicated steps.
+        self._logged_until_step: int | None = None
+        self._logged_until_epoch: int | None = None
         self._eval_by_epoch: dict[int, Mapping[str, Any]] = {}
         self._uploaded: dict[str, Path] = {}
 
@@ -199,6 +210,8 @@ class MLflowCallback(TrainerCallback):
             run = mlflow.start_run(run_id=self.resume_run_id, run_name=self.run_name, tags=tags)
             self._owns_run = True
             self._load_history()
+            self._logged_until_step = self._last_step(STEP_PREFIX + "train_loss")
+            self._logged_until_epoch = self._last_step("train_loss")
         elif active is not None and not self.nested and parent in (None, active.info.run_id):
             run = active
             self._client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
@@ -214,6 +227,10 @@ class MLflowCallback(TrainerCallback):
         self.run_id = run.info.run_id
         self._sender = BackgroundSender(self._client, self.run_id)
         return self.run_id
+
+    def _last_step(self, metric: str) -> int | None:
+        history = self._client.get_metric_history(self.resume_run_id, metric)
+        return max((m.step for m in history), default=None)
 
     def on_train_end(self) -> None:
         if self._sender is None or self._finished:
@@ -267,6 +284,8 @@ class MLflowCallback(TrainerCallback):
     def on_log(self, logs: dict[str, float], global_step: int) -> None:
         if self._sender is None or self._finished:
             return
+        if self._logged_until_step is not None and global_step <= self._logged_until_step:
+            return  # logged before the crash this run resumes from
         if (
             self.log_every_n_steps
             and self._last_logged_step is not None
@@ -286,7 +305,8 @@ class MLflowCallback(TrainerCallback):
         if self._sender is None or self._finished:
             return
         try:
-            self._sender.log_metrics(epoch_metrics(metrics, epoch_duration), step=epoch)
+            if self._logged_until_epoch is None or epoch > self._logged_until_epoch:
+                self._sender.log_metrics(epoch_metrics(metrics, epoch_duration), step=epoch)
             entry = {**dict(metrics), "epoch": epoch}
             self.history = [e for e in self.history if e.get("epoch") != epoch] + [entry]
             self._sender.call(self._client.log_text, self.run_id, to_json(self.history), "history.json")

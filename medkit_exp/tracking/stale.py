@@ -1,0 +1,42 @@
+"""Runs left RUNNING by a process that died (kill -9, power loss) are marked FAILED.
+
+Every run records the host and process id that runs it (tags ``process.host`` and
+``process.pid``). Before a new run starts, the runs of the same experiment that claim to be
+RUNNING on this host but whose process is gone are ended as FAILED with a tag saying why,
+so the UI never shows a dead run as running (a resume reopens it).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+HOST_TAG, PID_TAG = "process.host", "process.pid"
+
+
+def process_tags() -> dict[str, str]:
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def fail_dead_runs(client, experiment_id: str) -> list[str]:
+    """End as FAILED the RUNNING runs of this host whose process no longer exists; return their ids."""
+    host = socket.gethostname()
+    runs = client.search_runs([experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'")
+    ended = []
+    for run in runs:
+        pid = run.data.tags.get(PID_TAG, "")
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            client.set_tag(run.info.run_id, "medkit.error", f"process {pid} on {host} died without ending the run")
+            client.set_terminated(run.info.run_id, status="FAILED")
+            ended.append(run.info.run_id)
+    return ended

@@ -1,0 +1,82 @@
+"""Start and stop local HTTP servers (``mlflow server``, ``mlflow models serve``) for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return answer.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextmanager
+def serving(command: Sequence[str], ready_url: str, log_path: Path, env: dict[str, str] | None = None,
+            cwd: Path | None = None, timeout_s: float = 180.0) -> Iterator[subprocess.Popen]:
+    """Run ``command`` in its own process group until ``ready_url`` answers 200; stop the group on exit.
+
+    Fails with the end of the server's log if it exits early or is not ready in ``timeout_s``.
+    """
+    log_file = open(log_path, "w")
+    process = subprocess.Popen(list(command), stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not http_ok(ready_url):
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[0]} exited with {process.returncode}: {_tail(log_path)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{ready_url} not ready after {timeout_s:.0f} s: {_tail(log_path)}")
+            time.sleep(0.3)
+        yield process
+    finally:
+        _stop_group(process)
+        log_file.close()
+
+
+def _stop_group(process: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """SIGTERM the process group (the CLI and its uvicorn/gunicorn children); SIGKILL what is left after ``grace_s``."""
+    group = process.pid  # start_new_session: the group id is the leader's pid
+    try:
+        os.killpg(group, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        process.poll()  # reap the leader, or killpg(group, 0) keeps finding its zombie
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(5)
+
+
+def _tail(path: Path, chars: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
