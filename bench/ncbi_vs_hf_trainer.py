@@ -45,11 +45,12 @@ def peak_rss_mb() -> float:
 
 
 def test_scores(model_dir: Path, test_docs) -> dict[str, float]:
-    from medkit_exp.tasks.ner import score_predictions
+    """Sentence by sentence, as both sides were trained (and as the app scores)."""
+    from medkit_exp.tasks.ner import predict_by_sentence, score_predictions
     from medkit_exp.text.ner import HFEntityMatcher
 
     matcher = HFEntityMatcher(model=model_dir, batch_size=64)
-    return score_predictions(test_docs, matcher.predict(test_docs), matcher.tagging_scheme)
+    return score_predictions(test_docs, predict_by_sentence(matcher, test_docs), matcher.tagging_scheme)
 
 
 def run_ours(args, labels, train, dev, test_docs, workdir: Path, seed: int) -> dict:
