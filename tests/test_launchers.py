@@ -25,25 +25,32 @@ def sweep_runs(workdir, experiment="medkit_exp"):
     return parents[0], children
 
 
-def test_joblib_runs_two_jobs_at_once_under_one_parent(workdir, tiny_bert_dir):
-    result = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *quick_args(tiny_bert_dir),
-                      "trainer.epochs=1", "data.max_docs=16", "trainer.lr=1e-3,5e-3", "tracking.log_model=false",
-                      "hydra.sweep.dir=sweep"], workdir, timeout=600)
+def test_joblib_runs_four_jobs_at_once_against_a_new_sqlite_store(tmp_path, tiny_bert_dir):
+    """Four parallel jobs, and a store that does not exist yet: every run and metric recorded."""
+    result = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", *quick_args(tiny_bert_dir),
+                      "trainer.epochs=2", "data.max_docs=8", "trainer.lr=1e-3,5e-3", "trainer.seed=0,1",
+                      "tracking.log_model=false", "hydra.sweep.dir=sweep"], tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    launcher = yaml.safe_load((workdir / "sweep" / "multirun.yaml").read_text())["hydra"]["launcher"]
-    assert launcher["_target_"].endswith("JoblibLauncher") and launcher["n_jobs"] == 2
+    assert "database is locked" not in result.stderr
+    launcher = yaml.safe_load((tmp_path / "sweep" / "multirun.yaml").read_text())["hydra"]["launcher"]
+    assert launcher["_target_"].endswith("JoblibLauncher") and launcher["n_jobs"] == 4
 
-    parent, children = sweep_runs(workdir)
-    assert parent.info.status == "FINISHED" and len(children) == 2
+    parent, children = sweep_runs(tmp_path)
+    assert parent.info.status == "FINISHED" and len(children) == 4
     assert all(r.info.status == "FINISHED" for r in children)
-    assert sorted(r.data.params["trainer.lr"] for r in children) == ["0.001", "0.005"]
-    # The two jobs ran at the same time, in two worker processes.
-    first, second = sorted(children, key=lambda r: r.info.start_time)
+    assert sorted((r.data.params["trainer.lr"], r.data.params["trainer.seed"]) for r in children) == [
+        ("0.001", "0"), ("0.001", "1"), ("0.005", "0"), ("0.005", "1")]
+    client = client_for(tmp_path)
+    for run in children:  # every metric point of every job is there
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "eval_f1")] == [1, 2]
+        assert "test_f1" in run.data.metrics
+    # The jobs ran at the same time, in worker processes.
+    first, second = sorted(children, key=lambda r: r.info.start_time)[:2]
     assert second.info.start_time < first.info.end_time, "the joblib jobs ran one after the other"
     # Each job returned its objective; the parent recorded the best one.
     best = max(children, key=lambda r: r.data.metrics["eval_f1"])
     assert parent.data.metrics["best_eval_f1"] == pytest.approx(best.data.metrics["eval_f1"])
-    assert parent.data.metrics["jobs"] == 2
+    assert parent.data.metrics["jobs"] == 4
     assert parent.data.tags["best.run_id"] in {r.info.run_id for r in children}
     assert parent.data.tags["sweep.objective"] == "eval_f1"
 

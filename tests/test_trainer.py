@@ -351,3 +351,12 @@ def test_checkpoints_get_the_usual_permissions(tmp_path):
     out = tmp_path / "out"
     assert (out / "checkpoint-epoch-001").stat().st_mode & 0o777 == 0o755
     assert (out / "checkpoints.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_an_unwritable_output_folder_is_reported_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    component = DummyClassifier()
+    with pytest.raises(ckpt.CheckpointError, match="is not writable"):
+        Trainer(component, config(tmp_path, output_dir=str(blocker / "out")), TRAIN, EVAL, callbacks=[]).train()
+    assert component.forward_calls == 0

@@ -104,6 +104,19 @@ def _write_json_atomic(path: Path, payload: Any) -> None:
         raise
 
 
+def check_writable(output_dir: Path) -> None:
+    """Raise `CheckpointError` now if checkpoints could not be written to ``output_dir``."""
+    try:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise CheckpointError(
+            f"trainer.output_dir={output_dir} is not writable ({exc.strerror or exc}); "
+            "choose a folder you can write to"
+        ) from exc
+
+
 def read_index(output_dir: Path) -> dict[str, Any]:
     path = Path(output_dir) / INDEX_FILE
     if not path.exists():

@@ -200,6 +200,8 @@ class Trainer:
         seed_everything(cfg.seed)
         self.device = self.dist.setup(self.device)
         self.output_dir = Path(self.dist.broadcast(str(self.output_dir)))  # rank 0's folder for all
+        if self.dist.is_main:
+            ckpt.check_writable(self.output_dir)  # know it before hours of training, not after
         self._place_component()
         train_examples = self._preprocess(self.train_data)
         eval_examples = self._preprocess(self.eval_data)
