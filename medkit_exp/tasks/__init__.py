@@ -30,6 +30,7 @@ class Task(Protocol):
 
 _TASKS = {
     "hf_ner": "medkit_exp.tasks.ner:NerTask",
+    "hf_segment_classifier": "medkit_exp.tasks.segment_classification:SegmentClassificationTask",
 }
 
 

@@ -1,0 +1,70 @@
+"""What a segment-classifier checkpoint needs besides the HF weights.
+
+A folder written by `HFSegmentClassifierTrainable.save` is a plain HF sequence-classification
+model folder (``config.json`` with the classes as ``id2label``, weights, tokenizer) plus
+``medkit_exp_classifier.json`` (`ClassifierSettings`): the attribute label, the classes,
+how the context is cut and the mention marked, and the token limit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from medkit_exp.text.classification.context import ContextSettings
+
+SETTINGS_FILE = "medkit_exp_classifier.json"
+MAX_TOKENS = 512
+
+
+@dataclass
+class ClassifierSettings:
+    """Settings saved next to the model (``medkit_exp_classifier.json``)."""
+
+    attr_label: str
+    labels: list[str]
+    context: str = "sentence"
+    context_chars: int = 200
+    start_marker: str = "[E]"
+    end_marker: str = "[/E]"
+    max_length: int | None = None
+    format_version: int = 1
+
+    @property
+    def context_settings(self) -> ContextSettings:
+        return ContextSettings(self.context, self.context_chars, self.start_marker, self.end_marker)
+
+    def save(self, directory: str | Path) -> None:
+        path = Path(directory) / SETTINGS_FILE
+        path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "ClassifierSettings | None":
+        """The settings saved in ``directory``, or None when it has none (a plain HF model)."""
+        path = Path(directory) / SETTINGS_FILE
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def resolve_max_length(config: Any, tokenizer: Any, requested: int | None) -> int:
+    """Tokens per input: ``requested``, else the model's limit capped at 512."""
+    limits = [MAX_TOKENS]
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        limits.append(positions)
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:
+        limits.append(tokenizer_limit)
+    if requested is None:
+        return min(limits)
+    hard_limit = min(limits[1:]) if len(limits) > 1 else None
+    if requested < 8 or (hard_limit is not None and requested > hard_limit):
+        raise ValueError(
+            f"max_length={requested} is invalid for this model: use 8 to {hard_limit or MAX_TOKENS} tokens, "
+            f"or None for {min(limits)}"
+        )
+    return requested

@@ -1,0 +1,51 @@
+"""End-to-end: `python -m medkit_exp component=hf_segment_classifier` on a small JSONL corpus."""
+
+from __future__ import annotations
+
+import re
+
+from test_cli import client_for, run_cli
+
+
+def write_corpus(root):
+    """Train/dev/test JSONL files of demo documents (entities labelled problem, treatment, test)."""
+    from medkit_exp.io import load_demo_corpus, write_jsonl
+
+    demo = load_demo_corpus()
+    for split, count in (("train", 40), ("dev", 12), ("test", 12)):
+        write_jsonl(demo[split][:count], root / f"{split}.jsonl")
+    return root
+
+
+def test_segment_classification_run_logs_test_scores_and_baseline(workdir, tiny_bert_dir):
+    data = write_corpus(workdir / "data")
+    result = run_cli([
+        "component=hf_segment_classifier", "metrics=classification", "data=jsonl", f"data.root={data}",
+        f"component.model={tiny_bert_dir}", "component.context=window", "component.context_chars=60",
+        "trainer.epochs=3", "trainer.lr=5e-3", "trainer.batch_size=8", "trainer.checkpoint_metric=f1",
+        "threads=1", "callbacks.progress_bars=false", "tracking.experiment=typing", "hydra.run.dir=out",
+    ], workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "macro_f1=" in result.stderr  # the printer's epoch lines
+    run_id = re.search(r"MLflow run\s+: (\w+)", result.stdout).group(1)
+    run = client_for(workdir).get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.params["component.name"] == "hf_segment_classifier"
+    metrics = run.data.metrics
+    for key in ("test_accuracy", "test_macro_f1", "test_f1", "test_majority_accuracy", "test_majority_macro_f1",
+                "test_problem_f1", "eval_macro_f1", "eval_accuracy"):
+        assert key in metrics, key
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["test_f1"] == metrics["test_macro_f1"]
+
+    from medkit_exp.text.classification import HFSegmentClassifier
+
+    best = re.search(r"checkpoint\s+: (\S+)", result.stdout).group(1)
+    classifier = HFSegmentClassifier(best)
+    assert classifier.labels == ["problem", "test", "treatment"] and classifier.context.context == "window"
+
+
+def test_segment_classification_needs_classification_metrics(workdir, tiny_bert_dir):
+    data = write_corpus(workdir / "data")
+    result = run_cli(["component=hf_segment_classifier", "data=jsonl", f"data.root={data}",
+                      f"component.model={tiny_bert_dir}", "tracking=none"], workdir, timeout=120)
+    assert result.returncode == 2
+    assert "add metrics=classification" in result.stderr and len(result.stderr.strip().splitlines()) == 1
