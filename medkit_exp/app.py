@@ -249,8 +249,10 @@ def _make_tracker(cfg: DictConfig, dataset, trainer_cfg, resume_run_id: str | No
 
 
 def _print_summary(cfg: DictConfig, summary: dict[str, Any], tracker) -> None:
+    ner = cfg.component.name == "hf_ner"
+    keys = ("precision", "recall", "f1") if ner else ("accuracy", "macro_f1", "majority_accuracy", "majority_macro_f1")
+
     def fmt(prefix: str) -> str:
-        keys = ("precision", "recall", "f1")
         return ", ".join(f"{k}={summary[prefix + k]:.4f}" for k in keys if prefix + k in summary)
 
     lines = [
@@ -258,7 +260,7 @@ def _print_summary(cfg: DictConfig, summary: dict[str, Any], tracker) -> None:
         "== medkit_exp run summary ==",
         f"best epoch   : {summary.get('best_epoch')}",
         f"eval (dev)   : {fmt('eval_')}",
-        f"test         : {fmt('test_')}  (exact character spans)",
+        f"test         : {fmt('test_')}" + ("  (exact character spans)" if ner else ""),
         f"checkpoint   : {summary['best_checkpoint']}",
         f"wall time    : {summary['wall_time_s']} s",
     ]
