@@ -8,7 +8,6 @@ its marked context and a class id, ``collate`` pads them, ``forward`` runs the m
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,6 +18,7 @@ from medkit_exp.text.classification.encoding import SegmentEncoder
 from medkit_exp.text.classification.items import SegmentItem, as_item
 from medkit_exp.text.classification.settings import ClassifierSettings, resolve_max_length
 from medkit_exp.text.ner.settings import load_fast_tokenizer, quiet_transformers
+from medkit_exp.text.hf_model import hf_forward
 from medkit_exp.training.batch import BatchData
 
 
@@ -172,15 +172,7 @@ class HFSegmentClassifierTrainable:
         self, input_batch: BatchData, return_loss: bool, eval_mode: bool
     ) -> tuple[BatchData, torch.Tensor | None]:
         """Run the model; returns ``(BatchData(logits=...), loss or None)``; logits are ``(batch, classes)``."""
-        self.model.train(not eval_mode)
-        inputs = {k: input_batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in input_batch}
-        if return_loss:
-            if "labels" not in input_batch:
-                raise ValueError("forward(return_loss=True) needs a batch with labels: collate preprocessed items")
-            inputs["labels"] = input_batch["labels"]
-        with torch.no_grad() if eval_mode else contextlib.nullcontext():
-            output = self.model(**inputs)
-        return BatchData(logits=output.logits), (output.loss if return_loss else None)
+        return hf_forward(self.model, input_batch, return_loss, eval_mode)
 
     def save(self, path: str | Path) -> None:
         """Write a HF model folder (classes in ``config.id2label``) plus ``medkit_exp_classifier.json``."""

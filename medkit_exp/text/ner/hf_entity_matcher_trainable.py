@@ -7,7 +7,6 @@ model, ``save`` writes a folder that `HFEntityMatcher(model=folder)` runs as is.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,6 +23,7 @@ from medkit_exp.text.ner.settings import (
 )
 from medkit_exp.text.ner.tagging import build_tag_set, check_scheme
 from medkit_exp.text.ner.windows import IGNORE_INDEX, SpecialTokens
+from medkit_exp.text.hf_model import hf_forward
 from medkit_exp.training.batch import BatchData
 
 
@@ -165,16 +165,7 @@ class HFEntityMatcherTrainable:
         self, input_batch: BatchData, return_loss: bool, eval_mode: bool
     ) -> tuple[BatchData, torch.Tensor | None]:
         """Run the model; returns ``(BatchData(logits=...), loss or None)``."""
-        self.model.train(not eval_mode)
-        inputs = {k: input_batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in input_batch}
-        if return_loss:
-            if "labels" not in input_batch:
-                raise ValueError("forward(return_loss=True) needs a batch with labels: collate preprocessed documents")
-            inputs["labels"] = input_batch["labels"]
-        with torch.no_grad() if eval_mode else contextlib.nullcontext():
-            output = self.model(**inputs)
-        loss = output.loss if return_loss else None
-        return BatchData(logits=output.logits), loss
+        return hf_forward(self.model, input_batch, return_loss, eval_mode)
 
     def save(self, path: str | Path) -> None:
         """Write a HF model folder (tags in ``config.id2label``) plus ``medkit_exp_ner.json``."""
