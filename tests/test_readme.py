@@ -55,7 +55,7 @@ def test_the_default_run_as_readme_gives_it(tmp_path, mlflow_template_db):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = result.stdout[result.stdout.index("== medkit_exp run summary =="):]
     test_f1 = float(re.search(r"test\s+: precision=\S+ recall=\S+ f1=([0-9.]+)", summary).group(1))
-    assert test_f1 >= 0.8  # measured 0.976 with the defaults (5 epochs, lr 3e-4)
+    assert test_f1 >= 0.8  # measured 0.933 with the defaults (5 epochs, lr 3e-4)
     run_id = re.search(r"MLflow run\s+: (\w+)", summary).group(1)
     ui = re.search(r"see it with\s+: (mlflow ui .*)", summary).group(1)
     assert f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}" in ui
