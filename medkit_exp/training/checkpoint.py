@@ -20,7 +20,7 @@ import os
 import random
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -196,6 +196,3 @@ def load_trainer_state(checkpoint_dir: Path) -> dict[str, Any]:
     except Exception as exc:  # a truncated or foreign file
         raise CheckpointError(f"cannot read {Path(checkpoint_dir) / STATE_FILE}: {exc}") from exc
 
-
-def loop_state_to_dict(state: LoopState) -> dict[str, Any]:
-    return asdict(state)

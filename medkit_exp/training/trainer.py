@@ -490,7 +490,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "rng": ckpt.capture_rng_states(),
-            "loop": ckpt.loop_state_to_dict(self.state),
+            "loop": asdict(self.state),
             "config": asdict(cfg),
         }
         summary = {
