@@ -325,3 +325,14 @@ def test_train_save_reload_and_find_the_gold_entities(tiny_bert_dir, tmp_path):
         }
     assert "paracetamol" in {e.text for e in predicted[0]}  # a word of several sub-tokens
     assert ExactSpanEvaluator().compute(docs, predicted)["f1"] == 1.0
+
+
+def test_attention_dropout_is_set_on_the_model_and_saved(tiny_bert_dir, tmp_path):
+    component = HFEntityMatcher.make_trainable(tiny_bert_dir, labels=["D"], attention_dropout=0.0)
+    assert component.model.config.attention_probs_dropout_prob == 0.0
+    default = HFEntityMatcher.make_trainable(tiny_bert_dir, labels=["D"])
+    assert default.model.config.attention_probs_dropout_prob == 0.1  # the model's own when unset
+    component.save(tmp_path / "ner")
+    assert json.loads((tmp_path / "ner" / "config.json").read_text())["attention_probs_dropout_prob"] == 0.0
+    with pytest.raises(ValueError, match=r"attention_dropout must be in \[0, 1\), got 1.5"):
+        HFEntityMatcher.make_trainable(tiny_bert_dir, labels=["D"], attention_dropout=1.5)

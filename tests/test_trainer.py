@@ -18,6 +18,7 @@ from medkit_exp.training import (
     TrainerCallback,
     TrainerConfig,
     TrainingSetupError,
+    plan_batches,
 )
 from medkit_exp.training import checkpoint as ckpt
 from medkit_exp.training.schedulers import linear_warmup, plateau, step
@@ -279,12 +280,24 @@ def test_unknown_checkpoint_metric_is_a_clear_error(tmp_path):
         Trainer(DummyClassifier(), config(tmp_path, checkpoint_metric="f1"), TRAIN, EVAL, callbacks=[]).train()
 
 
-def test_length_grouped_batches_cover_every_example_once(tmp_path):
-    trainer = Trainer(DummyClassifier(), config(tmp_path, batch_order="length_grouped"), TRAIN, EVAL, callbacks=[])
+def test_length_grouped_batches_cover_every_example_once():
     lengths = list(range(64))
-    batches = trainer._batch_indices(1, lengths)
+    batches = plan_batches(lengths, 8, seed=0, epoch=1, order="length_grouped")
     assert sorted(i for b in batches for i in b) == list(range(64))
     assert all(max(lengths[i] for i in b) - min(lengths[i] for i in b) == 7 for b in batches)
+    assert batches == plan_batches(lengths, 8, seed=0, epoch=1, order="length_grouped")  # a function of its inputs
+    assert batches != plan_batches(lengths, 8, seed=0, epoch=2, order="length_grouped")  # a new order each epoch
+
+
+def test_the_trainer_feeds_the_planned_batches(tmp_path):
+    """What benchmarks rely on to replay the Trainer's batches in a hand-written loop."""
+    seen = []
+    component = DummyClassifier()
+    collate = component.collate
+    component.collate = lambda items: seen.append([float(i["x"][0]) for i in items]) or collate(items)
+    Trainer(component, config(tmp_path, epochs=1, batch_size=4, batch_order="random"), TRAIN, [], callbacks=[]).train()
+    planned = plan_batches([1] * len(TRAIN), 4, seed=0, epoch=1, order="random")
+    assert seen == [[TRAIN[i][0][0] for i in batch] for batch in planned]
 
 
 class SendSignal(TrainerCallback):
@@ -360,3 +373,12 @@ def test_an_unwritable_output_folder_is_reported_before_training(tmp_path):
     with pytest.raises(ckpt.CheckpointError, match="is not writable"):
         Trainer(component, config(tmp_path, output_dir=str(blocker / "out")), TRAIN, EVAL, callbacks=[]).train()
     assert component.forward_calls == 0
+
+
+def test_large_blocks_are_released_to_the_system_on_glibc():
+    import platform
+
+    from medkit_exp.training.memory import release_large_blocks
+
+    took_effect = release_large_blocks()
+    assert took_effect == (platform.libc_ver()[0] == "glibc")

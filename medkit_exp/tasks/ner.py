@@ -22,6 +22,7 @@ class NerTask:
             tokenizer_max_length=cfg.component.max_length,
             window_stride=cfg.component.window_stride,
             device=device,
+            attention_dropout=cfg.component.attention_dropout,
         )
         metrics = SeqEvalMetricsComputer(
             component.id_to_label, tagging_scheme=component.tagging_scheme, return_metrics_by_label=cfg.metrics.by_label

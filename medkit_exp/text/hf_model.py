@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import torch
 
@@ -28,3 +29,21 @@ def hf_forward(
     with torch.no_grad() if eval_mode else contextlib.nullcontext():
         output = model(**inputs)
     return BatchData(logits=output.logits), (output.loss if return_loss else None)
+
+
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")  # BERT-likes, DistilBERT-likes
+
+
+def attention_dropout_override(config: Any, attention_dropout: float | None) -> dict[str, float]:
+    """``from_pretrained`` keyword arguments that set the model's attention dropout (none when None)."""
+    if attention_dropout is None:
+        return {}
+    if not 0.0 <= attention_dropout < 1.0:
+        raise ValueError(f"attention_dropout must be in [0, 1), got {attention_dropout}")
+    for key in ATTENTION_DROPOUT_KEYS:
+        if hasattr(config, key):
+            return {key: float(attention_dropout)}
+    raise ValueError(
+        f"the {type(config).__name__} of this model has no attention dropout setting "
+        f"({' or '.join(ATTENTION_DROPOUT_KEYS)}); leave attention_dropout unset for it"
+    )

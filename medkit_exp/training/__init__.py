@@ -20,6 +20,7 @@ _EXPORTS = {
     "TrainerCallback": "medkit_exp.training.callbacks",
     "TrainerConfig": "medkit_exp.training.config",
     "TrainingSetupError": "medkit_exp.training.trainer",
+    "plan_batches": "medkit_exp.training.batching",
 }
 
 __all__ = sorted(_EXPORTS)

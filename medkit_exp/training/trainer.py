@@ -23,9 +23,11 @@ from torch.utils.data import DataLoader
 
 from medkit_exp.training import checkpoint as ckpt
 from medkit_exp.training.batch import BatchData
+from medkit_exp.training.batching import plan_batches
 from medkit_exp.training.callbacks import DefaultPrinterCallback, TrainerCallback
 from medkit_exp.training.config import TrainerConfig
 from medkit_exp.training.distributed import DistributedContext
+from medkit_exp.training.memory import release_large_blocks
 from medkit_exp.training.protocols import MetricsComputer, create_optimizer
 from medkit_exp.training.schedulers import SchedulerBuilder, build_scheduler, is_plateau
 
@@ -199,6 +201,8 @@ class Trainer:
         cfg = self.config
         seed_everything(cfg.seed)
         self.device = self.dist.setup(self.device)
+        if self.device.type == "cpu":
+            release_large_blocks()  # activations' memory goes back to the system after each step
         self.output_dir = Path(self.dist.broadcast(str(self.output_dir)))  # rank 0's folder for all
         if self.dist.is_main:
             ckpt.check_writable(self.output_dir)  # know it before hours of training, not after
@@ -260,6 +264,7 @@ class Trainer:
         cfg = self.config
         batches = self._batch_indices(epoch, lengths)
         weights = self._train_weights
+        batch_weights = [sum(weights[i] for i in batch) for batch in batches]
         accum = cfg.grad_accum_steps
         nb_batches = len(batches)
         # A run resumed from a mid-epoch checkpoint skips the batches that epoch already saw.
@@ -280,7 +285,7 @@ class Trainer:
             # of its accumulation window across processes, so that accumulating k batches, or
             # running on k processes, gives the update of one batch k times larger.
             window_start = batch_idx - batch_idx % accum
-            window_weight = sum(weights[i] for b in batches[window_start : window_start + accum] for i in b)
+            window_weight = sum(batch_weights[window_start : window_start + accum])
             finite, loss_value = True, None
             if indices:
                 batch = next(loader).to_device(self.device)
@@ -412,20 +417,8 @@ class Trainer:
         return examples
 
     def _batch_indices(self, epoch: int, lengths: list[int]) -> list[list[int]]:
-        """Batch order of an epoch: a function of (seed, epoch) only, so a resumed run sees the same."""
         size = self.config.batch_size * self.dist.world_size  # global batches, sharded in _train_epoch
-        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
-        order = torch.randperm(len(lengths), generator=generator).tolist()
-        if self.config.batch_order == "random":
-            return [order[i : i + size] for i in range(0, len(order), size)]
-        # length_grouped: sort within large random chunks, cut into batches, shuffle the batches.
-        chunk = size * 50
-        batches: list[list[int]] = []
-        for start in range(0, len(order), chunk):
-            part = sorted(order[start : start + chunk], key=lambda i: lengths[i], reverse=True)
-            batches.extend(part[i : i + size] for i in range(0, len(part), size))
-        shuffled = torch.randperm(len(batches), generator=generator).tolist()
-        return [batches[i] for i in shuffled]
+        return plan_batches(lengths, size, self.config.seed, epoch, self.config.batch_order)
 
     def _loader(self, examples: list[Any], batches: list[list[int]]) -> DataLoader:
         return DataLoader(

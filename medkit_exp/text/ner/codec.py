@@ -22,6 +22,7 @@ from medkit_exp.text.ner.tagging import (
     resolve_overlaps,
     units_covering,
 )
+from medkit_exp.text.ner.viterbi import DECODINGS, viterbi_decode
 from medkit_exp.text.ner.windows import (
     IGNORE_INDEX,
     SpecialTokens,
@@ -62,7 +63,11 @@ class NerCodec:
         tag_subtokens: bool,
         max_length: int,
         stride: int,
+        decoding: str = "greedy",
     ) -> None:
+        if decoding not in DECODINGS:
+            raise ValueError(f"unknown decoding {decoding!r}; use one of {', '.join(DECODINGS)}")
+        self.decoding = decoding
         self.tokenizer = tokenizer
         self.tags = list(tags)
         self.tagging_scheme = check_scheme(tagging_scheme)
@@ -146,8 +151,9 @@ class NerCodec:
     ) -> list[CharMention]:
         """Mentions of a text from per-window tag probabilities (``[window length, nb tags]``).
 
-        Each unit is read from the window where its tagged token is the most central. The
-        score of a mention is the mean probability of its predicted tags.
+        Each unit is read from the window where its tagged token is the most central; the
+        tags are each unit's most probable one (``greedy``) or the most probable valid
+        sequence (``viterbi``). The score of a mention is the mean probability of its tags.
         """
         units = tokens.units(self.tag_subtokens)
         if not units:
@@ -159,8 +165,11 @@ class NerCodec:
             w = owner[unit.first_token]
             rows.append(window_probs[w][unit.first_token - windows[w][0] + prefix])
         probs = np.stack(rows)
-        tag_ids = probs.argmax(axis=-1)
-        tag_scores = probs.max(axis=-1)
+        if self.decoding == "viterbi":
+            tag_ids = np.array(viterbi_decode(probs, self.tags, self.tagging_scheme))
+        else:
+            tag_ids = probs.argmax(axis=-1)
+        tag_scores = probs[np.arange(len(tag_ids)), tag_ids]
         tags = [self.id_to_label[int(i)] for i in tag_ids]
         mentions = []
         text = tokens.text

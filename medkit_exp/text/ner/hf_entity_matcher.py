@@ -43,6 +43,9 @@ class HFEntityMatcher:
         window_stride: tokens shared by consecutive windows (default: the saved one, else a
             quarter of the window).
         labels_map: optional renaming of the model's entity labels in the output.
+        decoding: ``"viterbi"`` (default) reads the most probable *valid* tag sequence (no
+            ``I-`` without its ``B-``); ``"greedy"`` each word's most probable tag, as
+            transformers' token-classification pipeline does.
         attrs_to_copy: labels of the input segment's attributes copied onto its entities.
         hf_auth_token: token for private hub models.
     """
@@ -57,6 +60,7 @@ class HFEntityMatcher:
         labels_map: dict[str, str] | None = None,
         attrs_to_copy: Sequence[str] | None = None,
         hf_auth_token: str | None = None,
+        decoding: str = "viterbi",
     ) -> None:
         from transformers import AutoModelForTokenClassification
 
@@ -88,7 +92,7 @@ class HFEntityMatcher:
             window_stride = settings.window_stride
         stride = resolve_stride(max_length, nb_special, window_stride)
         self.codec = NerCodec(
-            self.tokenizer, settings.tags, settings.tagging_scheme, settings.tag_subtokens, max_length, stride
+            self.tokenizer, settings.tags, settings.tagging_scheme, settings.tag_subtokens, max_length, stride, decoding
         )
 
     @property
@@ -110,8 +114,10 @@ class HFEntityMatcher:
         window_stride: int | None = None,
         device: str | torch.device = "cpu",
         hf_auth_token: str | None = None,
+        attention_dropout: float | None = None,
     ) -> HFEntityMatcherTrainable:
-        """A trainable component to fine-tune ``model_name_or_path`` on ``labels``."""
+        """A trainable component to fine-tune ``model_name_or_path`` on ``labels`` (see
+        `HFEntityMatcherTrainable` for the arguments)."""
         return HFEntityMatcherTrainable(
             model_name_or_path,
             labels,
@@ -121,6 +127,7 @@ class HFEntityMatcher:
             window_stride=window_stride,
             device=device,
             hf_auth_token=hf_auth_token,
+            attention_dropout=attention_dropout,
         )
 
     # ------------------------------------------------------------------ inference

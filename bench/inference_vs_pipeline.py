@@ -1,0 +1,99 @@
+"""NER inference throughput: `HFEntityMatcher` vs transformers' token-classification pipeline (benchmark 7).
+
+    python bench/inference_vs_pipeline.py [--model CHECKPOINT] [--batch-sizes 1 8 32 64]
+
+Both read the same fine-tuned checkpoint and the same texts: the NCBI-disease test
+abstracts split into sentences (how the reference NER model is trained and applied). The
+pipeline groups words from their first sub-token (``aggregation_strategy="first"``, the
+matcher's rule) and runs at each of ``--batch-sizes``; its best is compared with the matcher
+at its default batch size. Entities must be identical (same spans and labels); the count of
+differences is printed. Without ``--model`` the script first fine-tunes the packaged MiniLM
+for one epoch on part of the training set (a quick model that finds real entities).
+
+Printed last: documents/s of the matcher / the pipeline at its best batch size (goal >= 2.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import DEFAULT_NCBI_ROOT, load_ncbi, machine_line, packaged_model
+
+
+def quick_model(train, workdir: Path) -> Path:
+    from medkit_exp.text.ner import HFEntityMatcher
+    from medkit_exp.training import Trainer, TrainerConfig
+
+    component = HFEntityMatcher.make_trainable(packaged_model(), labels=["Disease"], tokenizer_max_length=128)
+    config = TrainerConfig(output_dir=str(workdir / "quick"), lr=2e-4, epochs=1, batch_size=16, seed=0,
+                           batch_order="length_grouped", checkpoint_metric="loss", checkpoint_mode="min",
+                           checkpoint_period=0)
+    trainer = Trainer(component, config, train, [])
+    trainer.train()
+    return trainer.best_checkpoint / "model"
+
+
+def timed(function, repeats: int):
+    """(median seconds, last result) of ``repeats`` calls."""
+    seconds, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", default=str(DEFAULT_NCBI_ROOT))
+    parser.add_argument("--model", default=None, help="a NER checkpoint folder (default: train a quick one)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--matcher-batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-docs", type=int, default=150, help="documents for the quick model")
+    parser.add_argument("--max-docs", type=int, default=None, help="documents per split (smoke tests)")
+    args = parser.parse_args()
+
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+
+    from medkit_exp.io import split_into_sentences
+    from medkit_exp.text.ner import HFEntityMatcher
+
+    docs, train, _ = load_ncbi(args.data_root, max_docs=args.max_docs)
+    sentences = split_into_sentences(docs["test"])
+    texts = [s.text for s in sentences]
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(args.model) if args.model else quick_model(split_into_sentences(docs["train"][: args.train_docs]),
+                                                                    Path(tmp))
+        # Whole sentences in one window, as the pipeline reads them (it does not cut texts).
+        matcher = HFEntityMatcher(model_dir, batch_size=args.matcher_batch_size, tokenizer_max_length=512)
+        ours_s, ours_entities = timed(lambda: matcher.predict(sentences), args.repeats)
+        ours = {(i, e.spans[0].start, e.spans[0].end, e.label) for i, found in enumerate(ours_entities) for e in found}
+        print(f"HFEntityMatcher (batch {args.matcher_batch_size}): {len(texts) / ours_s:.1f} documents/s "
+              f"({ours_s:.2f} s for {len(texts)} sentences), {len(ours)} entities", flush=True)
+
+        pipe = pipeline("token-classification", model=AutoModelForTokenClassification.from_pretrained(model_dir),
+                        tokenizer=AutoTokenizer.from_pretrained(model_dir), aggregation_strategy="first", device=-1)
+        best = None
+        for batch_size in args.batch_sizes:
+            with torch.inference_mode():
+                pipe_s, outputs = timed(lambda: pipe(texts, batch_size=batch_size), args.repeats)
+            theirs = {(i, o["start"], o["end"], o["entity_group"]) for i, found in enumerate(outputs) for o in found}
+            differences = len(ours ^ theirs)
+            print(f"pipeline batch {batch_size:3d}: {len(texts) / pipe_s:.1f} documents/s ({pipe_s:.2f} s), "
+                  f"{len(theirs)} entities, {differences} differ from the matcher's", flush=True)
+            if best is None or pipe_s < best[1]:
+                best = (batch_size, pipe_s, differences)
+    print(machine_line())
+    print(f"best pipeline batch size {best[0]}; entities differing: {best[2]}")
+    print(f"throughput ratio HFEntityMatcher / pipeline (best batch): {best[1] / ours_s:.2f} (goal >= 2.0)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

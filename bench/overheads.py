@@ -1,0 +1,88 @@
+"""Fixed costs a user feels: config composition, launch to first step, preprocessing speed.
+
+    python bench/overheads.py [--repeats 3] [--data-root ../shared/data/ncbi-disease]
+
+- ``python -m medkit_exp --cfg job``: wall time of composing and printing the config
+  (median of ``--repeats``; goal under 1.5 s).
+- Launch to first training step of the default run (``python -m medkit_exp``, one epoch):
+  from process start to the timestamp MLflow holds for step 1's training loss, in a folder
+  without a store (the first run creates the SQLite tables) and again with it.
+- Preprocessing throughput of `HFEntityMatcherTrainable.preprocess` on the NCBI-disease
+  training sentences, in tokens/s.
+
+Printed last: the ``--cfg job`` time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import DEFAULT_NCBI_ROOT, REPO, load_ncbi, machine_line, packaged_model
+
+
+def cli(args: list[str], cwd: Path) -> float:
+    """Run ``python -m medkit_exp ARGS`` in ``cwd``; return its wall seconds (exit status checked)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    start = time.perf_counter()
+    completed = subprocess.run([sys.executable, "-m", "medkit_exp", *args], cwd=cwd, env=env, capture_output=True,
+                               text=True)
+    seconds = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise SystemExit(f"python -m medkit_exp {' '.join(args)} failed:\n{completed.stderr[-2000:]}")
+    return seconds
+
+
+def launch_to_first_step(cwd: Path, extra: list[str]) -> tuple[float, float]:
+    """(seconds from launch to step 1's logged loss, wall seconds of the whole run)."""
+    launched_ms = time.time() * 1000
+    wall = cli(["trainer.epochs=1", "trainer.log_every_n_steps=1", *extra], cwd)
+    with sqlite3.connect(cwd / "mlruns" / "mlflow.db") as db:
+        (first_ms,) = db.execute(
+            "SELECT MAX(m.timestamp) FROM metrics m JOIN runs r ON m.run_uuid = r.run_uuid "
+            "WHERE m.key = 'step/train_loss' AND m.step = 1 AND r.start_time >= ?", (int(launched_ms),)).fetchone()
+    return (first_ms - launched_ms) / 1000, wall
+
+
+def preprocessing_throughput(data_root: str, max_docs: int | None, model: str | None) -> tuple[float, int]:
+    from medkit_exp.text.ner import HFEntityMatcher
+
+    _, train, _ = load_ncbi(data_root, max_docs=max_docs)
+    component = HFEntityMatcher.make_trainable(model or packaged_model(), labels=["Disease"], tokenizer_max_length=128)
+    start = time.perf_counter()
+    examples = [e for sentence in train for e in component.preprocess(sentence)]
+    seconds = time.perf_counter() - start
+    tokens = sum(len(e["input_ids"]) for e in examples)
+    return tokens / seconds, tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", default=str(DEFAULT_NCBI_ROOT))
+    parser.add_argument("--model", default=None, help="model of the default run and of preprocessing")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-docs", type=int, default=None, help="documents per split (smoke tests)")
+    args = parser.parse_args()
+    extra = [f"component.model={args.model}"] if args.model else []
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg_job = statistics.median(cli(["--cfg", "job"], Path(tmp)) for _ in range(args.repeats))
+        cold, cold_wall = launch_to_first_step(Path(tmp), extra)
+        print(f"default run, new store: first step {cold:.1f} s after launch (whole 1-epoch run {cold_wall:.1f} s)")
+        warm, warm_wall = launch_to_first_step(Path(tmp), extra)
+        print(f"default run, existing store: first step {warm:.1f} s after launch (whole run {warm_wall:.1f} s)")
+    tokens_per_s, tokens = preprocessing_throughput(args.data_root, args.max_docs, args.model)
+    print(f"preprocessing (NCBI-disease train sentences, {tokens:,} tokens): {tokens_per_s:,.0f} tokens/s")
+    print(machine_line())
+    print(f"--cfg job wall time: {cfg_job:.2f} s (median of {args.repeats}; goal < 1.5 s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
