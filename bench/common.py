@@ -93,14 +93,16 @@ def write_result(path: str | Path, result: dict[str, Any]) -> None:
     Path(path).write_text(json.dumps(result, indent=2, default=float))
 
 
-def ner_examples(model: str, labels: list[str], docs: list[Any], max_length: int = 128) -> tuple[list[dict], dict]:
-    """Our preprocessing of ``docs`` (IOB2 on first sub-tokens) as plain dicts, and the tag map.
+def ner_examples(model: str, labels: list[str], docs: list[Any], max_length: int = 128,
+                 tagging_scheme: str = "iob2") -> tuple[list[dict], dict]:
+    """Our preprocessing of ``docs`` (tags on first sub-tokens) as plain dicts, and the tag map.
 
     transformers' side of a benchmark trains on exactly these examples.
     """
     from medkit_exp.text.ner import HFEntityMatcher
 
-    component = HFEntityMatcher.make_trainable(model, labels=labels, tokenizer_max_length=max_length)
+    component = HFEntityMatcher.make_trainable(model, labels=labels, tokenizer_max_length=max_length,
+                                               tagging_scheme=tagging_scheme)
     examples = [{k: e[k] for k in ("input_ids", "attention_mask", "labels")}
                 for doc in docs for e in component.preprocess(doc)]
     return examples, dict(component.id_to_label)

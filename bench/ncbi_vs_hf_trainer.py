@@ -1,10 +1,11 @@
 """NCBI-disease quality: medkit_exp's Trainer vs transformers' Trainer, 3 epochs, same everything (benchmark 5).
 
     pip install -e ".[bench]"     # adds accelerate, which transformers' Trainer needs
-    python bench/ncbi_vs_hf_trainer.py [--seeds 0 1] [--lr 2e-4] [--labels 1|4]
+    python bench/ncbi_vs_hf_trainer.py [--seeds 0 1] [--jobs 2] [--labels 1|4]
 
+Defaults: the settings of ``+experiment=ncbi_disease`` (lr 2e-4, batch 8, BILOU tags).
 Both sides fine-tune the packaged MiniLM on the same examples (our `preprocess` of the
-training sentences: IOB2 on first sub-tokens, windows of ``--max-length`` tokens), with the
+training sentences: tags on first sub-tokens, windows of ``--max-length`` tokens), with the
 same batch size, AdamW without weight decay, linear decay after the same warmup, clipping
 at 1.0, the same epochs and seed, and keep the epoch with the best dev F1. Both best
 models are then read by the same `HFEntityMatcher` on the test documents and scored by the
@@ -57,13 +58,15 @@ def run_ours(args, labels, docs, workdir: Path) -> dict:
     from medkit_exp.training.schedulers import linear_warmup
 
     component = HFEntityMatcher.make_trainable(args.model, labels=labels, tokenizer_max_length=args.max_length,
+                                               tagging_scheme=args.tagging_scheme,
                                                attention_dropout=args.attention_dropout)
     timer = epoch_timer()
     config = TrainerConfig(output_dir=str(workdir / "ours"), lr=args.lr, epochs=args.epochs,
                            batch_size=args.batch_size, eval_batch_size=64, seed=args.seed, checkpoint_metric="f1",
                            checkpoint_mode="max", checkpoint_period=0, batch_order=args.ours_order, max_grad_norm=1.0)
     trainer = Trainer(component, config, training_items(args, docs["train"]), training_items(args, docs["dev"]),
-                      metrics_computer=SeqEvalMetricsComputer(component.id_to_label),
+                      metrics_computer=SeqEvalMetricsComputer(component.id_to_label,
+                                                              tagging_scheme=component.tagging_scheme),
                       lr_scheduler_builder=linear_warmup(warmup_ratio=args.warmup_ratio), callbacks=[timer])
     history = trainer.train()
     return {"dev_f1": max(h["eval"]["f1"] for h in history), "test": test_scores(args, trainer.best_checkpoint / "model",
@@ -79,8 +82,10 @@ def run_hf(args, labels, docs, workdir: Path) -> dict:
 
     from medkit_exp.text.metrics import seqeval_scores
 
-    train_examples, tags = ner_examples(args.model, labels, training_items(args, docs["train"]), args.max_length)
-    dev_examples, _ = ner_examples(args.model, labels, training_items(args, docs["dev"]), args.max_length)
+    train_examples, tags = ner_examples(args.model, labels, training_items(args, docs["train"]), args.max_length,
+                                        args.tagging_scheme)
+    dev_examples, _ = ner_examples(args.model, labels, training_items(args, docs["dev"]), args.max_length,
+                                   args.tagging_scheme)
     torch.manual_seed(args.seed)
     overrides = {} if args.attention_dropout is None else {"attention_probs_dropout_prob": args.attention_dropout}
     model = AutoModelForTokenClassification.from_pretrained(
@@ -95,7 +100,7 @@ def run_hf(args, labels, docs, workdir: Path) -> dict:
             keep = g_row != -100
             y_true.append([tags[int(t)] for t in g_row[keep]])
             y_pred.append([tags[int(t)] for t in p_row[keep]])
-        return {"f1": seqeval_scores(y_true, y_pred, "iob2", "micro", False)["f1"]}
+        return {"f1": seqeval_scores(y_true, y_pred, args.tagging_scheme, "micro", False)["f1"]}
 
     class EpochTimer(TrainerCallback):
         def __init__(self):
@@ -147,7 +152,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="default: the packaged MiniLM")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--tagging-scheme", choices=("iob2", "bilou"), default="bilou")
     parser.add_argument("--warmup-ratio", type=float, default=0.1)
     parser.add_argument("--max-length", type=int, default=128, help="tokens per window")
     parser.add_argument("--attention-dropout", type=float, default=None, help="default: the model's (0.1)")
@@ -170,7 +176,8 @@ def main() -> None:
 
     passed = [f"--{key.replace('_', '-')}={value}" for key, value in vars(args).items()
               if key in ("data_root", "model", "epochs", "lr", "batch_size", "warmup_ratio", "max_length", "context",
-                         "labels", "ours_order", "hf_order", "max_docs", "attention_dropout") and value is not None]
+                         "labels", "ours_order", "hf_order", "max_docs", "attention_dropout",
+                         "tagging_scheme") and value is not None]
     runs = [(seed, side) for seed in args.seeds for side in ([args.only] if args.only else ["ours", "hf"])]
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     results: dict[str, list[dict]] = {"ours": [], "hf": []}
@@ -185,8 +192,8 @@ def main() -> None:
                   f"R {test['recall']:.4f} F1 {test['f1']:.4f} | train epochs "
                   + ", ".join(f"{s:.0f}s" for s in result["train_epoch_s"])
                   + f" | wall {result['wall_s']:.0f}s | peak RSS {result['peak_rss_mb']:.0f} MB", flush=True)
-    print(machine_line() + f"; {args.epochs} epochs, lr {args.lr}, batch {args.batch_size}, warmup "
-          f"{args.warmup_ratio}, {args.context}, max length {args.max_length}, labels {args.labels}, batch order "
+    print(machine_line() + f"; {args.epochs} epochs, lr {args.lr}, batch {args.batch_size}, {args.tagging_scheme}, "
+          f"warmup {args.warmup_ratio}, {args.context}, max length {args.max_length}, labels {args.labels}, batch order "
           f"ours {args.ours_order} / transformers {args.hf_order}, attention dropout "
           f"{'model default' if args.attention_dropout is None else args.attention_dropout}, seeds {args.seeds}, "
           f"{args.jobs} job(s) at once")

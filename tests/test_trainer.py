@@ -374,11 +374,3 @@ def test_an_unwritable_output_folder_is_reported_before_training(tmp_path):
         Trainer(component, config(tmp_path, output_dir=str(blocker / "out")), TRAIN, EVAL, callbacks=[]).train()
     assert component.forward_calls == 0
 
-
-def test_large_blocks_are_released_to_the_system_on_glibc():
-    import platform
-
-    from medkit_exp.training.memory import release_large_blocks
-
-    took_effect = release_large_blocks()
-    assert took_effect == (platform.libc_ver()[0] == "glibc")

@@ -27,7 +27,6 @@ from medkit_exp.training.batching import plan_batches
 from medkit_exp.training.callbacks import DefaultPrinterCallback, TrainerCallback
 from medkit_exp.training.config import TrainerConfig
 from medkit_exp.training.distributed import DistributedContext
-from medkit_exp.training.memory import release_large_blocks
 from medkit_exp.training.protocols import MetricsComputer, create_optimizer
 from medkit_exp.training.schedulers import SchedulerBuilder, build_scheduler, is_plateau
 
@@ -201,8 +200,6 @@ class Trainer:
         cfg = self.config
         seed_everything(cfg.seed)
         self.device = self.dist.setup(self.device)
-        if self.device.type == "cpu":
-            release_large_blocks()  # activations' memory goes back to the system after each step
         self.output_dir = Path(self.dist.broadcast(str(self.output_dir)))  # rank 0's folder for all
         if self.dist.is_main:
             ckpt.check_writable(self.output_dir)  # know it before hours of training, not after
