@@ -40,6 +40,17 @@ def load_ncbi(root: str | Path, collapse: bool = True, max_docs: int | None = No
     return docs, split_into_sentences(docs["train"]), split_into_sentences(docs["dev"])
 
 
+def ncbi_parser(doc: str, model_help: str = "default: the packaged MiniLM"):
+    """An argument parser with the options every NCBI-disease script takes."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--data-root", default=str(DEFAULT_NCBI_ROOT))
+    parser.add_argument("--model", default=None, help=model_help)
+    parser.add_argument("--max-docs", type=int, default=None, help="documents per split (smoke tests)")
+    return parser
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,23 +1,23 @@
 """Train-epoch time at 1x, 2x and 4x a training set: does the Trainer scale linearly? (benchmark 8)
 
-    python bench/epoch_scaling.py [--base 1000] [--model PATH]
+    python bench/epoch_scaling.py [--base 1000] [--repeats 2] [--model PATH]
 
 Takes ``--base`` NCBI-disease training sentences (a fixed random sample) and their 2x and
 4x supersets, and trains one epoch of `HFEntityMatcherTrainable` (packaged MiniLM, batch
-16, length-grouped batches) on each, in one process after a short warm-up run. Printed
-last: the time per sentence at 2x and 4x relative to 1x (1.0 is perfectly linear; goal:
+16, length-grouped batches) on each, in one process after a short warm-up run; with
+``--repeats N`` the 1x-2x-4x sequence runs N times and medians are compared. Printed last: the time per sentence at 2x and 4x relative to 1x (1.0 is perfectly linear; goal:
 within 10%, i.e. between 0.9 and 1.1).
 """
 
 from __future__ import annotations
 
-import argparse
 import random
+import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from common import DEFAULT_NCBI_ROOT, epoch_timer, load_ncbi, machine_line, packaged_model
+from common import epoch_timer, load_ncbi, machine_line, ncbi_parser, packaged_model
 
 
 def epoch_seconds(model: str, sentences, workdir: Path) -> float:
@@ -34,11 +34,9 @@ def epoch_seconds(model: str, sentences, workdir: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", default=str(DEFAULT_NCBI_ROOT))
-    parser.add_argument("--model", default=None, help="default: the packaged MiniLM")
+    parser = ncbi_parser(__doc__)
     parser.add_argument("--base", type=int, default=1000, help="sentences at 1x (4x must fit in the training set)")
-    parser.add_argument("--max-docs", type=int, default=None, help="documents per split (smoke tests)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of the 1x-2x-4x sequence (medians compared)")
     args = parser.parse_args()
 
     _, train, _ = load_ncbi(args.data_root, max_docs=args.max_docs)
@@ -46,14 +44,16 @@ def main() -> None:
         raise SystemExit(f"--base {args.base}: 4x needs {4 * args.base} sentences, the training set has {len(train)}")
     sample = random.Random(0).sample(train, 4 * args.base)
     model = args.model or packaged_model()
-    seconds = {}
+    runs: dict[int, list[float]] = {1: [], 2: [], 4: []}
     with tempfile.TemporaryDirectory() as tmp:
         epoch_seconds(model, sample[: max(16, args.base // 10)], Path(tmp) / "warmup")
-        for factor in (1, 2, 4):
-            seconds[factor] = epoch_seconds(model, sample[: factor * args.base], Path(tmp) / f"x{factor}")
-            print(f"{factor}x ({factor * args.base} sentences): train epoch {seconds[factor]:.1f} s, "
-                  f"{1000 * seconds[factor] / (factor * args.base):.2f} ms per sentence", flush=True)
-    print(machine_line())
+        for repeat in range(args.repeats):
+            for factor in runs:
+                runs[factor].append(epoch_seconds(model, sample[: factor * args.base], Path(tmp) / f"x{factor}-{repeat}"))
+                print(f"{factor}x ({factor * args.base} sentences): train epoch {runs[factor][-1]:.1f} s, "
+                      f"{1000 * runs[factor][-1] / (factor * args.base):.2f} ms per sentence", flush=True)
+    seconds = {factor: statistics.median(times) for factor, times in runs.items()}
+    print(machine_line() + f"; {args.repeats} run(s) of each size")
     relative = {f: (seconds[f] / f) / seconds[1] for f in (2, 4)}
     print(f"time per sentence relative to 1x: 2x {relative[2]:.3f}, 4x {relative[4]:.3f} (goal within 0.9-1.1)")
 

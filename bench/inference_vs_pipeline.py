@@ -15,14 +15,13 @@ Printed last: documents/s of the matcher / the pipeline at its best batch size (
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_NCBI_ROOT, load_ncbi, machine_line, packaged_model
+from common import load_ncbi, machine_line, ncbi_parser, packaged_model
 
 
 def quick_model(train, workdir: Path) -> Path:
@@ -49,14 +48,11 @@ def timed(function, repeats: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", default=str(DEFAULT_NCBI_ROOT))
-    parser.add_argument("--model", default=None, help="a NER checkpoint folder (default: train a quick one)")
+    parser = ncbi_parser(__doc__, model_help="a NER checkpoint folder (default: train a quick one)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--matcher-batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-docs", type=int, default=150, help="documents for the quick model")
-    parser.add_argument("--max-docs", type=int, default=None, help="documents per split (smoke tests)")
     args = parser.parse_args()
 
     import torch

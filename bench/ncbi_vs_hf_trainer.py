@@ -29,7 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import (DEFAULT_NCBI_ROOT, epoch_timer, load_ncbi, machine_line, ner_examples, packaged_model, run_side,
+from common import (epoch_timer, load_ncbi, machine_line, ncbi_parser, ner_examples, packaged_model, run_side,
                     write_result)
 
 ORDERS = ("random", "length_grouped")
@@ -147,9 +147,7 @@ def one_side(args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", default=str(DEFAULT_NCBI_ROOT))
-    parser.add_argument("--model", default=None, help="default: the packaged MiniLM")
+    parser = ncbi_parser(__doc__)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -166,7 +164,6 @@ def main() -> None:
                         help="length_grouped: transformers' group_by_length")
     parser.add_argument("--only", choices=("ours", "hf"), default=None)
     parser.add_argument("--jobs", type=int, default=1, help="side processes run at once")
-    parser.add_argument("--max-docs", type=int, default=None, help="documents per split (smoke tests)")
     parser.add_argument("--side", choices=("ours", "hf"), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)

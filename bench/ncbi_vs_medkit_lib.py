@@ -63,8 +63,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from common import (DEFAULT_NCBI_ROOT, REPO, epoch_timer, load_ncbi, machine_line, packaged_model, run_side,
-                    write_result)
+from common import REPO, epoch_timer, load_ncbi, machine_line, ncbi_parser, packaged_model, run_side, write_result
 
 MEDKIT_LIB = "medkit-lib[hf-entity-matcher,training]==0.17.0"
 WORKER = Path(__file__).resolve().parent / "_medkit_lib_worker.py"
@@ -216,14 +215,11 @@ def dev_f1(tags: dict | None) -> float | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", default=str(DEFAULT_NCBI_ROOT))
-    parser.add_argument("--model", default=None, help="default: the packaged MiniLM")
+    parser = ncbi_parser(__doc__)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--max-grad-norm", type=float, default=1.0,
                         help="ours only (medkit-lib never clips); 0: no clipping")
-    parser.add_argument("--max-docs", type=int, default=None, help="documents per split (smoke tests)")
     parser.add_argument("--medkit-venv", default=None, help=f"default: {default_venv()}")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--side", choices=("ours",), help=argparse.SUPPRESS)

@@ -15,7 +15,6 @@ Printed last: the ``--cfg job`` time.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sqlite3
 import statistics
@@ -25,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_NCBI_ROOT, REPO, load_ncbi, machine_line, packaged_model
+from common import REPO, load_ncbi, machine_line, ncbi_parser, packaged_model
 
 
 def cli(args: list[str], cwd: Path) -> float:
@@ -64,11 +63,8 @@ def preprocessing_throughput(data_root: str, max_docs: int | None, model: str | 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", default=str(DEFAULT_NCBI_ROOT))
-    parser.add_argument("--model", default=None, help="model of the default run and of preprocessing")
+    parser = ncbi_parser(__doc__, model_help="model of the default run and of preprocessing")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max-docs", type=int, default=None, help="documents per split (smoke tests)")
     args = parser.parse_args()
     extra = [f"component.model={args.model}"] if args.model else []
 

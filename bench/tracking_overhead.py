@@ -11,16 +11,12 @@ time of each side and, last, their ratio (tracked / untracked; goal <= 1.02).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+from common import epoch_timer, machine_line, packaged_model
 
 
 def one_run(model: str, epochs: int, tracked: bool, workdir: Path, run_index: int) -> list[float]:
@@ -28,23 +24,12 @@ def one_run(model: str, epochs: int, tracked: bool, workdir: Path, run_index: in
     from medkit_exp.io import load_demo_corpus
     from medkit_exp.text.metrics import SeqEvalMetricsComputer
     from medkit_exp.text.ner import HFEntityMatcher
-    from medkit_exp.training import Trainer, TrainerCallback, TrainerConfig
+    from medkit_exp.training import Trainer, TrainerConfig
     from medkit_exp.training.schedulers import linear_warmup
-
-    class TrainTimer(TrainerCallback):
-        def __init__(self) -> None:
-            self.durations: list[float] = []
-
-        def on_epoch_begin(self, epoch):
-            self.start = time.perf_counter()
-
-        def on_step_end(self, step_idx, nb_batches, phase, batch_size=0, loss=None):
-            if phase == "train" and step_idx + 1 == nb_batches:
-                self.durations.append(time.perf_counter() - self.start)
 
     splits = load_demo_corpus()
     component = HFEntityMatcher.make_trainable(model, labels=["problem", "test", "treatment"])
-    timer = TrainTimer()
+    timer = epoch_timer()
     callbacks: list = [timer]
     if tracked:
         from medkit_exp.tracking import MLflowCallback
@@ -57,7 +42,7 @@ def one_run(model: str, epochs: int, tracked: bool, workdir: Path, run_index: in
     Trainer(component, config, splits["train"], splits["dev"],
             metrics_computer=SeqEvalMetricsComputer(component.id_to_label),
             lr_scheduler_builder=linear_warmup(0.1), callbacks=callbacks).train()
-    return timer.durations
+    return timer.train_seconds
 
 
 def main() -> None:
@@ -67,13 +52,9 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
 
-    import torch
-
-    from medkit_exp.app import resolve_model
-    from medkit_exp.schema import PACKAGED_MINILM
     from medkit_exp.tracking import setup_tracking
 
-    model = args.model or resolve_model(PACKAGED_MINILM)
+    model = args.model or packaged_model()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         setup_tracking(experiment="bench", root=workdir / "mlruns")  # store creation is not training time
@@ -85,8 +66,7 @@ def main() -> None:
                 print(f"pair {pair + 1} {'tracked  ' if tracked else 'untracked'} epochs: "
                       + ", ".join(f"{d:.2f}s" for d in durations), flush=True)
     tracked_s, untracked_s = statistics.median(times[True]), statistics.median(times[False])
-    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"python {platform.python_version()}")
+    print(machine_line())
     print(f"median train epoch: tracked {tracked_s:.2f}s, untracked {untracked_s:.2f}s "
           f"({len(times[True])} epochs each, step metrics logged every optimizer step)")
     print(f"ratio tracked/untracked: {tracked_s / untracked_s:.3f}")

@@ -16,14 +16,13 @@ train-epoch time of the Trainer / the hand-written loop for each workload (goal 
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_NCBI_ROOT, epoch_timer, load_ncbi, machine_line, packaged_model
+from common import epoch_timer, load_ncbi, machine_line, ncbi_parser, packaged_model
 
 BATCH_SIZE = 16
 
@@ -145,13 +144,10 @@ def compare(name: str, examples, make, length_of, lr: float, repeats: int) -> fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", default=str(DEFAULT_NCBI_ROOT))
-    parser.add_argument("--model", default=None, help="default: the packaged MiniLM")
+    parser = ncbi_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dummy-examples", type=int, default=8000)
     parser.add_argument("--ner-sentences", type=int, default=800)
-    parser.add_argument("--max-docs", type=int, default=None, help="documents per split (smoke tests)")
     args = parser.parse_args()
 
     examples, make = dummy_workload(args.dummy_examples)

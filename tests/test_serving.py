@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 import sys
@@ -135,6 +136,8 @@ def test_the_served_model_answers_invocations(registered_run, tracking_uri, tmp_
 
     port = free_port()
     env = {**cli_env(), "MLFLOW_TRACKING_URI": tracking_uri}
+    # mlflow runs `uvicorn` by name: find the one of this interpreter's environment even if not activated
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL_NAME}/1",
                "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
     with serving(command, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", env=env, cwd=tmp_path):
