@@ -148,7 +148,10 @@ def _train_and_test(cfg, trainer_cfg, dataset, tracker) -> dict[str, Any]:
     task = get_task(cfg.component.name)
     device = resolve_device(trainer_cfg.device)
     seed_everything(trainer_cfg.seed)  # the new classification head is drawn from the seed too
-    component, metrics = task.build(cfg, task.labels(cfg, dataset), device)
+    try:
+        component, metrics = task.build(cfg, task.labels(cfg, dataset), device)
+    except ValueError as exc:  # a component setting the schema cannot check (a range, the model's own keys)
+        raise UserError(f"component: {exc}") from exc
     trainer_is_main = DistributedContext.from_env().is_main
     callbacks = []
     if cfg.callbacks.printer and trainer_is_main:

@@ -68,3 +68,12 @@ def test_resuming_from_a_checkpoint_of_another_label_set_is_refused(workdir, tin
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"cannot resume from {checkpoint}" in lines[0], result.stderr[-2000:]
+
+
+def test_an_out_of_range_component_setting_is_one_line(tmp_path, tiny_bert_dir):
+    result = run_cli(["component.attention_dropout=1.5", "tracking=none", *quick_args(tiny_bert_dir)], tmp_path,
+                     timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "attention_dropout must be in [0, 1), got 1.5" in lines[0], result.stderr[-2000:]
+    assert not list(tmp_path.rglob("checkpoint-epoch-*")), "nothing trained, nothing written"

@@ -39,7 +39,7 @@ def attention_dropout_override(config: Any, attention_dropout: float | None) -> 
     if attention_dropout is None:
         return {}
     if not 0.0 <= attention_dropout < 1.0:
-        raise ValueError(f"attention_dropout must be in [0, 1), got {attention_dropout}")
+        raise ValueError(f"attention_dropout must be in [0, 1), got {attention_dropout}; use 0 or 0.1, or leave it unset")
     for key in ATTENTION_DROPOUT_KEYS:
         if hasattr(config, key):
             return {key: float(attention_dropout)}
