@@ -47,3 +47,4 @@ def attention_dropout_override(config: Any, attention_dropout: float | None) -> 
         f"the {type(config).__name__} of this model has no attention dropout setting "
         f"({' or '.join(ATTENTION_DROPOUT_KEYS)}); leave attention_dropout unset for it"
     )
+

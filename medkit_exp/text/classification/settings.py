@@ -8,12 +8,12 @@ how the context is cut and the mention marked, and the token limit.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medkit_exp.text.classification.context import ContextSettings
+from medkit_exp.text.settings_io import load_settings, save_settings
 
 SETTINGS_FILE = "medkit_exp_classifier.json"
 MAX_TOKENS = 512
@@ -37,17 +37,12 @@ class ClassifierSettings:
         return ContextSettings(self.context, self.context_chars, self.start_marker, self.end_marker)
 
     def save(self, directory: str | Path) -> None:
-        path = Path(directory) / SETTINGS_FILE
-        path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        save_settings(self, Path(directory) / SETTINGS_FILE)
 
     @classmethod
     def load(cls, directory: str | Path) -> "ClassifierSettings | None":
         """The settings saved in ``directory``, or None when it has none (a plain HF model)."""
-        path = Path(directory) / SETTINGS_FILE
-        if not path.is_file():
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        return load_settings(cls, Path(directory) / SETTINGS_FILE)
 
 
 def resolve_max_length(config: Any, tokenizer: Any, requested: int | None) -> int:

@@ -8,12 +8,12 @@ window length and stride.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medkit_exp.text.ner.tagging import check_scheme, infer_scheme, labels_of_tags, split_tag
+from medkit_exp.text.settings_io import load_settings, save_settings
 
 SETTINGS_FILE = "medkit_exp_ner.json"
 MAX_WINDOW = 512
@@ -32,19 +32,14 @@ class NerSettings:
     format_version: int = 1
 
     def save(self, directory: str | Path) -> None:
-        path = Path(directory) / SETTINGS_FILE
-        path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        save_settings(self, Path(directory) / SETTINGS_FILE)
 
     @classmethod
     def load(cls, directory: str | Path) -> "NerSettings | None":
         """The settings saved in ``directory``, or None when it has none (a plain HF model)."""
-        path = Path(directory) / SETTINGS_FILE
-        if not path.is_file():
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        settings = cls(**known)
-        settings.tagging_scheme = check_scheme(settings.tagging_scheme)
+        settings = load_settings(cls, Path(directory) / SETTINGS_FILE)
+        if settings is not None:
+            settings.tagging_scheme = check_scheme(settings.tagging_scheme)
         return settings
 
     @classmethod
