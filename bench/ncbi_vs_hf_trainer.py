@@ -33,6 +33,9 @@ from common import (epoch_timer, load_ncbi, machine_line, ncbi_parser, ner_examp
                     write_result)
 
 ORDERS = ("random", "length_grouped")
+# What transformers' Trainer is given in ../shared/notes/reference-figures.md: its own default
+# learning rate and warmup, batch 16 and IOB2 tags (later options override earlier ones).
+HF_REFERENCE_RECIPE = ["--lr=5e-05", "--batch-size=16", "--tagging-scheme=iob2", "--warmup-ratio=0.0"]
 
 
 def training_items(args, docs):
@@ -162,6 +165,9 @@ def main() -> None:
     parser.add_argument("--ours-order", choices=ORDERS, default="length_grouped")
     parser.add_argument("--hf-order", choices=ORDERS, default="random",
                         help="length_grouped: transformers' group_by_length")
+    parser.add_argument("--hf-recipe", choices=("same", "reference"), default="same",
+                        help="reference: transformers' side with the settings of ../shared/notes/reference-figures.md "
+                             "(its defaults lr 5e-5 and no warmup, batch 16, IOB2)")
     parser.add_argument("--only", choices=("ours", "hf"), default=None)
     parser.add_argument("--jobs", type=int, default=1, help="side processes run at once")
     parser.add_argument("--side", choices=("ours", "hf"), help=argparse.SUPPRESS)
@@ -175,11 +181,12 @@ def main() -> None:
               if key in ("data_root", "model", "epochs", "lr", "batch_size", "warmup_ratio", "max_length", "context",
                          "labels", "ours_order", "hf_order", "max_docs", "attention_dropout",
                          "tagging_scheme") and value is not None]
+    side_args = {"ours": passed, "hf": passed + (HF_REFERENCE_RECIPE if args.hf_recipe == "reference" else [])}
     runs = [(seed, side) for seed in args.seeds for side in ([args.only] if args.only else ["ours", "hf"])]
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     results: dict[str, list[dict]] = {"ours": [], "hf": []}
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_side, Path(__file__), side, [*passed, f"--seed={seed}"], Path(tmp), threads,
+        futures = [pool.submit(run_side, Path(__file__), side, [*side_args[side], f"--seed={seed}"], Path(tmp), threads,
                                f"{side}-{seed}") for seed, side in runs]
         for (seed, side), future in zip(runs, futures):
             result = future.result()
@@ -189,6 +196,9 @@ def main() -> None:
                   f"R {test['recall']:.4f} F1 {test['f1']:.4f} | train epochs "
                   + ", ".join(f"{s:.0f}s" for s in result["train_epoch_s"])
                   + f" | wall {result['wall_s']:.0f}s | peak RSS {result['peak_rss_mb']:.0f} MB", flush=True)
+    if args.hf_recipe == "reference":
+        print("transformers' side: " + " ".join(HF_REFERENCE_RECIPE) + " (the reference-figures recipe); "
+              "the settings below are ours")
     print(machine_line() + f"; {args.epochs} epochs, lr {args.lr}, batch {args.batch_size}, {args.tagging_scheme}, "
           f"warmup {args.warmup_ratio}, {args.context}, max length {args.max_length}, labels {args.labels}, batch order "
           f"ours {args.ours_order} / transformers {args.hf_order}, attention dropout "
