@@ -1,8 +1,14 @@
-"""What the HF-based trainable components share: one forward pass with an optional loss."""
+"""What the HF-based components share: loading, token limits, and the trainable protocol's plumbing.
+
+`HFTrainableModel` holds what `HFEntityMatcherTrainable` and `HFSegmentClassifierTrainable`
+do alike (move, optimizer, forward pass, in-place weight loading, saving the HF folder);
+each subclass keeps only its own preprocessing, collation and settings.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,6 +16,88 @@ import torch
 from medkit_exp.training.batch import BatchData
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+MAX_TOKENS = 512  # inputs never exceed this, whatever the model allows
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")  # BERT-likes, DistilBERT-likes
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' load reports and progress bars."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def load_fast_tokenizer(name_or_path: str | Path, token: str | None = None) -> Any:
+    """Load a fast tokenizer; raise if only a slow one (no character offsets) exists."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), token=token)
+    require_fast(tokenizer, name_or_path)
+    return tokenizer
+
+
+def require_fast(tokenizer: Any, name: Any = "the model") -> None:
+    """Raise ``ValueError`` unless ``tokenizer`` is fast (gives offsets and word ids)."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"the tokenizer of {name} ({type(tokenizer).__name__}) is not a fast tokenizer, so it gives no "
+            "character offsets to align entities: save a fast one (tokenizer.json) with the model, "
+            "e.g. AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(folder)"
+        )
+
+
+def load_for_inference(auto_class: Any, name_or_path: str, device: torch.device, token: str | None) -> tuple[Any, Any]:
+    """``(model in eval mode on device, fast tokenizer)`` of a HF model folder or hub name."""
+    quiet_transformers()
+    model = auto_class.from_pretrained(name_or_path, token=token)
+    model.to(device).eval()
+    return model, load_fast_tokenizer(name_or_path, token)
+
+
+def config_labels(config: Any) -> list[str]:
+    """The model config's ``id2label`` as a list in class-id order (empty when it has none)."""
+    return [str(v) for _, v in sorted((int(k), v) for k, v in (getattr(config, "id2label", None) or {}).items())]
+
+
+def input_token_limit(config: Any, tokenizer: Any, requested: int | None, option: str, minimum: int = 1) -> int:
+    """Tokens per model input: ``requested``, else the model's limit capped at 512.
+
+    ``option`` names the user's setting in the error raised when ``requested`` is below
+    ``minimum`` or above what the model's position embeddings or tokenizer allow.
+    """
+    limits = [MAX_TOKENS]
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        limits.append(positions)
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:
+        limits.append(tokenizer_limit)
+    default = min(limits)
+    if requested is None:
+        return default
+    hard_limit = min(limits[1:]) if len(limits) > 1 else None
+    if requested < minimum or (hard_limit is not None and requested > hard_limit):
+        highest = hard_limit or MAX_TOKENS
+        raise ValueError(
+            f"{option}={requested} is invalid for this model: use {minimum} to {highest} tokens, or None for {default}"
+        )
+    return requested
+
+
+def attention_dropout_override(config: Any, attention_dropout: float | None) -> dict[str, float]:
+    """``from_pretrained`` keyword arguments that set the model's attention dropout (none when None)."""
+    if attention_dropout is None:
+        return {}
+    if not 0.0 <= attention_dropout < 1.0:
+        raise ValueError(f"attention_dropout must be in [0, 1), got {attention_dropout}; use 0 or 0.1, or leave it unset")
+    for key in ATTENTION_DROPOUT_KEYS:
+        if hasattr(config, key):
+            return {key: float(attention_dropout)}
+    raise ValueError(
+        f"the {type(config).__name__} of this model has no attention dropout setting "
+        f"({' or '.join(ATTENTION_DROPOUT_KEYS)}); leave attention_dropout unset for it"
+    )
 
 
 def hf_forward(
@@ -31,20 +119,50 @@ def hf_forward(
     return BatchData(logits=output.logits), (output.loss if return_loss else None)
 
 
-ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")  # BERT-likes, DistilBERT-likes
+class HFTrainableModel:
+    """Base of the trainable components over a HF model (``self.model``, ``self.tokenizer``, ``self.device``).
 
+    Subclasses set those three attributes and add ``preprocess``, ``collate`` and ``save``.
+    """
 
-def attention_dropout_override(config: Any, attention_dropout: float | None) -> dict[str, float]:
-    """``from_pretrained`` keyword arguments that set the model's attention dropout (none when None)."""
-    if attention_dropout is None:
-        return {}
-    if not 0.0 <= attention_dropout < 1.0:
-        raise ValueError(f"attention_dropout must be in [0, 1), got {attention_dropout}; use 0 or 0.1, or leave it unset")
-    for key in ATTENTION_DROPOUT_KEYS:
-        if hasattr(config, key):
-            return {key: float(attention_dropout)}
-    raise ValueError(
-        f"the {type(config).__name__} of this model has no attention dropout setting "
-        f"({' or '.join(ATTENTION_DROPOUT_KEYS)}); leave attention_dropout unset for it"
-    )
+    model: torch.nn.Module
+    tokenizer: Any
+    device: torch.device
 
+    def to(self, device: str | torch.device) -> "HFTrainableModel":
+        """Move the model to ``device``."""
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
+
+    def create_optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """AdamW over all trainable parameters (no weight decay), fused when the device supports it."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        try:
+            return torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+
+    def example_length(self, example: dict[str, Any]) -> int:
+        """Tokens of a preprocessed example (to group batches by length)."""
+        return int(example["length"])
+
+    def forward(
+        self, input_batch: BatchData, return_loss: bool, eval_mode: bool
+    ) -> tuple[BatchData, torch.Tensor | None]:
+        """Run the model; returns ``(BatchData(logits=...), loss or None)``."""
+        return hf_forward(self.model, input_batch, return_loss, eval_mode)
+
+    def _adopt_weights(self, loaded: torch.nn.Module, path: str | Path) -> None:
+        """Copy ``loaded``'s weights into ``self.model`` in place (an optimizer built before stays valid)
+        and take the tokenizer saved in ``path``."""
+        self.model.load_state_dict(loaded.state_dict())
+        self.tokenizer = load_fast_tokenizer(path)
+
+    def _save_hf_folder(self, path: str | Path) -> Path:
+        """Write the model and tokenizer to ``path`` (created if needed); return it as a Path."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        return path

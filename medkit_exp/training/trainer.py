@@ -22,7 +22,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from medkit_exp.training import checkpoint as ckpt
-from medkit_exp.training.batch import BatchData
 from medkit_exp.training.batching import plan_batches
 from medkit_exp.training.callbacks import DefaultPrinterCallback, TrainerCallback
 from medkit_exp.training.config import TrainerConfig

@@ -18,8 +18,8 @@ from medkit_exp.text.classification.context import ContextSettings
 from medkit_exp.text.classification.encoding import SegmentEncoder
 from medkit_exp.text.classification.hf_segment_classifier_trainable import HFSegmentClassifierTrainable
 from medkit_exp.text.classification.items import SegmentItem, as_item
-from medkit_exp.text.classification.settings import SETTINGS_FILE, ClassifierSettings, resolve_max_length
-from medkit_exp.text.ner.settings import load_fast_tokenizer, quiet_transformers
+from medkit_exp.text.classification.settings import SETTINGS_FILE, ClassifierSettings
+from medkit_exp.text.hf_model import config_labels, input_token_limit, load_for_inference
 
 
 @dataclass(frozen=True)
@@ -61,17 +61,15 @@ class HFSegmentClassifier:
     ) -> None:
         from transformers import AutoModelForSequenceClassification
 
-        quiet_transformers()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model_name_or_path = str(model)
         self.batch_size = batch_size
         self.device = torch.device(device)
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.model_name_or_path, token=hf_auth_token)
-        self.model.to(self.device).eval()
-        self.tokenizer = load_fast_tokenizer(self.model_name_or_path, hf_auth_token)
-        id2label = self.model.config.id2label
-        self.labels = [str(id2label[i]) for i in range(len(id2label))]
+        self.model, self.tokenizer = load_for_inference(
+            AutoModelForSequenceClassification, self.model_name_or_path, self.device, hf_auth_token
+        )
+        self.labels = config_labels(self.model.config)
 
         saved = ClassifierSettings.load(self.model_name_or_path) if Path(self.model_name_or_path).is_dir() else None
         if saved is None:
@@ -93,7 +91,7 @@ class HFSegmentClassifier:
             start_marker or saved.start_marker,
             end_marker or saved.end_marker,
         )
-        length = resolve_max_length(self.model.config, self.tokenizer, max_length or saved.max_length)
+        length = input_token_limit(self.model.config, self.tokenizer, max_length or saved.max_length, "max_length", 8)
         self.encoder = SegmentEncoder(self.tokenizer, context_settings, length)
 
     @staticmethod

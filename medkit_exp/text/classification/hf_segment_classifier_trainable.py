@@ -15,14 +15,19 @@ import torch
 
 from medkit_exp.text.classification.context import ContextSettings
 from medkit_exp.text.classification.encoding import SegmentEncoder
-from medkit_exp.text.classification.items import SegmentItem, as_item
-from medkit_exp.text.classification.settings import ClassifierSettings, resolve_max_length
-from medkit_exp.text.ner.settings import load_fast_tokenizer, quiet_transformers
-from medkit_exp.text.hf_model import hf_forward
+from medkit_exp.text.classification.items import as_item
+from medkit_exp.text.classification.settings import ClassifierSettings
+from medkit_exp.text.hf_model import (
+    HFTrainableModel,
+    config_labels,
+    input_token_limit,
+    load_fast_tokenizer,
+    quiet_transformers,
+)
 from medkit_exp.training.batch import BatchData
 
 
-class HFSegmentClassifierTrainable:
+class HFSegmentClassifierTrainable(HFTrainableModel):
     """A trainable segment classifier over a HF sequence-classification model.
 
     Args:
@@ -66,10 +71,10 @@ class HFSegmentClassifierTrainable:
         context_settings = ContextSettings(context, context_chars, start_marker, end_marker)
 
         config = AutoConfig.from_pretrained(self.model_name_or_path, token=hf_auth_token)
-        existing = [v for _, v in sorted((int(k), v) for k, v in (config.id2label or {}).items())]
+        existing = config_labels(config)
         self.labels = existing if sorted(existing) == sorted(labels) else labels  # keep a trained head's order
         self.tokenizer = load_fast_tokenizer(self.model_name_or_path, hf_auth_token)
-        max_length = resolve_max_length(config, self.tokenizer, max_length)
+        max_length = input_token_limit(config, self.tokenizer, max_length, "max_length", minimum=8)
         self.encoder = SegmentEncoder(self.tokenizer, context_settings, max_length)
         self.model = self._load_model(self.model_name_or_path)
         self.device = torch.device(device)
@@ -104,12 +109,6 @@ class HFSegmentClassifierTrainable:
         )
 
     # ------------------------------------------------------------------ protocol
-    def to(self, device: str | torch.device) -> "HFSegmentClassifierTrainable":
-        """Move the model to ``device``."""
-        self.device = torch.device(device)
-        self.model.to(self.device)
-        return self
-
     def load(self, path: str | Path) -> None:
         """Load into this component the weights (and tokenizer) saved by `save` in ``path``.
 
@@ -126,17 +125,8 @@ class HFSegmentClassifierTrainable:
                 f"checkpoint {path} was trained with classes {saved} and {saved_context} but this component uses "
                 f"{self.labels} and {self.encoder.settings}: create the component with the checkpoint's settings"
             )
-        self.model.load_state_dict(loaded.state_dict())
-        self.tokenizer = load_fast_tokenizer(path)
+        self._adopt_weights(loaded, path)
         self.encoder.tokenizer = self.tokenizer
-
-    def create_optimizer(self, lr: float) -> torch.optim.Optimizer:
-        """AdamW over all parameters (no weight decay), fused when the device supports it."""
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        try:
-            return torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
 
     def preprocess(self, data_item: Any) -> dict[str, Any]:
         """One example: ``input_ids``, ``attention_mask``, ``length`` and the gold class id ``label``.
@@ -160,27 +150,13 @@ class HFSegmentClassifierTrainable:
         example["label"] = self.label_to_id[gold]
         return example
 
-    def example_length(self, example: dict[str, Any]) -> int:
-        """Tokens of a preprocessed example (to group batches by length)."""
-        return int(example["length"])
-
     def collate(self, batch: list[dict[str, Any]]) -> BatchData:
         """Pad examples to the longest one: tensors ``input_ids``, ``attention_mask``, ``labels`` (one class id per row)."""
         return self.encoder.collate(batch, with_labels=True)
 
-    def forward(
-        self, input_batch: BatchData, return_loss: bool, eval_mode: bool
-    ) -> tuple[BatchData, torch.Tensor | None]:
-        """Run the model; returns ``(BatchData(logits=...), loss or None)``; logits are ``(batch, classes)``."""
-        return hf_forward(self.model, input_batch, return_loss, eval_mode)
-
     def save(self, path: str | Path) -> None:
         """Write a HF model folder (classes in ``config.id2label``) plus ``medkit_exp_classifier.json``."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
-        self.settings.save(path)
+        self.settings.save(self._save_hf_folder(path))
 
     # ------------------------------------------------------------------ helpers
     def _load_model(self, path: str | Path) -> torch.nn.Module:

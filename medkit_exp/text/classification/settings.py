@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from medkit_exp.text.classification.context import ContextSettings
 from medkit_exp.text.settings_io import load_settings, save_settings
 
 SETTINGS_FILE = "medkit_exp_classifier.json"
-MAX_TOKENS = 512
 
 
 @dataclass
@@ -43,23 +41,3 @@ class ClassifierSettings:
     def load(cls, directory: str | Path) -> "ClassifierSettings | None":
         """The settings saved in ``directory``, or None when it has none (a plain HF model)."""
         return load_settings(cls, Path(directory) / SETTINGS_FILE)
-
-
-def resolve_max_length(config: Any, tokenizer: Any, requested: int | None) -> int:
-    """Tokens per input: ``requested``, else the model's limit capped at 512."""
-    limits = [MAX_TOKENS]
-    positions = getattr(config, "max_position_embeddings", None)
-    if isinstance(positions, int) and positions > 0:
-        limits.append(positions)
-    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:
-        limits.append(tokenizer_limit)
-    if requested is None:
-        return min(limits)
-    hard_limit = min(limits[1:]) if len(limits) > 1 else None
-    if requested < 8 or (hard_limit is not None and requested > hard_limit):
-        raise ValueError(
-            f"max_length={requested} is invalid for this model: use 8 to {hard_limit or MAX_TOKENS} tokens, "
-            f"or None for {min(limits)}"
-        )
-    return requested

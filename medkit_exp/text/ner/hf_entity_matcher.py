@@ -16,14 +16,8 @@ import torch
 from medkit_exp.core.document import Attribute, Entity, Segment, Span, TextDocument
 from medkit_exp.text.ner.codec import CharMention, NerCodec
 from medkit_exp.text.ner.hf_entity_matcher_trainable import HFEntityMatcherTrainable, collate_windows
-from medkit_exp.text.ner.settings import (
-    SETTINGS_FILE,
-    NerSettings,
-    load_fast_tokenizer,
-    model_max_length,
-    quiet_transformers,
-    resolve_stride,
-)
+from medkit_exp.text.hf_model import config_labels, input_token_limit, load_for_inference
+from medkit_exp.text.ner.settings import SETTINGS_FILE, NerSettings, resolve_stride
 from medkit_exp.text.ner.windows import SpecialTokens, window_inputs
 
 Item = TextDocument | Segment
@@ -64,7 +58,6 @@ class HFEntityMatcher:
     ) -> None:
         from transformers import AutoModelForTokenClassification
 
-        quiet_transformers()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model_name_or_path = str(model)
@@ -72,21 +65,22 @@ class HFEntityMatcher:
         self.labels_map = dict(labels_map or {})
         self.attrs_to_copy = list(attrs_to_copy or [])
         self.device = torch.device(device)
-
-        self.model = AutoModelForTokenClassification.from_pretrained(self.model_name_or_path, token=hf_auth_token)
-        self.model.to(self.device).eval()
-        self.tokenizer = load_fast_tokenizer(self.model_name_or_path, hf_auth_token)
+        self.model, self.tokenizer = load_for_inference(
+            AutoModelForTokenClassification, self.model_name_or_path, self.device, hf_auth_token
+        )
         settings = NerSettings.load(self.model_name_or_path) if Path(self.model_name_or_path).is_dir() else None
         if settings is None:
             settings = NerSettings.from_model_config(self.model.config)
-        config_tags = [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
+        config_tags = config_labels(self.model.config)
         if config_tags != settings.tags:
             raise ValueError(
                 f"{SETTINGS_FILE} of {model} lists tags {settings.tags} but the model config has {config_tags}: "
                 "re-save the checkpoint with HFEntityMatcherTrainable.save"
             )
         self.settings = settings
-        max_length = model_max_length(self.model.config, self.tokenizer, tokenizer_max_length or settings.max_length)
+        max_length = input_token_limit(
+            self.model.config, self.tokenizer, tokenizer_max_length or settings.max_length, "tokenizer_max_length"
+        )
         nb_special = SpecialTokens.of(self.tokenizer).count
         if window_stride is None and settings.window_stride is not None and settings.window_stride < max_length - nb_special:
             window_stride = settings.window_stride

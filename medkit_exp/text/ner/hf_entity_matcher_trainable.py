@@ -14,20 +14,21 @@ import torch
 
 from medkit_exp.core.document import TextDocument
 from medkit_exp.text.ner.codec import NerCodec
-from medkit_exp.text.ner.settings import (
-    NerSettings,
+from medkit_exp.text.hf_model import (
+    HFTrainableModel,
+    attention_dropout_override,
+    config_labels,
+    input_token_limit,
     load_fast_tokenizer,
-    model_max_length,
     quiet_transformers,
-    resolve_stride,
 )
+from medkit_exp.text.ner.settings import NerSettings, resolve_stride
 from medkit_exp.text.ner.tagging import build_tag_set, check_scheme
 from medkit_exp.text.ner.windows import IGNORE_INDEX, SpecialTokens
-from medkit_exp.text.hf_model import attention_dropout_override, hf_forward
 from medkit_exp.training.batch import BatchData
 
 
-class HFEntityMatcherTrainable:
+class HFEntityMatcherTrainable(HFTrainableModel):
     """A trainable NER component over a HF token-classification model.
 
     Args:
@@ -71,11 +72,11 @@ class HFEntityMatcherTrainable:
         self._token = hf_auth_token
 
         config = AutoConfig.from_pretrained(self.model_name_or_path, token=hf_auth_token)
-        existing = [v for _, v in sorted((int(k), v) for k, v in (config.id2label or {}).items())]
+        existing = config_labels(config)
         if sorted(existing) == sorted(tags):
             tags = existing  # a NER checkpoint with these tags: keep its head and its tag order
         self.tokenizer = load_fast_tokenizer(self.model_name_or_path, hf_auth_token)
-        max_length = model_max_length(config, self.tokenizer, tokenizer_max_length)
+        max_length = input_token_limit(config, self.tokenizer, tokenizer_max_length, "tokenizer_max_length")
         stride = resolve_stride(max_length, SpecialTokens.of(self.tokenizer).count, window_stride)
         self.codec = NerCodec(self.tokenizer, tags, self.tagging_scheme, self.tag_subtokens, max_length, stride)
         self._config_overrides = attention_dropout_override(config, attention_dropout)
@@ -106,12 +107,6 @@ class HFEntityMatcherTrainable:
         return self.codec.stride
 
     # ------------------------------------------------------------------ protocol
-    def to(self, device: str | torch.device) -> "HFEntityMatcherTrainable":
-        """Move the model to ``device``."""
-        self.device = torch.device(device)
-        self.model.to(self.device)
-        return self
-
     def load(self, path: str | Path) -> None:
         """Load into this component the weights (and tokenizer) saved by `save` in ``path``.
 
@@ -129,17 +124,8 @@ class HFEntityMatcherTrainable:
                 f"but this component uses {self.tags} (tag_subtokens={self.tag_subtokens}): "
                 "create the component with the checkpoint's labels and settings"
             )
-        self.model.load_state_dict(loaded.state_dict())
-        self.tokenizer = load_fast_tokenizer(path)
+        self._adopt_weights(loaded, path)
         self.codec.tokenizer = self.tokenizer
-
-    def create_optimizer(self, lr: float) -> torch.optim.Optimizer:
-        """AdamW over all parameters (no weight decay), fused when the device supports it."""
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        try:
-            return torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
 
     def preprocess(self, data_item: TextDocument) -> list[dict[str, Any]]:
         """Tagged windows of a document: one dict of python lists per window.
@@ -150,10 +136,6 @@ class HFEntityMatcherTrainable:
         if not isinstance(data_item, TextDocument):
             raise TypeError(f"preprocess expects a TextDocument, got {type(data_item).__name__}")
         return self.codec.encode_document(data_item)
-
-    def example_length(self, example: dict[str, Any]) -> int:
-        """Tokens of a preprocessed example (to group batches by length)."""
-        return int(example["length"])
 
     def example_weight(self, example: dict[str, Any]) -> float:
         """How many terms of the loss mean an example brings: its labelled tokens.
@@ -166,18 +148,9 @@ class HFEntityMatcherTrainable:
         """Pad examples to the longest one: tensors ``input_ids``, ``attention_mask``, ``labels``."""
         return collate_windows(batch, self.tokenizer, with_labels=True)
 
-    def forward(
-        self, input_batch: BatchData, return_loss: bool, eval_mode: bool
-    ) -> tuple[BatchData, torch.Tensor | None]:
-        """Run the model; returns ``(BatchData(logits=...), loss or None)``."""
-        return hf_forward(self.model, input_batch, return_loss, eval_mode)
-
     def save(self, path: str | Path) -> None:
         """Write a HF model folder (tags in ``config.id2label``) plus ``medkit_exp_ner.json``."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
+        path = self._save_hf_folder(path)
         NerSettings(
             tagging_scheme=self.tagging_scheme,
             tag_subtokens=self.tag_subtokens,

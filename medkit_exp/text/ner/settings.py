@@ -1,4 +1,4 @@
-"""What a NER checkpoint needs besides the HF weights, and how to load HF pieces quietly.
+"""What a NER checkpoint needs besides the HF weights, and the window overlap.
 
 A checkpoint folder written by `HFEntityMatcherTrainable.save` is a plain HF model folder
 (``config.json`` with the tags as ``id2label``, weights, tokenizer) plus
@@ -16,7 +16,6 @@ from medkit_exp.text.ner.tagging import check_scheme, infer_scheme, labels_of_ta
 from medkit_exp.text.settings_io import load_settings, save_settings
 
 SETTINGS_FILE = "medkit_exp_ner.json"
-MAX_WINDOW = 512
 
 
 @dataclass
@@ -63,54 +62,6 @@ class NerSettings:
         if "O" not in tags:
             raise ValueError(f"the model config id2label {tags} has no 'O' tag: it is not an IOB2/BILOU NER model")
         return cls(tagging_scheme=scheme, tag_subtokens=False, labels=labels_of_tags(tags), tags=tags)
-
-
-def quiet_transformers() -> None:
-    """Silence transformers' load reports and progress bars."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
-def load_fast_tokenizer(name_or_path: str | Path, token: str | None = None) -> Any:
-    """Load a fast tokenizer; raise if only a slow one (no character offsets) exists."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), token=token)
-    require_fast(tokenizer, name_or_path)
-    return tokenizer
-
-
-def require_fast(tokenizer: Any, name: Any = "the model") -> None:
-    """Raise ``ValueError`` unless ``tokenizer`` is fast (gives offsets and word ids)."""
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(
-            f"the tokenizer of {name} ({type(tokenizer).__name__}) is not a fast tokenizer, so it gives no "
-            "character offsets to align entities: save a fast one (tokenizer.json) with the model, "
-            "e.g. AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(folder)"
-        )
-
-
-def model_max_length(config: Any, tokenizer: Any, requested: int | None = None) -> int:
-    """Tokens per window: ``requested``, else the model's limit capped at 512."""
-    limits = [MAX_WINDOW]
-    positions = getattr(config, "max_position_embeddings", None)
-    if isinstance(positions, int) and positions > 0:
-        limits.append(positions)
-    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:
-        limits.append(tokenizer_limit)
-    limit = min(limits)
-    if requested is None:
-        return limit
-    hard_limit = min(limits[1:]) if len(limits) > 1 else None
-    if requested < 1 or (hard_limit is not None and requested > hard_limit):
-        raise ValueError(
-            f"tokenizer_max_length={requested} is invalid for this model (at most {hard_limit} tokens): "
-            f"use a value up to {hard_limit}, or None for {limit}"
-        )
-    return requested
 
 
 def resolve_stride(max_length: int, nb_special: int, requested: int | None) -> int:
