@@ -218,7 +218,10 @@ def _make_tracker(cfg: DictConfig, dataset, trainer_cfg, resume_run_id: str | No
     tags.update(git_tags(Path(__file__).resolve().parent))
     tags.update(process_tags())
     if os.environ.get("MEDKIT_EXP_SWEEP_ID"):
+        from medkit_exp.tracking.sweep_summary import configuration_of
+
         tags["sweep.id"] = os.environ["MEDKIT_EXP_SWEEP_ID"]
+        tags["sweep.configuration"] = configuration_of(overrides)  # the seed left out: jobs to average
     name = cfg.tracking.run_name or run_name(cfg.component.name, cfg.component.model, dataset.name, overrides)
     callback = MLflowCallback(
         experiment=cfg.tracking.experiment,

@@ -112,6 +112,20 @@ def test_a_grid_sweep_makes_one_run_per_job_under_a_parent(workdir, tiny_bert_di
         ("0.001", "0"), ("0.001", "1"), ("0.005", "0"), ("0.005", "1")]
     assert parents[0].data.tags["best.run_id"] in {r.info.run_id for r in children}
     assert "best_eval_f1" in parents[0].data.metrics
+    # the two lrs ranked by their mean over the two seeds
+    configuration_tags = {r.data.tags["sweep.configuration"] for r in children}
+    assert len(configuration_tags) == 2 and not any("trainer.seed" in tag for tag in configuration_tags)
+    summary = json.loads(Path(client.download_artifacts(parents[0].info.run_id, "sweep_summary.json",
+                                                        str(workdir))).read_text())
+    configurations = summary["configurations"]
+    assert [c["runs"] for c in configurations] == [2, 2] and configurations[0]["mean"] >= configurations[1]["mean"]
+    for c in configurations:
+        runs = [r for r in children if r.info.run_id in c["run_ids"]]
+        assert c["mean"] == pytest.approx(sum(r.data.metrics["eval_f1"] for r in runs) / 2)
+    assert parents[0].data.tags["best_config.overrides"] == configurations[0]["overrides"]
+    assert parents[0].data.metrics["best_config_mean_eval_f1"] == pytest.approx(configurations[0]["mean"])
+    table = result.stdout[result.stdout.index("Sweep configurations by mean eval_f1 over seeds"):].splitlines()
+    assert sorted(line.split()[-1] for line in table[2:4]) == ["trainer.lr=0.001", "trainer.lr=0.005"]
 
 
 def test_an_optuna_search_completes_and_reports_its_best_trial(workdir, tiny_bert_dir):

@@ -3,7 +3,8 @@
 Hydra calls `on_multirun_start` once in the launching process; the parent run's id is
 passed to every job through an environment variable (inherited by joblib workers too),
 and each job's `MLflowCallback` starts its run with that parent. At the end the parent
-records the best job by the sweep's objective. Hydra skips `on_multirun_end` when a job
+records the best job by the sweep's objective, and the configurations ranked by their mean
+objective over seeds (`sweep_summary`). Hydra skips `on_multirun_end` when a job
 raises, so an exit hook marks the parent FAILED in that case instead of leaving it RUNNING.
 """
 
@@ -87,6 +88,32 @@ class MLflowSweepCallback(Callback):
             f"({best_overrides}); parent run {self.parent_run_id}",
             flush=True,
         )
+        try:
+            self._record_configurations(client, scored, objective, maximize=pick is max)
+        except Exception as exc:  # noqa: BLE001 - the jobs are done and logged; the summary is an extra
+            log.warning("could not rank the sweep's configurations on parent run %s: %s", self.parent_run_id, exc)
+
+    def _record_configurations(self, client: Any, scored: list, objective: str, maximize: bool) -> None:
+        """Rank configurations by their mean over seeds: ``sweep_summary.json`` and ``best_config.*`` on the parent."""
+        from medkit_exp.tracking.sweep_summary import configuration_of, format_ranking, rank_configurations
+
+        def configuration(run: Any) -> str:
+            tags = run.data.tags
+            return tags.get("sweep.configuration") or configuration_of(tags.get("hydra.overrides", "").split())
+
+        ranking = rank_configurations(
+            ((configuration(r), r.info.run_id, r.data.metrics[objective]) for r in scored), maximize=maximize
+        )
+        best = ranking[0]
+        client.log_dict(self.parent_run_id, {"objective": objective, "maximize": maximize,
+                                             "configurations": [g.as_dict() for g in ranking]}, "sweep_summary.json")
+        client.set_tag(self.parent_run_id, "best_config.overrides", best.overrides)
+        client.log_metric(self.parent_run_id, f"best_config_mean_{objective}", best.mean)
+        client.log_metric(self.parent_run_id, "best_config_runs", best.runs)
+        if best.std is not None:
+            client.log_metric(self.parent_run_id, f"best_config_std_{objective}", best.std)
+        if any(group.runs > 1 for group in ranking):  # seeds were repeated: the ranking says more than the best job
+            print(format_ranking(ranking, objective), flush=True)
 
     def _end(self, status: str) -> None:
         if self._ended or self.parent_run_id is None:
