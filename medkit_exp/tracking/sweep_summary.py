@@ -1,6 +1,6 @@
 """Rank a sweep's configurations by their mean over seeds, not by one lucky run.
 
-Fine-tuning is noisy: on NCBI-disease one configuration's test F1 spans 0.835-0.858 over
+Fine-tuning is noisy: on NCBI-disease one configuration's test F1 spans 0.835-0.850 over
 seeds, more than the gap between most configurations worth comparing. A sweep that repeats
 each configuration over ``trainer.seed=0,1,2`` is grouped here by its overrides without the
 seed, and each group gets the mean, standard deviation and range of the objective.
