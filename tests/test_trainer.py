@@ -348,11 +348,19 @@ def test_sigterm_exits_with_143_after_a_checkpoint(tmp_path):
     assert json.loads((tmp_path / "out" / "checkpoints.json").read_text())["last"] == "checkpoint-epoch-001-step-000003"
 
 
-def test_a_second_ctrl_c_stops_at_once(tmp_path):
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(DummyClassifier(), config(tmp_path), TRAIN, EVAL, callbacks=[SendSignal(signal.SIGINT, 3, times=2)]).train()
-    assert not (tmp_path / "out" / "checkpoints.json").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+def test_a_second_ctrl_c_stops_at_once_and_the_callers_handler_comes_back(tmp_path):
+    def callers_handler(signum, frame):  # whatever was installed before training (test runners install their own)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, callers_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(DummyClassifier(), config(tmp_path), TRAIN, EVAL,
+                    callbacks=[SendSignal(signal.SIGINT, 3, times=2)]).train()
+        assert not (tmp_path / "out" / "checkpoints.json").exists()
+        assert signal.getsignal(signal.SIGINT) is callers_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_checkpoints_get_the_usual_permissions(tmp_path):
