@@ -40,15 +40,13 @@ _NOISE = ("full_key:", "reference_type", "object_type", "Set the environment var
 def one_line(exc: BaseException) -> str:
     """Collapse an exception message (and its causes, for Hydra's wrapped errors) to one line."""
     parts: list[str] = []
-    seen: set[str] = set()
     current: BaseException | None = exc
     while current is not None:
         for line in str(current).splitlines():
             line = line.strip()
             if line.startswith("Config search path"):
                 break  # Hydra's list of config sources: noise for a user who mistyped an option
-            if line and not line.startswith(_NOISE) and line not in seen:
-                seen.add(line)
-                parts.append(line.rstrip("."))
+            if line and not line.startswith(_NOISE) and not any(line.rstrip(".") in part for part in parts):
+                parts.append(line.rstrip("."))  # a cause that the message already quotes is not repeated
         current = current.__cause__
     return "; ".join(parts) or type(exc).__name__

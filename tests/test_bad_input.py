@@ -76,4 +76,5 @@ def test_an_out_of_range_component_setting_is_one_line(tmp_path, tiny_bert_dir):
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "attention_dropout must be in [0, 1), got 1.5" in lines[0], result.stderr[-2000:]
+    assert lines[0].count("attention_dropout must be") == 1, lines[0]  # the wrapped cause is not repeated
     assert not list(tmp_path.rglob("checkpoint-epoch-*")), "nothing trained, nothing written"
