@@ -151,7 +151,7 @@ def _train_and_test(cfg, trainer_cfg, dataset, tracker) -> dict[str, Any]:
     try:
         component, metrics = task.build(cfg, task.labels(cfg, dataset), device)
     except ValueError as exc:  # a component setting the schema cannot check (a range, the model's own keys)
-        raise UserError(f"component: {exc}") from exc
+        raise UserError(f"component={cfg.component.name}: {exc}") from exc
     trainer_is_main = DistributedContext.from_env().is_main
     callbacks = []
     if cfg.callbacks.printer and trainer_is_main:

@@ -47,14 +47,11 @@ class SegmentClassificationTask:
                 f"component=hf_segment_classifier scores classes, not metrics={cfg.metrics.name}: add metrics=classification"
             )
         c = cfg.component
-        try:
-            component = HFSegmentClassifier.make_trainable(
-                resolve_model(c.model), labels=labels, attr_label=c.attr_label, context=c.context,
-                context_chars=c.context_chars, start_marker=c.start_marker, end_marker=c.end_marker,
-                max_length=c.max_length, device=device,
-            )
-        except ValueError as exc:  # bad context, markers or max_length: the user's settings
-            raise UserError(f"component=hf_segment_classifier: {exc}") from exc
+        component = HFSegmentClassifier.make_trainable(  # a bad setting's ValueError becomes the app's one line
+            resolve_model(c.model), labels=labels, attr_label=c.attr_label, context=c.context,
+            context_chars=c.context_chars, start_marker=c.start_marker, end_marker=c.end_marker,
+            max_length=c.max_length, device=device,
+        )
         return component, ClassificationMetricsComputer(component.id_to_label, cfg.metrics.by_label)
 
     def training_items(self, cfg: Any, docs: list[Any]) -> list[Any]:

@@ -95,14 +95,13 @@ class MLflowSweepCallback(Callback):
 
     def _record_configurations(self, client: Any, scored: list, objective: str, maximize: bool) -> None:
         """Rank configurations by their mean over seeds: ``sweep_summary.json`` and ``best_config.*`` on the parent."""
-        from medkit_exp.tracking.sweep_summary import configuration_of, format_ranking, rank_configurations
+        from medkit_exp.tracking.sweep_summary import format_ranking, rank_configurations
 
-        def configuration(run: Any) -> str:
-            tags = run.data.tags
-            return tags.get("sweep.configuration") or configuration_of(tags.get("hydra.overrides", "").split())
-
+        # Jobs tag their configuration (the app does); an untagged run stands alone.
         ranking = rank_configurations(
-            ((configuration(r), r.info.run_id, r.data.metrics[objective]) for r in scored), maximize=maximize
+            ((r.data.tags.get("sweep.configuration", r.info.run_id), r.info.run_id, r.data.metrics[objective])
+             for r in scored),
+            maximize=maximize,
         )
         best = ranking[0]
         client.log_dict(self.parent_run_id, {"objective": objective, "maximize": maximize,
