@@ -25,8 +25,7 @@ DEFAULT_NCBI_ROOT = REPO.parent / "shared" / "data" / "ncbi-disease"
 
 def packaged_model() -> str:
     """Folder of the packaged all-MiniLM-L6-v2 (the default model of hf_ner)."""
-    from medkit_exp.app import resolve_model
-    from medkit_exp.schema import PACKAGED_MINILM
+    from medkit_exp.text.hf_model import PACKAGED_MINILM, resolve_model
 
     return resolve_model(PACKAGED_MINILM)
 

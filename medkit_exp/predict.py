@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from medkit_exp.tasks.ner import score_predictions
+    from medkit_exp.text.ner.evaluation import score_predictions
     from medkit_exp.core import TextDocument
 
     label_map = json.loads(args.label_map) if args.label_map else None
@@ -106,7 +106,7 @@ def _main(args: argparse.Namespace) -> int:
 
     matcher = HFEntityMatcher(model=model, device=args.device, batch_size=args.batch_size)
     if args.split_sentences:
-        from medkit_exp.tasks.ner import predict_by_sentence
+        from medkit_exp.text.ner.evaluation import predict_by_sentence
 
         predictions = predict_by_sentence(matcher, docs)
     else:

@@ -53,15 +53,15 @@ def _has_index(folder: Path) -> bool:
     return (folder / INDEX_FILE).is_file()
 
 
-def _from_tracking(cfg: Any) -> Path | None:
+def _from_tracking(tracking: Any) -> Path | None:
     """The checkpoint folder of the most recent run in the experiment that recorded one."""
-    if not cfg.tracking.enabled:
+    if not tracking.enabled:
         return None
     from mlflow.tracking import MlflowClient
 
     from medkit_exp.tracking.store import setup_tracking
 
-    experiment_id = setup_tracking(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.root)
+    experiment_id = setup_tracking(tracking.uri, tracking.experiment, tracking.root)
     runs = MlflowClient().search_runs([experiment_id], filter_string="tags.`checkpoint.dir` != ''",
                                       order_by=["attributes.start_time DESC"], max_results=20)
     for run in runs:
@@ -79,18 +79,20 @@ def _from_launch_folder() -> Path | None:
     return max(candidates, key=lambda p: (p / INDEX_FILE).stat().st_mtime, default=None)
 
 
-def resolve_resume(cfg: Any, resume_from: str, output_dir: Path) -> ResumePoint:
-    """Turn ``trainer.resume_from`` into a checkpoint folder, its output folder and MLflow run."""
+def resolve_resume(tracking: Any, resume_from: str, output_dir: Path) -> ResumePoint:
+    """Turn ``trainer.resume_from`` into a checkpoint folder, its output folder and MLflow run.
+
+    ``tracking`` is the ``tracking`` config node (where to look for earlier runs)."""
     from medkit_exp.training.checkpoint import CheckpointError, resolve_checkpoint
 
     if _RUN_ID.match(resume_from):
-        return _from_run_id(cfg, resume_from)
+        return _from_run_id(tracking, resume_from)
     if resume_from in ("last", "best"):
-        folder = output_dir if _has_index(output_dir) else (_from_tracking(cfg) or _from_launch_folder())
+        folder = output_dir if _has_index(output_dir) else (_from_tracking(tracking) or _from_launch_folder())
         if folder is None:
             raise UserError(
                 f"trainer.resume_from={resume_from}: no earlier run with checkpoints was found (not in "
-                f"trainer.output_dir={output_dir}, not in tracking experiment {cfg.tracking.experiment!r}, not "
+                f"trainer.output_dir={output_dir}, not in tracking experiment {tracking.experiment!r}, not "
                 "under outputs/ or multirun/); give a checkpoint folder or an MLflow run id"
             )
         checkpoint = resolve_checkpoint(resume_from, folder)
@@ -103,14 +105,14 @@ def resolve_resume(cfg: Any, resume_from: str, output_dir: Path) -> ResumePoint:
     return ResumePoint(checkpoint, folder, _recorded_run_id(folder))
 
 
-def _from_run_id(cfg: Any, run_id: str) -> ResumePoint:
+def _from_run_id(tracking: Any, run_id: str) -> ResumePoint:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     from medkit_exp.tracking.store import setup_tracking
     from medkit_exp.training.checkpoint import resolve_checkpoint
 
-    setup_tracking(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.root)
+    setup_tracking(tracking.uri, tracking.experiment, tracking.root)
     try:
         run = MlflowClient().get_run(run_id)
     except MlflowException as exc:

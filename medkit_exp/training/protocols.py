@@ -78,3 +78,36 @@ def create_optimizer(component: Any, lr: float) -> torch.optim.Optimizer:
         f"{type(component).__name__} has no create_optimizer(lr) (nor configure_optimizer(lr)); "
         "add one that returns a torch optimizer over the model's parameters"
     )
+
+
+class ExperimentHooks(Protocol):
+    """What a component may add for the experiment app (``python -m medkit_exp``); all optional.
+
+    The app looks each one up on the built component and falls back to its default:
+
+    - ``score_test(model_dir, items) -> {name: float}``: scores of the model saved in
+      ``model_dir`` (the best checkpoint's ``model/``, written by ``save``) on the test
+      split's items, logged as ``test_<name>``. Default: the best checkpoint is loaded into
+      the component with ``load`` and evaluated like the dev split (loss and the metrics
+      computer's metrics).
+    - ``log_mlflow_model(model_dir, *, step, register_as) -> info``: log the saved model as an
+      MLflow model of the active run (``tracking.log_model``); ``info`` has ``model_uri`` and,
+      when registered, ``registered_uri``. Default: no model is logged, and
+      ``tracking.register_as`` is refused before training.
+    - ``summary_metrics``: the metric names the run summary prints (default: every scalar
+      metric of the best epoch but per-label ones, at most eight); ``test_note``: a few words
+      printed after the test scores (e.g. "exact character spans").
+    """
+
+    def score_test(self, model_dir: Path, items: Any) -> dict[str, float]: ...
+
+    def log_mlflow_model(self, model_dir: Path, *, step: int = 0, register_as: str | None = None) -> Any: ...
+
+
+def missing_protocol_methods(component: Any) -> list[str]:
+    """The `TrainableComponent` methods that ``component`` lacks (medkit's ``configure_optimizer`` counts)."""
+    required = ("load", "preprocess", "collate", "forward", "save")
+    missing = [name for name in required if not callable(getattr(component, name, None))]
+    if not any(callable(getattr(component, n, None)) for n in ("create_optimizer", "configure_optimizer")):
+        missing.append("create_optimizer (or configure_optimizer)")
+    return missing

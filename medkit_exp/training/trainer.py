@@ -358,17 +358,33 @@ class Trainer:
             f"or set trainer.nan_policy=skip"
         )
 
-    def evaluate_examples(self, examples: list[Any], epoch: int | None = None) -> dict[str, float]:
-        """Loss and metrics of the component on preprocessed ``examples``."""
+    def evaluate(self, items: Iterable[Any]) -> dict[str, float]:
+        """Loss and metrics of the component, as it is now, on raw ``items`` (e.g. a test split).
+
+        Runs in this process alone (after a distributed training, rank 0 calls it) and tells no
+        callback: the evaluation of an epoch is `evaluate_examples`.
+        """
+        examples = self._preprocess(list(items))
+        if not examples:
+            return {}
+        return self.evaluate_examples(examples, epoch=None, alone=True)
+
+    def evaluate_examples(self, examples: list[Any], epoch: int | None = None, alone: bool = False) -> dict[str, float]:
+        """Loss and metrics of the component on preprocessed ``examples`` (an epoch's evaluation).
+
+        ``alone``: evaluate every example in this process without telling callbacks.
+        """
+        dist = DistributedContext() if alone else self.dist
+        callbacks = _Callbacks([]) if alone else self.callbacks
         batch_size = self.config.eval_batch_size
         batches = [list(range(i, min(i + batch_size, len(examples)))) for i in range(0, len(examples), batch_size)]
-        batches = batches[self.dist.rank :: self.dist.world_size]  # whole batches per process
+        batches = batches[dist.rank :: dist.world_size]  # whole batches per process
         loader = self._loader(examples, batches)
         metric_data: dict[str, list[Any]] = {}
         loss_sum, weight = 0.0, 0.0
         with torch.no_grad():
             for batch_idx, (indices, batch) in enumerate(zip(batches, loader)):
-                self.callbacks.on_step_begin(step_idx=batch_idx, nb_batches=len(batches), phase="eval")
+                callbacks.on_step_begin(step_idx=batch_idx, nb_batches=len(batches), phase="eval")
                 batch = batch.to_device(self.device)
                 with self._autocast():
                     output, loss = self.component.forward(batch, return_loss=True, eval_mode=True)
@@ -379,15 +395,15 @@ class Trainer:
                     weight += batch_weight
                 if self.metrics_computer is not None:
                     _extend(metric_data, self.metrics_computer.prepare_batch(output, batch))
-                self.callbacks.on_step_end(
+                callbacks.on_step_end(
                     step_idx=batch_idx, nb_batches=len(batches), phase="eval", batch_size=len(indices), loss=loss_value
                 )
-        loss_sum, weight = self.dist.sum(loss_sum, weight)
-        metric_data = self.dist.gather_lists(metric_data)
+        loss_sum, weight = dist.sum(loss_sum, weight)
+        metric_data = dist.gather_lists(metric_data)
         metrics = {"loss": loss_sum / weight} if weight else {}
         if self.metrics_computer is not None and metric_data:
             metrics.update(self.metrics_computer.compute(metric_data))
-        self.callbacks.on_evaluate(metrics=metrics, epoch=epoch)
+        callbacks.on_evaluate(metrics=metrics, epoch=epoch)
         return metrics
 
     # ------------------------------------------------------------------ helpers

@@ -67,6 +67,11 @@ class ClassificationMetricsComputer:
         return_metrics_by_label: add the per-class scores.
     """
 
+    @classmethod
+    def for_component(cls, component: Any, by_label: bool = True) -> "ClassificationMetricsComputer":
+        """The metrics of a classifier's classes (``metrics=classification``): its ``id_to_label``."""
+        return cls(component.id_to_label, return_metrics_by_label=by_label)
+
     def __init__(self, id_to_label: Mapping[int, str], return_metrics_by_label: bool = True) -> None:
         self.id_to_label = {int(k): str(v) for k, v in id_to_label.items()}
         self.return_metrics_by_label = return_metrics_by_label

@@ -96,6 +96,15 @@ class SeqEvalMetricsComputer:
         return_metrics_by_label: add ``{label}_precision/_recall/_f1/_support``.
     """
 
+    @classmethod
+    def for_component(cls, component: Any, by_label: bool = True, average: str = "micro") -> "SeqEvalMetricsComputer":
+        """The metrics of a NER component's tags (``metrics=seqeval``): its ``id_to_label`` and scheme."""
+        if getattr(component, "tagging_scheme", None) is None:
+            raise ValueError(f"seqeval scores tag sequences, and {type(component).__name__} has no tagging_scheme; "
+                             "use metrics=classification or a metrics computer of your own")
+        return cls(component.id_to_label, tagging_scheme=getattr(component, "tagging_scheme", None),
+                   average=average, return_metrics_by_label=by_label)
+
     def __init__(
         self,
         id_to_label: Mapping[int, str] | Any,

@@ -1,7 +1,7 @@
 """Log a NER checkpoint as an MLflow model, and optionally register it.
 
-`log_entity_matcher_model` works on its own (any active run, or none);
-`log_run_model` is what the app calls at the end of a tracked run.
+`log_entity_matcher_model` works on its own (any active run, or none); the app reaches it
+through the NER component's ``log_mlflow_model`` (see `medkit_exp.text.ner.experiment`).
 
 MLflow 3 keeps logged models outside the run's artifacts: under
 ``<experiment artifact location>/models/m-<id>/artifacts/``. The run lists the model among
@@ -21,7 +21,7 @@ from typing import Any
 
 import mlflow
 
-from medkit_exp.tracking import pyfunc_model
+from medkit_exp.text.ner import mlflow_model as pyfunc_model
 
 log = logging.getLogger(__name__)
 
@@ -113,49 +113,3 @@ def _no_progress_bars():
         yield
     finally:
         os.environ.pop(key, None)
-
-
-def log_run_model(tracker: Any, checkpoint_dir: str | os.PathLike[str], cfg: Any) -> dict[str, Any]:
-    """Log the run's best checkpoint as a model when ``cfg.tracking.log_model`` (NER only).
-
-    ``tracker`` is the run's `MLflowCallback`, whose run must be the active one. Returns the
-    entries for the run summary (``model_uri``, ``registered_model``). A failure only warns,
-    unless ``tracking.register_as`` asked for a registered model: then it raises
-    `ModelLoggingError`.
-    """
-    tracking = cfg.tracking
-    if not tracking.log_model or cfg.component.name != "hf_ner" or tracker.run_id is None:
-        return {}
-    active = mlflow.active_run()
-    try:
-        if active is None or active.info.run_id != tracker.run_id:
-            raise ModelLoggingError(f"run {tracker.run_id} is not the active MLflow run")
-        logged = log_entity_matcher_model(
-            Path(checkpoint_dir) / "model",
-            register_as=tracking.register_as,
-            batch_size=cfg.component.predict_batch_size,
-            split_sentences=bool(cfg.data.split_sentences),
-            step=_checkpoint_epoch(checkpoint_dir),
-        )
-    except Exception as exc:  # noqa: BLE001 - reported below, as one line
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        if tracking.register_as:
-            raise ModelLoggingError(f"tracking.register_as={tracking.register_as}: the model could not be "
-                                    f"logged or registered ({reason})") from exc
-        log.warning("The best checkpoint was not logged as an MLflow model: %s", reason)
-        return {"model_uri": f"not logged ({reason})"}
-    log.info("Logged model %s in %.1f s", logged.model_uri, logged.seconds)
-    summary = {"model_uri": logged.model_uri, "model_log_s": logged.seconds}
-    if logged.registered_uri:
-        summary["registered_model"] = logged.registered_uri
-    return summary
-
-
-def _checkpoint_epoch(checkpoint_dir: str | os.PathLike[str]) -> int:
-    import json
-
-    state = Path(checkpoint_dir) / "trainer_state.json"
-    try:
-        return int(json.loads(state.read_text()).get("epoch") or 0)
-    except (OSError, ValueError, TypeError):
-        return 0

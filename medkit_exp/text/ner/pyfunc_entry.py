@@ -1,4 +1,4 @@
-"""Model-from-code entry point of the logged NER model (see `medkit_exp.tracking.pyfunc_model`).
+"""Model-from-code entry point of the logged NER model (see `medkit_exp.text.ner.mlflow_model`).
 
 MLflow copies this file into the logged model and runs it when the model is loaded; it is
 not meant to be imported otherwise.
@@ -6,6 +6,6 @@ not meant to be imported otherwise.
 
 from mlflow.models import set_model
 
-from medkit_exp.tracking.pyfunc_model import EntityMatcherModel
+from medkit_exp.text.ner.mlflow_model import EntityMatcherModel
 
 set_model(EntityMatcherModel())

@@ -100,7 +100,7 @@ def predict_entities(matcher: Any, texts: Sequence[str], split_sentences: bool =
 
     docs = [TextDocument(text=text, id=str(i)) for i, text in enumerate(texts)]
     if split_sentences:
-        from medkit_exp.tasks.ner import predict_by_sentence
+        from medkit_exp.text.ner.evaluation import predict_by_sentence
 
         predictions = predict_by_sentence(matcher, docs)
     else:

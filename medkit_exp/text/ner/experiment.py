@@ -1,0 +1,100 @@
+"""``component=hf_ner``: `HFEntityMatcherTrainable` with what an experiment needs beyond training.
+
+`hf_ner` is the config node's ``_target_``: it finds the labels in the training documents
+when none are given and resolves the packaged MiniLM. The component it returns trains on
+documents (optionally sentence by sentence) and implements the app's optional hooks
+(`medkit_exp.training.protocols.ExperimentHooks`): the test split is scored on entities
+with exact character spans, and the best checkpoint is logged as an MLflow pyfunc model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+from medkit_exp.core.document import TextDocument
+from medkit_exp.text.hf_model import PACKAGED_MINILM, resolve_model
+from medkit_exp.text.ner.hf_entity_matcher_trainable import HFEntityMatcherTrainable
+
+
+class NerExperimentComponent(HFEntityMatcherTrainable):
+    """An `HFEntityMatcherTrainable` that can also split documents into sentences for
+    training, score test documents and log itself as an MLflow model.
+
+    Args (beyond the parent's):
+        split_sentences: train on sentences instead of whole documents, and predict the test
+            documents sentence by sentence too.
+        predict_batch_size: windows per forward pass when predicting the test documents.
+    """
+
+    summary_metrics = ("precision", "recall", "f1")
+    test_note = "exact character spans"
+
+    def __init__(self, *args: Any, split_sentences: bool = False, predict_batch_size: int = 32, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.split_sentences = bool(split_sentences)
+        self.predict_batch_size = int(predict_batch_size)
+
+    def preprocess(self, data_item: TextDocument) -> list[dict[str, Any]]:
+        """Tagged windows of a document, or of each of its sentences with ``split_sentences``."""
+        if not self.split_sentences:
+            return super().preprocess(data_item)
+        from medkit_exp.io.sentences import split_into_sentences
+
+        return [window for sentence in split_into_sentences([data_item]) for window in super().preprocess(sentence)]
+
+    def score_test(self, model_dir: Path, items: Sequence[TextDocument]) -> dict[str, float]:
+        """Exact-span and token scores of the model saved in ``model_dir`` on whole test documents."""
+        from medkit_exp.text.ner.evaluation import predict_documents, score_predictions
+        from medkit_exp.text.ner.hf_entity_matcher import HFEntityMatcher
+
+        docs = list(items)
+        matcher = HFEntityMatcher(model=model_dir, device=self.device, batch_size=self.predict_batch_size)
+        return score_predictions(docs, predict_documents(matcher, docs, self.split_sentences), matcher.tagging_scheme)
+
+    def log_mlflow_model(self, model_dir: Path, *, step: int = 0, register_as: str | None = None) -> Any:
+        """Log the model saved in ``model_dir`` as a pyfunc model of the active MLflow run."""
+        from medkit_exp.text.ner.model_logging import log_entity_matcher_model
+
+        return log_entity_matcher_model(model_dir, register_as=register_as, batch_size=self.predict_batch_size,
+                                        split_sentences=self.split_sentences, step=step)
+
+
+def entity_labels(documents: Sequence[TextDocument]) -> list[str]:
+    """The entity labels found in ``documents``, sorted."""
+    return sorted({e.label for doc in documents for e in doc.anns.entities})
+
+
+def hf_ner(
+    model: str = PACKAGED_MINILM,
+    labels: Optional[List[str]] = None,
+    tagging_scheme: str = "iob2",
+    tag_subtokens: bool = False,
+    max_length: Optional[int] = 128,
+    window_stride: Optional[int] = None,
+    attention_dropout: Optional[float] = None,
+    split_sentences: bool = False,
+    predict_batch_size: int = 32,
+    *,
+    train_data: Sequence[TextDocument] = (),
+    device: Any = "cpu",
+) -> NerExperimentComponent:
+    """The ``hf_ner`` component: a token classifier over ``model`` for ``labels`` (default: the
+    entity labels of ``train_data``). ``max_length`` is the tokens per window (longer texts are
+    split into overlapping windows, ``window_stride`` tokens apart); ``attention_dropout`` 0 lets
+    PyTorch use its fused attention kernel (less memory)."""
+    labels = list(labels) if labels else entity_labels(train_data)
+    if not labels:
+        raise ValueError("no entity label: the training documents have no entity and component.labels is empty")
+    return NerExperimentComponent(
+        resolve_model(model),
+        labels,
+        tagging_scheme=tagging_scheme,
+        tag_subtokens=tag_subtokens,
+        tokenizer_max_length=max_length,
+        window_stride=window_stride,
+        attention_dropout=attention_dropout,
+        device=device,
+        split_sentences=split_sentences,
+        predict_batch_size=predict_batch_size,
+    )
