@@ -74,7 +74,7 @@ def build_component(node: Any, choice: str, train_data: list[Any], device: Any) 
     """The trainable component of ``node``, checked against the `TrainableComponent` protocol."""
     from medkit_exp.training.protocols import missing_protocol_methods
 
-    component = build_node("component", node, device=device, train_data=train_data)
+    component = build_node("component", node, choice, device=device, train_data=train_data)
     missing = missing_protocol_methods(component)
     if missing:
         raise UserError(f"component={choice}: {target_name(node)} returned a {type(component).__name__}, which is "
@@ -84,7 +84,7 @@ def build_component(node: Any, choice: str, train_data: list[Any], device: Any) 
 
 
 def build_metrics(node: Any, choice: str, component: Any) -> Any:
-    metrics = build_node("metrics", node, component=component)
+    metrics = build_node("metrics", node, choice, component=component)
     if metrics is not None and not all(callable(getattr(metrics, m, None)) for m in ("prepare_batch", "compute")):
         raise UserError(f"metrics={choice}: {target_name(node)} returned a {type(metrics).__name__}, which is not a "
                         "MetricsComputer; return an object with prepare_batch and compute")
@@ -92,7 +92,7 @@ def build_metrics(node: Any, choice: str, component: Any) -> Any:
 
 
 def build_scheduler(node: Any, choice: str) -> Any:
-    builder = build_node("scheduler", node)
+    builder = build_node("scheduler", node, choice)
     if builder is not None and not callable(builder):
         raise UserError(f"scheduler={choice}: {target_name(node)} gave a {type(builder).__name__}, not a builder; "
                         "name a torch scheduler class with _partial_: true, or a function of the optimizer")
@@ -117,7 +117,7 @@ def run(cfg: DictConfig) -> float | None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     choices = {group: group_choice(cfg, group) for group in BUILT_GROUPS}
-    data = ExperimentData(build_node("data", cfg.data), name=choices["data"])
+    data = ExperimentData(build_node("data", cfg.data, choices["data"]), name=choices["data"])
     if main_process:
         print(data.describe(), flush=True)
 
@@ -312,9 +312,10 @@ def _shown_metrics(summary: dict[str, Any], shown: Any) -> list[str]:
     """The component's ``summary_metrics``, else the scalar eval metrics (not per label), at most eight."""
     if shown:
         return list(shown)
+    from medkit_exp.training.callbacks import is_per_label
+
     names = [k[len("eval_"):] for k, v in summary.items() if k.startswith("eval_") and isinstance(v, (int, float))]
-    overall = [n for n in names if "_" not in n or n in ("macro_f1", "micro_f1")] or names
-    return overall[:_MAX_SHOWN]
+    return [n for n in names if not is_per_label(n)][:_MAX_SHOWN]
 
 
 def _print_summary(cfg: DictConfig, summary: dict[str, Any], tracker, shown: Any = None, note: str = "") -> None:

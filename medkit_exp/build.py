@@ -42,10 +42,10 @@ def target_name(node: Any) -> str | None:
 
 
 def _locate(key: str, name: str) -> Callable[..., Any]:
-    from hydra.utils import get_object
+    from hydra._internal.utils import _locate as locate  # get_object would also log the failure
 
     try:
-        target = get_object(name)
+        target = locate(name)
     except Exception as exc:  # noqa: BLE001 - any import failure is the user's to fix
         cause = exc.__cause__ or exc
         reason = f"{type(cause).__name__}: {cause}".splitlines()[0]
@@ -121,8 +121,8 @@ def _check_signature(key: str, name: str, target: Any, signature: inspect.Signat
     for arg, value in arguments.items():
         expected = hints.get(arg)
         if expected is not None and not _matches(value, expected):
-            raise UserError(f"{key}.{arg}={_show(value)} is not a {_type_text(expected)} "
-                            f"(as {name} expects); give a value of that type")
+            raise UserError(f"{key}.{arg}={_show(value)} is not of type {_type_text(expected)}, "
+                            f"which {name} expects; give a value of that type")
 
 
 _SIMPLE = (bool, int, float, str)
@@ -158,12 +158,13 @@ def _show(value: Any) -> str:
     return repr(OmegaConf.to_container(value, resolve=True)) if OmegaConf.is_config(value) else repr(value)
 
 
-def build_node(key: str, node: Any, **context: Any) -> Any:
+def build_node(key: str, node: Any, label: str | None = None, **context: Any) -> Any:
     """Instantiate ``node`` (checked with `check_node` first), passing the ``context`` values
     that its target takes and the node does not set. None for a node without ``_target_``.
 
     A ``ValueError`` raised by the target (a setting out of range, a model that does not fit)
-    becomes a `UserError` naming the key; other errors keep their traceback.
+    becomes a `UserError` naming ``<key>=<label>`` (the group option, else the target); other
+    errors keep their traceback.
     """
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
@@ -184,7 +185,7 @@ def build_node(key: str, node: Any, **context: Any) -> Any:
     except InstantiationException as exc:
         cause = exc.__cause__
         if isinstance(cause, (ValueError, UserError)):
-            raise UserError(f"{key}={target_name(node)}: {cause}") from cause
+            raise UserError(f"{key}={label or target_name(node)}: {cause}") from cause
         if cause is not None:
             raise cause from None
         raise

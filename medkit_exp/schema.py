@@ -55,6 +55,9 @@ class AppConfig:
     callbacks: CallbacksConfig = MISSING
     # What a sweep optimises: a key of the run summary (eval_* at the best epoch, test_*).
     objective: str = "eval_f1"
+    # max or min; null: the sweeper's direction, else trainer.checkpoint_mode when the objective
+    # is eval_<trainer.checkpoint_metric>, else max.
+    objective_mode: Optional[str] = None
     threads: Optional[int] = None  # torch threads; null keeps torch's default
 
 

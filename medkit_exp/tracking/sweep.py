@@ -25,6 +25,22 @@ PARENT_ENV = "MEDKIT_EXP_PARENT_RUN_ID"
 SWEEP_ENV = "MEDKIT_EXP_SWEEP_ID"
 
 
+def objective_maximized(config: DictConfig) -> bool:
+    """Whether a higher ``objective`` is better: ``objective_mode`` (max or min) when set, else
+    the sweeper's ``direction`` (Optuna), else ``trainer.checkpoint_mode`` when the objective is
+    the checkpoint metric's eval value (``eval_mae`` with ``checkpoint_metric=mae``), else max."""
+    mode = config.get("objective_mode")
+    if mode:
+        return str(mode) == "max"
+    direction = config.hydra.sweeper.get("direction") if "hydra" in config else None
+    if direction:
+        return "min" not in str(direction)
+    trainer = config.get("trainer") or {}
+    if config.get("objective") == f"eval_{trainer.get('checkpoint_metric')}":
+        return trainer.get("checkpoint_mode", "max") == "max"
+    return True
+
+
 class MLflowSweepCallback(Callback):
     """Hydra callback: one parent MLflow run per multirun (imports mlflow only in multiruns)."""
 
@@ -75,8 +91,7 @@ class MLflowSweepCallback(Callback):
         client.log_metric(self.parent_run_id, "jobs", len(children))
         if not scored:
             return
-        direction = str(config.hydra.sweeper.get("direction", "maximize"))
-        pick = min if "min" in direction else max
+        pick = max if objective_maximized(config) else min
         best = pick(scored, key=lambda r: r.data.metrics[objective])
         client.log_metric(self.parent_run_id, f"best_{objective}", best.data.metrics[objective])
         client.set_tag(self.parent_run_id, "best.run_id", best.info.run_id)

@@ -114,9 +114,18 @@ class DefaultPrinterCallback(TrainerCallback):
             self._bar = None
 
 
+_PER_LABEL_SUFFIXES = ("_precision", "_recall", "_f1", "_support")
+_AVERAGES = ("macro_", "micro_", "weighted_")
+
+
+def is_per_label(metric: str) -> bool:
+    """True for a per-label score (``Disease_f1``), false for an overall one (``f1``, ``macro_f1``, ``mae``)."""
+    return metric.endswith(_PER_LABEL_SUFFIXES) and not metric.startswith(_AVERAGES)
+
+
 def _is_headline(metric: str) -> bool:
     """Keep the summary line short: overall figures, not one per label."""
-    return metric in {"loss", "precision", "recall", "f1", "accuracy", "macro_f1", "samples_per_s"}
+    return not is_per_label(metric)
 
 
 def _fmt(value: Any) -> str:

@@ -1,0 +1,99 @@
+"""The package's layers import one way: core <- io <- training <- text <- app, with tracking
+depending on training alone. Read from the source (every import, including those inside
+functions), so that an arrow pointing back up fails here rather than as an import cycle."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "medkit_exp"
+
+# Layer of each part of the package; a module may import its own layer and those below.
+LAYERS = {
+    "medkit_exp.errors": 0,
+    "medkit_exp.core": 0,
+    "medkit_exp.io": 1,
+    "medkit_exp.training": 2,
+    "medkit_exp.tracking": 3,
+    "medkit_exp.text": 3,
+}
+APP_LAYER = 4  # everything else: app, build, datasets, resume, predict, schema, __main__
+# Side by side on layer 3, neither may import the other; tracking sees training only (and core).
+FORBIDDEN = {("medkit_exp.tracking", "medkit_exp.text"), ("medkit_exp.text", "medkit_exp.tracking"),
+             ("medkit_exp.tracking", "medkit_exp.io")}
+
+
+def part_of(module: str) -> str:
+    for prefix in sorted(LAYERS, key=len, reverse=True):
+        if module == prefix or module.startswith(prefix + "."):
+            return prefix
+    return "app"
+
+
+def layer_of(module: str) -> int:
+    return LAYERS.get(part_of(module), APP_LAYER)
+
+
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    parts = list(path.relative_to(package.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_modules(path: Path, root: Path = PACKAGE) -> list[tuple[int, str]]:
+    """``(line, module)`` of every medkit_exp import in the file (relative ones resolved)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    name = module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            found.append((node.lineno, base))
+    return [(line, m) for line, m in found if m == "medkit_exp" or m.startswith("medkit_exp.")]
+
+
+def violations(root: Path = PACKAGE) -> list[str]:
+    problems = []
+    for path in sorted(root.rglob("*.py")):
+        source = module_name(path, root)
+        for line, target in imported_modules(path, root):
+            if target == "medkit_exp":
+                continue
+            pair = (part_of(source), part_of(target))
+            if layer_of(target) > layer_of(source) or pair in FORBIDDEN:
+                problems.append(f"{path.relative_to(root.parent)}:{line}: {source} imports {target}")
+    return problems
+
+
+def test_no_import_points_back_up_a_layer():
+    assert violations() == []
+
+
+@pytest.mark.parametrize("source, target", [
+    ("medkit_exp.training.trainer", "medkit_exp.text.ner"),
+    ("medkit_exp.tracking.sweep", "medkit_exp.text.ner.evaluation"),
+    ("medkit_exp.text.ner.experiment", "medkit_exp.tracking.store"),
+    ("medkit_exp.io.brat", "medkit_exp.app"),
+])
+def test_the_check_catches_an_upward_arrow(tmp_path, source, target):
+    # A copy of the package with one bad import added (inside a function) must be reported.
+    copy = tmp_path / "medkit_exp"
+    for path in PACKAGE.rglob("*.py"):
+        destination = copy / path.relative_to(PACKAGE)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    module_file = copy / Path(*source.split(".")[1:]).with_suffix(".py")
+    module_file.write_text(module_file.read_text(encoding="utf-8") + f"\n\ndef _late():\n    import {target}\n",
+                           encoding="utf-8")
+    found = violations(copy)
+    assert len(found) == 1 and f"{source} imports {target}" in found[0], found
