@@ -148,7 +148,7 @@ def run(cfg: DictConfig) -> float | None:
         summary = _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, tracker)
     except BaseException as exc:
         if tracker is not None:
-            tracker.on_exception(exception=exc)
+            tracker.fail(exc)
         raise
     finally:
         del component
@@ -174,7 +174,10 @@ def _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, track
     if cfg.callbacks.printer and trainer_is_main:
         callbacks.append(DefaultPrinterCallback(progress_bars=cfg.callbacks.progress_bars))
     if tracker is not None:
-        callbacks.append(tracker)
+        from medkit_exp.tracking import MLflowCallback
+
+        callbacks.append(MLflowCallback(tracker, log_checkpoints=cfg.tracking.log_checkpoints,
+                                        end_run_on_train_end=False))
     trainer = Trainer(component, trainer_cfg, data.splits["train"], data.splits["dev"], metrics_computer=metrics,
                       lr_scheduler_builder=scheduler, callbacks=callbacks)
     history = trainer.train()
@@ -250,7 +253,8 @@ def _hydra_overrides() -> list[str]:
 
 
 def _make_tracker(cfg: DictConfig, choices: dict[str, str], data: Any, trainer_cfg: Any, resume_run_id: str | None):
-    from medkit_exp.tracking import MLflowCallback, git_tags, run_name
+    """Start (or continue) the job's MLflow run, with its tags and config artifacts."""
+    from medkit_exp.tracking import TrackedRun, git_tags, run_name
     from medkit_exp.tracking.stale import fail_dead_runs, process_tags
 
     tracking = cfg.tracking
@@ -275,34 +279,31 @@ def _make_tracker(cfg: DictConfig, choices: dict[str, str], data: Any, trainer_c
         tags["sweep.id"] = os.environ["MEDKIT_EXP_SWEEP_ID"]
         tags["sweep.configuration"] = configuration_of(overrides)  # the seed left out: jobs to average
     name = tracking.run_name or run_name(choices["component"], str(model) if model else None, data.name, overrides)
-    callback = MLflowCallback(
+    run = TrackedRun(
         experiment=tracking.experiment,
         tracking_uri=tracking.uri,
         tracking_root=tracking.root,
         run_name=name,
         params=OmegaConf.to_container(cfg, resolve=True),
         tags=tags,
-        log_checkpoints=tracking.log_checkpoints,
         parent_run_id=os.environ.get("MEDKIT_EXP_PARENT_RUN_ID"),
         run_id=resume_run_id,
-        end_run_on_train_end=False,
         required=tracking.required,
     )
-    callback.start()
-    if callback.run_id:
+    if run.start():
         from mlflow.tracking import MlflowClient
 
-        for run_id in fail_dead_runs(MlflowClient(), callback.experiment_id):
+        for run_id in fail_dead_runs(MlflowClient(), run.experiment_id):
             log.warning("MLflow run %s was left RUNNING by a process that died; marked FAILED", run_id)
-    if callback.run_id:
+    if run.run_id:
         import mlflow
 
         from medkit_exp.resume import write_tracking_file
 
-        write_tracking_file(Path(trainer_cfg.output_dir), callback.run_id, mlflow.get_tracking_uri(), tracking.experiment)
-    callback.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-    callback.log_dict_artifact(data.summary(), "corpus_summary.json")
-    return callback
+        write_tracking_file(Path(trainer_cfg.output_dir), run.run_id, mlflow.get_tracking_uri(), tracking.experiment)
+    run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    run.log_dict_artifact(data.summary(), "corpus_summary.json")
+    return run
 
 
 _MAX_SHOWN = 8

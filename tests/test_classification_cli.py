@@ -29,7 +29,7 @@ def test_segment_classification_run_logs_test_scores_and_baseline(workdir, tiny_
     assert "macro_f1=" in result.stderr  # the printer's epoch lines
     run_id = re.search(r"MLflow run\s+: (\w+)", result.stdout).group(1)
     run = client_for(workdir).get_run(run_id)
-    assert run.info.status == "FINISHED" and run.data.params["component.name"] == "hf_segment_classifier"
+    assert run.info.status == "FINISHED" and run.data.tags["component"] == "hf_segment_classifier"
     metrics = run.data.metrics
     for key in ("test_accuracy", "test_macro_f1", "test_f1", "test_majority_accuracy", "test_majority_macro_f1",
                 "test_problem_f1", "eval_macro_f1", "eval_accuracy"):
@@ -48,4 +48,4 @@ def test_segment_classification_needs_classification_metrics(workdir, tiny_bert_
     result = run_cli(["component=hf_segment_classifier", "data=jsonl", f"data.root={data}",
                       f"component.model={tiny_bert_dir}", "tracking=none"], workdir, timeout=120)
     assert result.returncode == 2
-    assert "add metrics=classification" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "use metrics=classification" in result.stderr and len(result.stderr.strip().splitlines()) == 1

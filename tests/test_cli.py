@@ -52,7 +52,7 @@ def test_one_run_is_logged_completely_and_its_checkpoint_predicts(workdir, tiny_
     assert run.info.status == "FINISHED"
     params = run.data.params
     assert params["trainer.lr"] == "0.005" and params["trainer.epochs"] == "12"
-    assert params["component.model"] == str(tiny_bert_dir) and params["data.name"] == "demo"
+    assert params["component.model"] == str(tiny_bert_dir) and params["data._target_"] == "medkit_exp.datasets.demo_corpus"
     tags = run.data.tags
     assert "trainer.epochs=12" in tags["hydra.overrides"]
     assert tags["dataset.name"] == "demo" and len(tags["dataset.digest"]) >= 12

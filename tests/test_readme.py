@@ -39,7 +39,9 @@ def test_every_app_command_in_readme_composes(tmp_path, command):
     args = [a.replace("/path/to/hf-model-folder", str(tmp_path)) for a in args]
     if "--cfg" not in args and "--help" not in args:
         args += ["--cfg", "job"]
-    result = run_cli(args, tmp_path, timeout=60)
+    # Commands with a user's config folder run from examples/, as README says (`cd examples`).
+    cwd = REPO_ROOT / "examples" if "--config-dir" in args else tmp_path
+    result = run_cli(args, cwd, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "trainer:" in result.stdout
 

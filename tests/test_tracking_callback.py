@@ -40,7 +40,7 @@ def fake_checkpoint(root: Path, epoch: int, is_best: bool | None, **state) -> Pa
 
 
 def make_callback(mlflow_root: Path, **kwargs) -> MLflowCallback:
-    return MLflowCallback(experiment="tests", artifacts_root=mlflow_root, **kwargs)
+    return MLflowCallback(experiment="tests", tracking_root=mlflow_root, **kwargs)
 
 
 def train(callback: MLflowCallback, tmp_path: Path, epochs: int = 2, config: TrainerConfig | None = None) -> None:
@@ -128,11 +128,11 @@ def test_log_every_n_steps_thins_step_metrics(mlflow_root):
 
 def test_helpers_log_test_metrics_config_and_dicts_even_after_the_run_ended(mlflow_root, tmp_path):
     callback = make_callback(mlflow_root)
-    callback.log_config("trainer:\n  lr: 3.0e-05\n")  # before training: starts the run
+    callback.run.log_config("trainer:\n  lr: 3.0e-05\n")  # before training: starts the run
     train(callback, tmp_path, epochs=2)
     callback.on_train_end()
-    callback.log_test_metrics({"f1": 0.61, "loss": 0.4, "per_label": {"Disease": {"f1": 0.5}}, "note": "x"})
-    callback.log_dict_artifact({"Disease": {"f1": 0.5}}, "eval/per_label.json")
+    callback.run.log_test_metrics({"f1": 0.61, "loss": 0.4, "per_label": {"Disease": {"f1": 0.5}}, "note": "x"})
+    callback.run.log_dict_artifact({"Disease": {"f1": 0.5}}, "eval/per_label.json")
     client = MlflowClient()
     run = client.get_run(callback.run_id)
     assert run.info.status == "FINISHED"
@@ -146,7 +146,7 @@ def test_helpers_log_test_metrics_config_and_dicts_even_after_the_run_ended(mlfl
 def test_log_best_checkpoint_is_public_and_not_uploaded_twice(mlflow_root, tmp_path, monkeypatch):
     callback = make_callback(mlflow_root)
     train(callback, tmp_path, epochs=2)
-    callback.log_best_checkpoint(tmp_path / "ckpt" / "checkpoint-epoch-002")
+    callback.run.log_best_checkpoint(tmp_path / "ckpt" / "checkpoint-epoch-002")
     uploads = []
     monkeypatch.setattr(MlflowClient, "log_artifacts", lambda self, *a, **k: uploads.append(a))
     callback.on_train_end()
@@ -217,7 +217,7 @@ def test_a_failing_backend_never_stops_training_and_unsent_metrics_are_retried(m
     with caplog.at_level(logging.WARNING, logger="medkit_exp.tracking"):
         for step in range(1, 7):
             callback.on_log(logs={"train_loss": float(step), "lr": 1e-5}, global_step=step)
-            callback._sender.flush(5)  # make each send finish before the next call, as at epoch ends
+            callback.run._sender.flush(5)  # make each send finish before the next call, as at epoch ends
         callback.on_epoch_end(metrics=entry(1, 0.5, 0.6), epoch=1, epoch_duration=1.0)
         callback.on_train_end()
     assert caplog.text.count("MLflow logging failed") == 1
@@ -306,10 +306,10 @@ def test_with_the_real_trainer(mlflow_root, tmp_path):
 
 
 def test_app_flow_keeps_the_run_open_for_test_results_then_finishes(mlflow_root, tmp_path, monkeypatch):
-    callback = make_callback(mlflow_root, tracking_root=mlflow_root, end_run_on_train_end=False)
-    run_id = callback.start()
-    assert callback.start() == run_id
-    callback.log_text("a: 1\n", "config.yaml")
+    callback = make_callback(mlflow_root, end_run_on_train_end=False)
+    run_id = callback.run.start()
+    assert callback.run.start() == run_id
+    callback.run.log_text("a: 1\n", "config.yaml")
     train(callback, tmp_path, epochs=2)
     callback.on_train_end()
     client = MlflowClient()
@@ -317,13 +317,13 @@ def test_app_flow_keeps_the_run_open_for_test_results_then_finishes(mlflow_root,
     uploads = []
     real = MlflowClient.log_artifacts
     monkeypatch.setattr(MlflowClient, "log_artifacts", lambda self, *a: uploads.append(a) or real(self, *a))
-    assert callback.log_best_checkpoint(tmp_path / "ckpt" / "checkpoint-epoch-002")  # uploaded at train end already
-    callback.log_test_metrics({"f1": 0.7})
-    callback.finish()
+    assert callback.run.log_best_checkpoint(tmp_path / "ckpt" / "checkpoint-epoch-002")  # uploaded at train end already
+    callback.run.log_test_metrics({"f1": 0.7})
+    callback.run.finish()
     run = client.get_run(run_id)
     assert uploads == [] and run.info.status == "FINISHED" and run.data.metrics["test_f1"] == 0.7
     assert {"config.yaml", "best_checkpoint"} <= artifact_paths(client, run_id)
-    assert callback.ui_command() == (
+    assert callback.run.ui_command() == (
         f"mlflow ui --backend-store-uri sqlite:///{mlflow_root / 'mlflow.db'} --artifacts-destination "
         f"{mlflow_root / 'artifacts'} --port 5000"
     )
@@ -345,7 +345,7 @@ def test_an_unreachable_server_raises_at_start_unless_tracking_is_optional(tmp_p
     optional.on_log(logs={"train_loss": 1.0}, global_step=1)
     optional.on_epoch_end(metrics=entry(1, 0.5, 0.6), epoch=1, epoch_duration=1.0)
     optional.on_save(checkpoint_dir=fake_checkpoint(tmp_path, 1, is_best=True))
-    optional.log_test_metrics({"f1": 1.0})
+    optional.run.log_test_metrics({"f1": 1.0})
     optional.on_train_end()
     optional.on_exception(exception=RuntimeError("later"))
 
@@ -355,7 +355,7 @@ def test_a_crash_after_training_but_before_finish_marks_the_run_failed(mlflow_ro
     train(callback, tmp_path, epochs=1)
     callback.on_train_end()
     callback.on_exception(exception=ValueError("test set unreadable"))
-    callback.finish()  # too late: the run stays FAILED
+    callback.run.finish()  # too late: the run stays FAILED
     assert MlflowClient().get_run(callback.run_id).info.status == "FAILED"
 
 
@@ -368,8 +368,8 @@ def test_a_failed_checkpoint_upload_warns_and_returns_false(mlflow_root, tmp_pat
 
     monkeypatch.setattr(MlflowClient, "log_artifacts", down)
     with caplog.at_level(logging.WARNING):
-        assert callback.log_best_checkpoint(tmp_path / "ckpt" / "checkpoint-epoch-001") is False
+        assert callback.run.log_best_checkpoint(tmp_path / "ckpt" / "checkpoint-epoch-001") is False
     assert "artifact store down" in caplog.text
     with pytest.raises(FileNotFoundError):
-        callback.log_best_checkpoint(tmp_path / "missing")
+        callback.run.log_best_checkpoint(tmp_path / "missing")
     callback.on_train_end()

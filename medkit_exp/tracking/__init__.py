@@ -13,6 +13,7 @@ from medkit_exp.tracking.tags import dataset_digest, dataset_tags, git_tags, run
 
 if TYPE_CHECKING:
     from medkit_exp.tracking.mlflow_callback import MLflowCallback
+    from medkit_exp.tracking.run import TrackedRun
     from medkit_exp.tracking.store import TrackingUnavailableError, default_tracking_uri, setup_tracking
 
 _LAZY = {
@@ -20,10 +21,12 @@ _LAZY = {
     "default_tracking_uri": "medkit_exp.tracking.store",
     "TrackingUnavailableError": "medkit_exp.tracking.store",
     "MLflowCallback": "medkit_exp.tracking.mlflow_callback",
+    "TrackedRun": "medkit_exp.tracking.run",
 }
 
 __all__ = [
     "MLflowCallback",
+    "TrackedRun",
     "TrackingUnavailableError",
     "dataset_digest",
     "dataset_tags",

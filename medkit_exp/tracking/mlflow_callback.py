@@ -1,493 +1,88 @@
-"""`MLflowCallback`: one MLflow run per training, fed from the Trainer's hooks.
+"""`MLflowCallback`: the Trainer's hooks, forwarded to a `TrackedRun`.
 
-Metric names (all steps are integers):
+The run (params, metrics, artifacts, its end) is `medkit_exp.tracking.run.TrackedRun`; this
+callback only decides what each Trainer event logs there. The app passes the run it started
+(``MLflowCallback(run=..., end_run_on_train_end=False)``) and ends it after the test scores;
+code that uses the `Trainer` alone passes the run's settings and lets the callback start the
+run at ``on_train_begin`` and end it at ``on_train_end``::
 
-* every ``on_log`` (step = optimizer step): ``step/train_loss``, ``step/lr``, other logged keys
-  under ``step/``. They are kept apart from the per-epoch names so that one metric history
-  never mixes step numbers and epoch numbers;
-* every ``on_epoch_end`` (step = epoch): ``train_<k>`` and ``eval_<k>`` for each number of the
-  history entry (per-label ones included, e.g. ``eval_Disease_f1``), ``lr``,
-  ``epoch_duration_s``, ``train_samples_per_s``;
-* `log_test_metrics`: ``test_<k>``.
-
-Artifacts: ``params.json`` (full nested config), ``history.json`` (list of epoch entries,
-rewritten each epoch), ``config.yaml`` (`log_config`), ``best_checkpoint/`` and optionally
-``last_checkpoint/`` (the checkpoints' HF ``model/`` folders, uploaded at the end of training).
+    Trainer(component, config, train, dev, callbacks=[MLflowCallback(experiment="ner")]).train()
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import logging
-import math
-import os
-import signal
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow
-from mlflow import MlflowClient
-from mlflow.entities import Param, RunTag
-
-from medkit_exp.tracking.metrics import (
-    STEP_PREFIX,
-    as_float,
-    epoch_metrics,
-    prefixed_metrics,
-    step_metrics,
-    to_json,
-)
-from medkit_exp.tracking.params import flatten_params, to_plain
-from medkit_exp.tracking.sender import BackgroundSender
-from medkit_exp.tracking.store import setup_tracking
-from medkit_exp.tracking.tags import git_tags
+from medkit_exp.tracking.run import CHECKPOINT_POLICIES, PARENT_RUN_ENV, CheckpointRecord, TrackedRun
 from medkit_exp.training.callbacks import TrainerCallback
 
-log = logging.getLogger(__name__)
-
-PARENT_RUN_ENV = "MEDKIT_EXP_PARENT_RUN_ID"  # set by tracking.sweep in multiruns; jobs attach to that run
-CHECKPOINT_POLICIES = ("best", "best_and_last", "none")
-_EXIT_SIGNALS = (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM))
-_EXIT_CODES = {128 + s for s in _EXIT_SIGNALS} | {-s for s in _EXIT_SIGNALS}
-
-
-@dataclass
-class CheckpointRecord:
-    """A checkpoint folder seen in `on_save`, with what its ``trainer_state.json`` says.
-
-    The Trainer writes ``{"epoch", "global_step", "metric", "value", "is_best", "best_epoch", ...}``.
-    """
-
-    path: Path
-    epoch: int | None = None
-    global_step: int | None = None
-    metric: str | None = None  # name of the tracked metric
-    value: float | None = None  # its value at this checkpoint
-    is_best: bool = False
+__all__ = ["CHECKPOINT_POLICIES", "PARENT_RUN_ENV", "CheckpointRecord", "MLflowCallback", "TrackedRun"]
 
 
 class MLflowCallback(TrainerCallback):
-    """Track a training run in MLflow: params, tags, metric histories, history and checkpoints.
-
-    Works without Hydra: pass the nested config as ``params`` (flattened to ``a.b.c`` keys);
-    without it the `TrainerConfig` received in `on_train_begin` is logged under ``trainer.``
-    (it is also added when ``params`` has no ``trainer`` key).
+    """Track a training in MLflow.
 
     Args:
-        experiment: experiment name, created if missing.
-        tracking_uri: ``http://...`` or ``sqlite:///...``; default ``$MLFLOW_TRACKING_URI``, else
-            the embedded store under ``artifacts_root``.
-        run_name: display name (see `medkit_exp.tracking.run_name`); MLflow picks one if None.
-        params: nested config to log as params.
-        tags: extra run tags (they win over the automatic git tags).
+        run: the `TrackedRun` to feed; None builds one from ``run_settings`` (the arguments of
+            `TrackedRun`: ``experiment``, ``tracking_uri``, ``tracking_root``, ``params``...).
         log_every_n_steps: log step metrics at most every n optimizer steps; None logs every
-            `on_log` call (the Trainer already calls it every ``trainer.log_every_n_steps``).
+            ``on_log`` call (the Trainer already calls it every ``trainer.log_every_n_steps``).
         log_checkpoints: "best", "best_and_last" or "none": which checkpoints to upload at the end.
-        artifacts_root: root folder of the embedded store (``mlflow.db`` + ``artifacts/``),
-            used only when no tracking URI is configured. ``tracking_root`` is the same setting
-            under the name of the Hydra config key (``tracking.root``); it wins when given.
-        parent_run_id: start the run as a child of this run; defaults to
-            ``$MEDKIT_EXP_PARENT_RUN_ID`` (set by `medkit_exp.tracking.sweep` in multiruns).
-        run_id: resume this existing run instead of starting one (params already there are kept;
-            history entries of the same epoch are replaced).
-        nested: start the run as a child of the currently active run.
-        flush_timeout_s: longest wait for pending logging at the end of an epoch; what is not sent
-            by then keeps being sent in the background.
-        end_run_on_train_end: False keeps the run open after `on_train_end` (checkpoints are
-            uploaded and logging flushed) so the app can log test results; it then calls `finish`.
-        required: False turns a failure to start tracking (unreachable server...) into a
-            warning, after which the callback does nothing.
+        end_run_on_train_end: False keeps the run open after training (checkpoints uploaded,
+            logging flushed) so that its owner can log test results, then ``run.finish()``.
 
-    If a run is already active in this thread (and neither ``run_id``, ``parent_run_id`` nor
-    ``nested`` says otherwise), the callback logs into it and leaves ending it to its owner.
-    Tracking failures during training are logged as warnings and retried; they never stop
-    training. Setup failures in `start` / `on_train_begin` raise when ``required``.
+    Without ``params``, the `TrainerConfig` received in ``on_train_begin`` is logged under
+    ``trainer.`` (it is also added when ``params`` has no ``trainer`` key).
     """
 
-    def __init__(
-        self,
-        experiment: str = "medkit_exp",
-        tracking_uri: str | None = None,
-        run_name: str | None = None,
-        params: Mapping[str, Any] | None = None,
-        tags: Mapping[str, Any] | None = None,
-        log_every_n_steps: int | None = None,
-        log_checkpoints: str = "best",
-        artifacts_root: str | os.PathLike[str] = "mlruns",
-        parent_run_id: str | None = None,
-        run_id: str | None = None,
-        nested: bool = False,
-        flush_timeout_s: float = 60.0,
-        tracking_root: str | os.PathLike[str] | None = None,
-        end_run_on_train_end: bool = True,
-        required: bool = True,
-    ) -> None:
+    def __init__(self, run: TrackedRun | None = None, *, log_every_n_steps: int | None = None,
+                 log_checkpoints: str = "best", end_run_on_train_end: bool = True, **run_settings: Any) -> None:
         if log_checkpoints not in CHECKPOINT_POLICIES:
             raise ValueError(f"log_checkpoints must be one of {CHECKPOINT_POLICIES}, got {log_checkpoints!r}")
-        self.experiment = experiment
-        self.tracking_uri = tracking_uri
-        self.run_name = run_name
-        self.params = params
-        self.tags = dict(tags or {})
+        if run is not None and run_settings:
+            raise TypeError(f"give either a TrackedRun or its settings, not both ({', '.join(run_settings)})")
+        self.run = run if run is not None else TrackedRun(**run_settings)
         self.log_every_n_steps = log_every_n_steps
         self.log_checkpoints = log_checkpoints
-        self.artifacts_root = tracking_root if tracking_root is not None else artifacts_root
-        self.parent_run_id = parent_run_id
-        self.resume_run_id = run_id
-        self.nested = nested
-        self.flush_timeout_s = flush_timeout_s
         self.end_run_on_train_end = end_run_on_train_end
-        self.required = required
-
-        self.run_id: str | None = None
-        self.experiment_id: str | None = None
-        self.history: list[dict[str, Any]] = []
-        self.best_checkpoint: CheckpointRecord | None = None
-        self.last_checkpoint: CheckpointRecord | None = None
-        self._client: MlflowClient | None = None
-        self._sender: BackgroundSender | None = None
-        self._owns_run = False
-        self._finished = False
-        self._disabled = False
-        self._config: Any = None
+        self._trained = False
         self._last_logged_step: int | None = None
-        # When continuing a run (resume after a crash), what it already holds: points up to
-        # these steps are not logged again, so histories stay free of duplicated steps.
-        self._logged_until_step: int | None = None
-        self._logged_until_epoch: int | None = None
-        self._eval_by_epoch: dict[int, Mapping[str, Any]] = {}
-        self._uploaded: dict[str, Path] = {}
 
-    # ------------------------------------------------------------------ run lifecycle
+    @property
+    def run_id(self) -> str | None:
+        return self.run.run_id
 
     def on_train_begin(self, config: Any) -> None:
-        if self._finished:
+        if self._trained:
             raise RuntimeError("This MLflowCallback already tracked a training; use a new one per training")
-        self._config = config
-        if self.start() is None:
-            return
-        try:
-            self._log_params(config)
-        except Exception as exc:
-            self._finish("FAILED", timeout=self.flush_timeout_s)
-            if self.required:
-                raise
-            log.warning("MLflow tracking disabled: could not log the run's params (%s)", exc)
-            self._disabled = True
-
-    def start(self) -> str | None:
-        """Start (or resume, or adopt) the run if not done yet; return its id.
-
-        Called by `on_train_begin`; call it earlier to log things before training. Returns None
-        when tracking is off because it could not start and ``required`` is False.
-        """
-        if self._disabled:
-            return None
-        if self.run_id is not None:
-            return self.run_id
-        try:
-            return self._start()
-        except Exception as exc:
-            if self.required:
-                raise
-            log.warning("MLflow tracking disabled for this run: %s", f"{type(exc).__name__}: {exc}".splitlines()[0])
-            self._disabled = True
-            return None
-
-    def _start(self) -> str:
-        self.experiment_id = setup_tracking(self.tracking_uri, self.experiment, self.artifacts_root)
-        self._client = MlflowClient(mlflow.get_tracking_uri())
-        tags = {**git_tags(), **{k: str(v) for k, v in self.tags.items()}}
-        active = mlflow.active_run()
-        parent = self.parent_run_id or (None if self.nested else os.environ.get(PARENT_RUN_ENV) or None)
-        if self.resume_run_id:
-            existing = self._client.get_run(self.resume_run_id)
-            mlflow.set_experiment(experiment_id=existing.info.experiment_id)
-            self.experiment_id = existing.info.experiment_id
-            run = mlflow.start_run(run_id=self.resume_run_id, run_name=self.run_name, tags=tags)
-            self._owns_run = True
-            self._load_history()
-            self._logged_until_step = self._last_step(STEP_PREFIX + "train_loss")
-            self._logged_until_epoch = self._last_step("train_loss")
-        elif active is not None and not self.nested and parent in (None, active.info.run_id):
-            run = active
-            self._client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-        else:
-            run = mlflow.start_run(
-                experiment_id=self.experiment_id,
-                run_name=self.run_name,
-                nested=self.nested or active is not None,
-                parent_run_id=parent,
-                tags=tags,
-            )
-            self._owns_run = True
-        self.run_id = run.info.run_id
-        self._sender = BackgroundSender(self._client, self.run_id)
-        return self.run_id
-
-    def _last_step(self, metric: str) -> int | None:
-        history = self._client.get_metric_history(self.resume_run_id, metric)
-        return max((m.step for m in history), default=None)
-
-    def on_train_end(self) -> None:
-        if self._sender is None or self._finished:
-            return
-        try:
-            self._upload_checkpoints()
-        except Exception as exc:
-            log.warning("Could not upload checkpoints to MLflow: %s", exc)
-        if self.end_run_on_train_end:
-            self.finish()
-        else:
-            self._sender.flush(self.flush_timeout_s)
-
-    def finish(self, status: str = "FINISHED") -> None:
-        """Send what is pending and end the run with ``status`` (if this callback started it)."""
-        self._finish(status, timeout=max(self.flush_timeout_s, 300.0))
-
-    def on_exception(self, exception: BaseException) -> None:
-        """End the run as KILLED (Ctrl-C, termination signal) or FAILED; never raises."""
-        if self._sender is None or self._finished:
-            return
-        killed = _is_kill(exception)
-        try:
-            message = f"{type(exception).__name__}: {exception}"[:5000]
-            self._sender.call(self._client.set_tag, self.run_id, "medkit.error", message)
-            # Someone pressing Ctrl-C does not want to wait for a slow server.
-            self._finish("KILLED" if killed else "FAILED", timeout=min(self.flush_timeout_s, 10.0))
-        except Exception as exc:
-            log.warning("Could not end MLflow run %s cleanly: %s", self.run_id, exc)
-
-    def _finish(self, status: str, timeout: float) -> None:
-        if self._finished or self._sender is None:
-            return
-        self._finished = True
-        lost = self._sender.close(timeout)
-        if lost:
-            log.warning("%d metric point(s) could not be sent to MLflow run %s", lost, self.run_id)
-        if not self._owns_run:
-            return
-        try:
-            active = mlflow.active_run()
-            if active is not None and active.info.run_id == self.run_id:
-                mlflow.end_run(status=status)
-            else:
-                self._client.set_terminated(self.run_id, status=status)
-        except Exception as exc:
-            log.warning("Could not mark MLflow run %s as %s: %s", self.run_id, status, exc)
-
-    # ------------------------------------------------------------------ metrics
+        self._trained = True
+        self.run.log_params(config)  # starts the run if its owner has not
 
     def on_log(self, logs: dict[str, float], global_step: int) -> None:
-        if self._sender is None or self._finished:
+        if (self.log_every_n_steps and self._last_logged_step is not None
+                and global_step - self._last_logged_step < self.log_every_n_steps):
             return
-        if self._logged_until_step is not None and global_step <= self._logged_until_step:
-            return  # logged before the crash this run resumes from
-        if (
-            self.log_every_n_steps
-            and self._last_logged_step is not None
-            and global_step - self._last_logged_step < self.log_every_n_steps
-        ):
-            return
-        try:
-            self._sender.log_metrics(step_metrics(logs), step=global_step, coalesce=True)
-            self._last_logged_step = global_step
-        except Exception as exc:
-            log.warning("MLflow on_log failed: %s", exc)
+        self.run.log_step_metrics(logs, global_step)
+        self._last_logged_step = global_step
 
     def on_evaluate(self, metrics: dict[str, float], epoch: int) -> None:
-        self._eval_by_epoch[epoch] = dict(metrics)
+        self.run.remember_eval(metrics, epoch)
 
     def on_epoch_end(self, metrics: dict[str, Any], epoch: int, epoch_duration: float) -> None:
-        if self._sender is None or self._finished:
-            return
-        try:
-            if self._logged_until_epoch is None or epoch > self._logged_until_epoch:
-                self._sender.log_metrics(epoch_metrics(metrics, epoch_duration), step=epoch)
-            entry = {**dict(metrics), "epoch": epoch}
-            self.history = [e for e in self.history if e.get("epoch") != epoch] + [entry]
-            self._sender.call(self._client.log_text, self.run_id, to_json(self.history), "history.json")
-            self._sender.flush(self.flush_timeout_s)
-        except Exception as exc:
-            log.warning("MLflow on_epoch_end failed: %s", exc)
-
-    def log_test_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        """Log ``test_<k>`` for every number in ``metrics`` (nested dicts joined with ``_``)."""
-        if self.start() is None:
-            return
-        if step is None:
-            step = self.history[-1]["epoch"] if self.history else 0
-        self._sender.log_metrics(prefixed_metrics("test", metrics), step=step)
-        self._sender.flush(self.flush_timeout_s)
-
-    # ------------------------------------------------------------------ artifacts
-
-    def log_dict_artifact(self, obj: Any, name: str) -> None:
-        """Write ``obj`` (dict, list, dataclass, OmegaConf) as the artifact ``name`` (.json or .yaml)."""
-        if self.start() is None:
-            return
-        if name.endswith((".yaml", ".yml")):
-            self._sender.call(self._client.log_dict, self.run_id, to_plain(obj), name)
-        else:
-            self._sender.call(self._client.log_text, self.run_id, to_json(to_plain(obj)), name)
-        self._sender.flush(self.flush_timeout_s)
-
-    def log_config(self, resolved_cfg_yaml: str, name: str = "config.yaml") -> None:
-        """Store the resolved config text (e.g. ``OmegaConf.to_yaml(cfg, resolve=True)``) as ``config.yaml``."""
-        self.log_text(resolved_cfg_yaml, name)
-
-    def log_text(self, text: str, name: str) -> None:
-        """Write ``text`` as the artifact file ``name`` (e.g. ``notes/summary.md``)."""
-        if self.start() is None:
-            return
-        self._sender.call(self._client.log_text, self.run_id, text, name)
-        self._sender.flush(self.flush_timeout_s)
-
-    def ui_command(self) -> str:
-        """How to browse this run: the ``mlflow ui`` command for a SQLite store, else the run's URL."""
-        uri = self._client.tracking_uri if self._client is not None else None
-        if not uri:
-            return "tracking is off"
-        if not uri.startswith("sqlite:///"):
-            if uri.startswith(("http://", "https://")) and self.run_id:
-                return f"{uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
-            return uri
-        artifacts = Path(uri[len("sqlite:///"):].split("?", 1)[0]).parent / "artifacts"
-        return f"mlflow ui --backend-store-uri {uri} --artifacts-destination {artifacts} --port 5000"
+        self.run.log_epoch(metrics, epoch, epoch_duration)
 
     def on_save(self, checkpoint_dir: Path) -> None:
-        """Record the checkpoint; uploads happen in `on_train_end` (the Trainer may delete old ones)."""
-        try:
-            record = self._read_checkpoint(Path(checkpoint_dir))
-            self.last_checkpoint = record
-            if record.is_best:
-                self.best_checkpoint = record
-            if self._sender is not None and not self._finished:
-                local = str(record.path.resolve())
-                self._sender.call(self._client.set_tag, self.run_id, "checkpoint.last_path", local)
-                if record.is_best:
-                    self._sender.call(self._client.set_tag, self.run_id, "checkpoint.best_path", local)
-                # A resume replays only the steps after this checkpoint: the ones before it
-                # must be in the store now, not waiting in the coalescing buffer.
-                self._sender.flush(self.flush_timeout_s)
-        except Exception as exc:
-            log.warning("MLflow on_save failed: %s", exc)
+        self.run.record_checkpoint(checkpoint_dir)
 
-    def log_best_checkpoint(self, path: str | os.PathLike[str]) -> bool:
-        """Upload checkpoint ``path`` (its ``model/`` folder if present) as ``best_checkpoint/``.
-
-        The artifact folder is a plain HF model folder: download it and pass the local path
-        as the model to load. Tags ``best_checkpoint.*`` record its epoch, step and metric.
-        See `log_checkpoint` for the return value.
-        """
-        return self.log_checkpoint(path, "best_checkpoint")
-
-    def log_checkpoint(self, path: str | os.PathLike[str], artifact_path: str) -> bool:
-        """Upload checkpoint ``path`` (its ``model/`` folder if present) under ``artifact_path``.
-
-        Returns True once uploaded (a second call for the same folder and name does nothing).
-        A tracking failure returns False with a warning; a missing folder raises FileNotFoundError.
-        """
-        if self.start() is None:
-            return False
-        record = self._read_checkpoint(Path(path))
-        if self._uploaded.get(artifact_path) == record.path.resolve():
-            return True
-        model_dir = record.path / "model"
-        source = model_dir if model_dir.is_dir() else record.path
-        if not source.is_dir():
-            raise FileNotFoundError(f"checkpoint folder not found: {source}")
-        tags = {f"{artifact_path}.source": str(record.path.resolve())}
-        for key in ("epoch", "global_step", "metric", "value"):
-            value = getattr(record, key)
-            if value is not None:
-                tags[f"{artifact_path}.{key}"] = str(value)
-        self._sender.flush(self.flush_timeout_s)  # keep the worker out of the client meanwhile
-        try:
-            self._client.log_artifacts(self.run_id, str(source), artifact_path)
-            self._client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-        except Exception as exc:
-            log.warning("Could not upload %s to MLflow as %s: %s", source, artifact_path, exc)
-            return False
-        self._uploaded[artifact_path] = record.path.resolve()
-        return True
-
-    def _upload_checkpoints(self) -> None:
-        if self.log_checkpoints == "none":
+    def on_train_end(self) -> None:
+        if not self.run.logging:
             return
-        best, last = self.best_checkpoint, self.last_checkpoint
-        if best is None and last is not None:
-            log.warning("No checkpoint was marked as best (trainer_state.json); best_checkpoint not logged")
-        if best is not None:
-            self._upload_if_present(best, "best_checkpoint")
-        if self.log_checkpoints == "best_and_last" and last is not None:
-            if best is not None and last.path.resolve() == best.path.resolve():
-                self._client.set_tag(self.run_id, "last_checkpoint", "best_checkpoint")
-            else:
-                self._upload_if_present(last, "last_checkpoint")
+        self.run.upload_checkpoints(self.log_checkpoints)
+        if self.end_run_on_train_end:
+            self.run.finish()
+        else:
+            self.run.flush()
 
-    def _upload_if_present(self, record: CheckpointRecord, artifact_path: str) -> None:
-        if not record.path.is_dir():
-            log.warning("Checkpoint %s no longer exists; %s not logged", record.path, artifact_path)
-            return
-        self.log_checkpoint(record.path, artifact_path)
-
-    def _read_checkpoint(self, path: Path) -> CheckpointRecord:
-        state: dict[str, Any] = {}
-        state_file = path / "trainer_state.json"
-        if state_file.is_file():
-            try:
-                state = json.loads(state_file.read_text())
-            except (OSError, ValueError) as exc:
-                log.warning("Unreadable %s: %s", state_file, exc)
-        epoch = state.get("epoch")
-        metric = state.get("metric") or getattr(self._config, "checkpoint_metric", None)
-        value = as_float(state.get("value"))
-        if value is None and metric is not None:
-            value = as_float(self._eval_by_epoch.get(epoch, {}).get(metric))
-        is_best = state.get("is_best")
-        if is_best is None:
-            is_best = _looks_best(state, value)
-        return CheckpointRecord(path, epoch, state.get("global_step"), metric, value, bool(is_best))
-
-    # ------------------------------------------------------------------ params / history
-
-    def _log_params(self, config: Any) -> None:
-        nested = to_plain(self.params) if self.params is not None else {}
-        if dataclasses.is_dataclass(config) and "trainer" not in nested:
-            nested["trainer"] = to_plain(config)
-        if not nested:
-            return
-        flat = flatten_params(nested)
-        existing = self._client.get_run(self.run_id).data.params
-        changed = sorted(k for k, v in flat.items() if k in existing and existing[k] != v)
-        if changed:
-            log.warning("Resumed run %s keeps its earlier values of params %s", self.run_id, ", ".join(changed))
-        new = [Param(k, v) for k, v in flat.items() if k not in existing]
-        if new:
-            self._client.log_batch(self.run_id, params=new)
-        self._sender.call(self._client.log_text, self.run_id, to_json(nested), "params.json")
-
-    def _load_history(self) -> None:
-        try:
-            path = self._client.download_artifacts(self.resume_run_id, "history.json")
-            self.history = json.loads(Path(path).read_text())
-        except Exception:  # no history yet: a fresh start of that run
-            self.history = []
-
-
-def _looks_best(state: Mapping[str, Any], value: float | None) -> bool:
-    """For a ``trainer_state.json`` without ``is_best``: use ``best_epoch`` or ``best_metric``."""
-    if state.get("best_epoch") is not None and state.get("epoch") is not None:
-        return state["best_epoch"] == state["epoch"]
-    best = as_float(state.get("best_metric"))
-    return best is not None and value is not None and math.isclose(value, best, rel_tol=1e-9, abs_tol=1e-12)
-
-
-def _is_kill(exc: BaseException) -> bool:
-    if isinstance(exc, KeyboardInterrupt):
-        return True
-    return isinstance(exc, SystemExit) and exc.code in _EXIT_CODES
+    def on_exception(self, exception: BaseException) -> None:
+        self.run.fail(exception)

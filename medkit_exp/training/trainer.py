@@ -14,7 +14,7 @@ import random
 import signal
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from medkit_exp.training import checkpoint as ckpt
+from medkit_exp.training.batch import BatchData
 from medkit_exp.training.batching import plan_batches
 from medkit_exp.training.callbacks import DefaultPrinterCallback, TrainerCallback
 from medkit_exp.training.config import TrainerConfig
@@ -257,81 +258,86 @@ class Trainer:
         return self.state.history
 
     def _train_epoch(self, epoch: int, examples: list[Any], lengths: list[int]) -> tuple[dict[str, float], float]:
-        cfg = self.config
+        """One pass over the training examples; returns the epoch's train metrics and samples/s."""
         batches = self._batch_indices(epoch, lengths)
-        weights = self._train_weights
-        batch_weights = [sum(weights[i] for i in batch) for batch in batches]
-        accum = cfg.grad_accum_steps
-        nb_batches = len(batches)
+        batch_weights = [sum(self._train_weights[i] for i in batch) for batch in batches]
+        local_batches = [self.dist.shard(b) for b in batches]  # this process's share of each global batch
         # A run resumed from a mid-epoch checkpoint skips the batches that epoch already saw.
         first = self.state.batches_done
-        sums = self.state.partial_epoch or {"loss_sum": 0.0, "weight": 0.0, "samples": 0,
-                                            "log_loss_sum": 0.0, "log_weight": 0.0,
-                                            "metric_data": {}, "seconds": 0.0}
-        metric_data: dict[str, list[Any]] = sums["metric_data"]
-        started = time.perf_counter()
-        local_batches = [self.dist.shard(b) for b in batches]  # this process's share of each global batch
+        totals = EpochTotals.restore(self.state.partial_epoch)
         loader = iter(self._loader(examples, [b for b in local_batches[first:] if b]))
+        started = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
 
-        for batch_idx in range(first, nb_batches):
+        for batch_idx in range(first, len(batches)):
             indices = local_batches[batch_idx]
-            self.callbacks.on_step_begin(step_idx=batch_idx, nb_batches=nb_batches, phase="train")
-            # Weight each micro-batch by its share of the loss terms (rows, or labelled tokens)
-            # of its accumulation window across processes, so that accumulating k batches, or
-            # running on k processes, gives the update of one batch k times larger.
-            window_start = batch_idx - batch_idx % accum
-            window_weight = sum(batch_weights[window_start : window_start + accum])
-            finite, loss_value = True, None
-            if indices:
-                batch = next(loader).to_device(self.device)
-                with self._autocast():
-                    output, loss = self.component.forward(batch, return_loss=True, eval_mode=False)
-                loss_value = float(loss.detach())
-                finite = math.isfinite(loss_value)
-            if indices and finite:
-                local_weight = sum(weights[i] for i in indices)
-                if window_weight > 0:
-                    (loss * (local_weight / window_weight)).backward()
-                sums["loss_sum"] += loss_value * local_weight
-                sums["weight"] += local_weight
-                sums["log_loss_sum"] += loss_value * local_weight
-                sums["log_weight"] += local_weight
-                sums["samples"] += len(indices)
-                if cfg.do_metrics_in_training and self.metrics_computer is not None:
-                    _extend(metric_data, self.metrics_computer.prepare_batch(output, batch))
-            elif indices:
+            self.callbacks.on_step_begin(step_idx=batch_idx, nb_batches=len(batches), phase="train")
+            batch = next(loader).to_device(self.device) if indices else None
+            loss_value = self._train_batch(batch, indices, self._window_weight(batch_weights, batch_idx), totals)
+            if loss_value is not None and not math.isfinite(loss_value):
                 self._handle_non_finite(loss_value, epoch, batch_idx)
-
-            end_of_window = (batch_idx + 1) % accum == 0 or batch_idx + 1 == nb_batches
+                loss_value = None
+            end_of_window = (batch_idx + 1) % self.config.grad_accum_steps == 0 or batch_idx + 1 == len(batches)
             if end_of_window:
                 self._optimizer_step()
-                if self.state.global_step % cfg.log_every_n_steps == 0:
-                    log_loss_sum, log_weight = self.dist.sum(sums["log_loss_sum"], sums["log_weight"])
-                    if log_weight:
-                        logs = {"train_loss": log_loss_sum / log_weight, "lr": self.optimizer.param_groups[0]["lr"]}
-                        self.callbacks.on_log(logs=logs, global_step=self.state.global_step)
-                    sums["log_loss_sum"], sums["log_weight"] = 0.0, 0.0
-            self.callbacks.on_step_end(
-                step_idx=batch_idx, nb_batches=nb_batches, phase="train",
-                batch_size=len(indices), loss=loss_value if finite else None,
-            )
-            if end_of_window and self._signals.received is not None and batch_idx + 1 < nb_batches:
-                sums["seconds"] += time.perf_counter() - started
-                self._stop_mid_epoch(epoch, batch_idx + 1, sums)
+                self._maybe_log_step(totals)
+            self.callbacks.on_step_end(step_idx=batch_idx, nb_batches=len(batches), phase="train",
+                                       batch_size=len(indices), loss=loss_value)
+            if end_of_window and self._signals.received is not None and batch_idx + 1 < len(batches):
+                totals.seconds += time.perf_counter() - started
+                self._stop_mid_epoch(epoch, batch_idx + 1, totals)
 
-        duration = sums["seconds"] + time.perf_counter() - started
-        loss_sum, weight, samples = self.dist.sum(sums["loss_sum"], sums["weight"], sums["samples"])
         self.state.batches_done, self.state.partial_epoch = 0, None
+        return self._epoch_train_metrics(totals, totals.seconds + time.perf_counter() - started)
+
+    def _window_weight(self, batch_weights: list[float], batch_idx: int) -> float:
+        """Loss terms (rows, or labelled tokens) of the accumulation window of ``batch_idx``, all processes."""
+        accum = self.config.grad_accum_steps
+        start = batch_idx - batch_idx % accum
+        return sum(batch_weights[start : start + accum])
+
+    def _train_batch(self, batch: BatchData | None, indices: list[int], window_weight: float,
+                     totals: "EpochTotals") -> float | None:
+        """Forward and backward on this process's part of one batch; the loss value (None: no part)."""
+        if batch is None:
+            return None
+        with self._autocast():
+            output, loss = self.component.forward(batch, return_loss=True, eval_mode=False)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            return loss_value
+        # Each micro-batch weighs its share of the loss terms of its accumulation window across
+        # processes, so that accumulating k batches, or running on k processes, gives the update
+        # of one batch k times larger.
+        local_weight = sum(self._train_weights[i] for i in indices)
+        if window_weight > 0:
+            (loss * (local_weight / window_weight)).backward()
+        totals.add(loss_value, local_weight, len(indices))
+        if self.config.do_metrics_in_training and self.metrics_computer is not None:
+            _extend(totals.metric_data, self.metrics_computer.prepare_batch(output, batch))
+        return loss_value
+
+    def _maybe_log_step(self, totals: "EpochTotals") -> None:
+        """Every ``log_every_n_steps`` optimizer steps: the train loss since the last log, and the lr."""
+        if self.state.global_step % self.config.log_every_n_steps != 0:
+            return
+        loss_sum, weight = self.dist.sum(totals.log_loss_sum, totals.log_weight)
+        if weight:
+            logs = {"train_loss": loss_sum / weight, "lr": self.optimizer.param_groups[0]["lr"]}
+            self.callbacks.on_log(logs=logs, global_step=self.state.global_step)
+        totals.log_loss_sum, totals.log_weight = 0.0, 0.0
+
+    def _epoch_train_metrics(self, totals: "EpochTotals", seconds: float) -> tuple[dict[str, float], float]:
+        loss_sum, weight, samples = self.dist.sum(totals.loss_sum, totals.weight, totals.samples)
         metrics = {"loss": loss_sum / weight if weight else float("nan")}
-        metric_data = self.dist.gather_lists(metric_data)
+        metric_data = self.dist.gather_lists(totals.metric_data)
         if metric_data and self.metrics_computer is not None:
             metrics.update(self.metrics_computer.compute(metric_data))
-        return metrics, (samples / duration if duration > 0 else 0.0)
+        return metrics, (samples / seconds if seconds > 0 else 0.0)
 
-    def _stop_mid_epoch(self, epoch: int, batches_done: int, sums: dict[str, Any]) -> None:
+    def _stop_mid_epoch(self, epoch: int, batches_done: int, totals: "EpochTotals") -> None:
         """Write a checkpoint of the interrupted epoch, then raise the signal's interruption."""
-        self.state.batches_done, self.state.partial_epoch = batches_done, sums
+        self.state.batches_done, self.state.partial_epoch = batches_done, asdict(totals)
         self._save_checkpoint(ckpt.checkpoint_name(epoch, self.state.global_step), epoch, improved=False)
         raise _interruption(self._signals.received)
 
@@ -452,26 +458,12 @@ class Trainer:
         if self.scheduler is None:
             return
         if is_plateau(self.scheduler):
-            phase = entry.get("eval") or entry["train"]
-            name = self.config.metric_to_track_lr
-            if name not in phase:
-                raise TrainingSetupError(
-                    f"trainer.metric_to_track_lr={name!r} is not a computed metric "
-                    f"(available: {sorted(phase)}); set it to one of those"
-                )
-            self.scheduler.step(phase[name])
+            self.scheduler.step(tracked_metric(entry, self.config.metric_to_track_lr, "trainer.metric_to_track_lr"))
         elif self.config.lr_scheduler_interval == "epoch":
             self.scheduler.step()
 
     def _update_best(self, entry: dict[str, Any]) -> bool:
-        phase = entry.get("eval") or entry["train"]
-        name = self.config.checkpoint_metric
-        if name not in phase:
-            raise TrainingSetupError(
-                f"trainer.checkpoint_metric={name!r} is not a computed metric "
-                f"(available: {sorted(phase)}); set it to one of those"
-            )
-        value = phase[name]
+        value = tracked_metric(entry, self.config.checkpoint_metric, "trainer.checkpoint_metric")
         best = self.state.best_metric
         better = best is None or (value < best if self.config.checkpoint_mode == "min" else value > best)
         if better:
@@ -503,7 +495,7 @@ class Trainer:
             "complete_epoch": self.state.batches_done == 0,
             "global_step": self.state.global_step,
             "metric": cfg.checkpoint_metric,
-            "value": (last_entry.get("eval") or last_entry.get("train") or {}).get(cfg.checkpoint_metric),
+            "value": tracked_metric(last_entry, cfg.checkpoint_metric) if last_entry else None,
             "is_best": improved,
             "best_epoch": self.state.best_epoch,
             "config": asdict(cfg),
@@ -520,6 +512,44 @@ class Trainer:
         ckpt.rotate_checkpoints(self.output_dir, index, cfg.keep_checkpoints)
         self.dist.barrier()
         self.callbacks.on_save(checkpoint_dir=path)
+
+
+def tracked_metric(entry: dict[str, Any], name: str, option: str | None = None) -> float | None:
+    """Metric ``name`` of an epoch's history entry: its eval value, or its train value without
+    eval data. With ``option`` (the setting that named it), a missing metric raises
+    `TrainingSetupError` naming the metrics there are; without, it gives None."""
+    phase = entry.get("eval") or entry.get("train") or {}
+    if name in phase:
+        return phase[name]
+    if option is None:
+        return None
+    raise TrainingSetupError(f"{option}={name!r} is not a computed metric (available: {sorted(phase)}); "
+                             "set it to one of those")
+
+
+@dataclass
+class EpochTotals:
+    """Running sums of a training epoch; a mid-epoch checkpoint keeps them (as a dict) so that
+    the resumed epoch ends with the same figures as an uninterrupted one."""
+
+    loss_sum: float = 0.0  # loss x weight, over the epoch
+    weight: float = 0.0  # loss terms seen (rows, or labelled tokens)
+    samples: int = 0
+    log_loss_sum: float = 0.0  # the same since the last step log
+    log_weight: float = 0.0
+    metric_data: dict[str, list[Any]] = field(default_factory=dict)  # do_metrics_in_training
+    seconds: float = 0.0  # time spent before an interruption
+
+    @classmethod
+    def restore(cls, saved: dict[str, Any] | None) -> "EpochTotals":
+        return cls(**saved) if saved else cls()
+
+    def add(self, loss_value: float, weight: float, samples: int) -> None:
+        self.loss_sum += loss_value * weight
+        self.weight += weight
+        self.log_loss_sum += loss_value * weight
+        self.log_weight += weight
+        self.samples += samples
 
 
 def _extend(store: dict[str, list[Any]], batch_data: dict[str, list[Any]]) -> None:
