@@ -149,3 +149,27 @@ def test_a_bad_node_fails_in_one_line_before_anything_is_written(workdir, args, 
         assert not (workdir / "out" / "checkpoints").exists()
         experiment = client_for(workdir).get_experiment_by_name("medkit_exp")
         assert experiment is None or client_for(workdir).search_runs([experiment.experiment_id]) == []
+
+
+def test_own_component_trains_data_parallel_under_torchrun(workdir):
+    """2 gloo processes of batch 16 give the weights of 1 process of batch 32; rank 0 alone tests and logs."""
+    import torch
+
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MLFLOW_DISABLE_TELEMETRY="true",
+               PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(EXAMPLES)]))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "medkit_exp",
+                          *USER_ARGS, "trainer.epochs=2", "trainer.lr=0.01", "trainer.batch_size=16",
+                          "hydra.run.dir=ddp"], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-4000:]
+    single = run_user_cli(["trainer.epochs=2", "trainer.lr=0.01", "trainer.batch_size=32", "hydra.run.dir=single",
+                           "tracking=none"], workdir)
+    assert single.returncode == 0, single.stderr[-3000:]
+    weights = [torch.load(workdir / side / "checkpoints" / "checkpoint-epoch-002" / "model" / "weights.pt")
+               for side in ("ddp", "single")]
+    assert max((weights[0][k] - weights[1][k]).abs().max().item() for k in weights[0]) < 1e-5
+    assert ddp.stdout.count("== medkit_exp run summary ==") == 1
+    client = client_for(workdir)
+    runs = client.search_runs([client.get_experiment_by_name("medkit_exp").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED" and "test_mae" in runs[0].data.metrics

@@ -3,7 +3,8 @@
 The Trainer accepts any callable ``builder(optimizer)`` returning a torch scheduler, or
 ``builder(optimizer, num_training_steps)`` when the schedule needs the run's length (it
 is told the number of optimizer steps, or of epochs when the scheduler is stepped per
-epoch). The builders below cover what the config group ``scheduler`` offers.
+epoch). `linear_warmup` and `cosine` are the ``_target_`` of the scheduler options of the
+same names; ``step`` and ``plateau`` name torch's classes directly.
 """
 
 from __future__ import annotations
@@ -38,36 +39,28 @@ def _warmup_steps(num_training_steps: int, warmup_ratio: float, warmup_steps: in
     return math.ceil(num_training_steps * warmup_ratio)
 
 
-def linear_warmup(warmup_ratio: float = 0.1, warmup_steps: int | None = None) -> SchedulerBuilder:
-    """Linear warmup to the base LR, then linear decay to 0 at the end of training."""
-
+def _transformers_schedule(name: str, warmup_ratio: float, warmup_steps: int | None) -> SchedulerBuilder:
     def builder(optimizer: torch.optim.Optimizer, num_training_steps: int) -> Any:
         from transformers import get_scheduler
 
         return get_scheduler(
-            "linear",
+            name,
             optimizer=optimizer,
             num_warmup_steps=_warmup_steps(num_training_steps, warmup_ratio, warmup_steps),
             num_training_steps=num_training_steps,
         )
 
     return builder
+
+
+def linear_warmup(warmup_ratio: float = 0.1, warmup_steps: int | None = None) -> SchedulerBuilder:
+    """Linear warmup to the base LR, then linear decay to 0 at the end of training."""
+    return _transformers_schedule("linear", warmup_ratio, warmup_steps)
 
 
 def cosine(warmup_ratio: float = 0.0, warmup_steps: int | None = None) -> SchedulerBuilder:
     """Optional linear warmup, then cosine decay to 0."""
-
-    def builder(optimizer: torch.optim.Optimizer, num_training_steps: int) -> Any:
-        from transformers import get_scheduler
-
-        return get_scheduler(
-            "cosine",
-            optimizer=optimizer,
-            num_warmup_steps=_warmup_steps(num_training_steps, warmup_ratio, warmup_steps),
-            num_training_steps=num_training_steps,
-        )
-
-    return builder
+    return _transformers_schedule("cosine", warmup_ratio, warmup_steps)
 
 
 def step(step_size: int = 1, gamma: float = 0.5) -> SchedulerBuilder:

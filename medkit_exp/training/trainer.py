@@ -247,9 +247,14 @@ class Trainer:
             self.state.epoch = epoch
             self.state.history.append(entry)
             improved = self._update_best(entry)
-            self._maybe_checkpoint(epoch, improved)
             entry["epoch_duration"] = time.perf_counter() - epoch_start
-            self.callbacks.on_epoch_end(metrics=entry, epoch=epoch, epoch_duration=entry["epoch_duration"])
+            # The epoch goes to the callbacks (MLflow waits until it is stored) before its checkpoint
+            # is written: a checkpoint never gets ahead of the run's record, so a process killed in
+            # between resumes from the previous checkpoint and logs this epoch again, not never.
+            try:
+                self.callbacks.on_epoch_end(metrics=entry, epoch=epoch, epoch_duration=entry["epoch_duration"])
+            finally:  # a callback that raises (to stop) still leaves the epoch's checkpoint
+                self._maybe_checkpoint(epoch, improved)
             patience = cfg.early_stopping_patience
             if patience is not None and self.state.epochs_without_improvement >= patience:
                 self.stopped_early = True
