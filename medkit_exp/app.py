@@ -107,6 +107,9 @@ def run(cfg: DictConfig) -> float | None:
     for group in BUILT_GROUPS:
         check_node(group, cfg.get(group))
     check_tracking_settings(cfg.tracking)
+    if cfg.get("objective_mode") not in (None, "max", "min"):
+        raise UserError(f"objective_mode={cfg.objective_mode} must be max, min or null (the sweeper's direction, "
+                        "else trainer.checkpoint_mode)")
     import torch
 
     from medkit_exp.datasets import ExperimentData

@@ -336,3 +336,24 @@ def test_attention_dropout_is_set_on_the_model_and_saved(tiny_bert_dir, tmp_path
     assert json.loads((tmp_path / "ner" / "config.json").read_text())["attention_probs_dropout_prob"] == 0.0
     with pytest.raises(ValueError, match=r"attention_dropout must be in \[0, 1\), got 1.5"):
         HFEntityMatcher.make_trainable(tiny_bert_dir, labels=["D"], attention_dropout=1.5)
+
+
+def test_hf_ner_with_split_sentences_trains_on_each_sentence_of_a_document(tiny_bert_dir):
+    """``component.split_sentences``: a document's examples are those of its sentences, in order."""
+    from medkit_exp.io.sentences import split_into_sentences
+    from medkit_exp.text.ner.experiment import hf_ner
+
+    text = "Fever was seen. The patient had a cough. No rash."
+    doc = TextDocument(text=text, id="d")
+    for word, label in (("Fever", "problem"), ("cough", "problem")):
+        start = text.index(word)
+        doc.anns.add(Entity(label=label, spans=[Span(start, start + len(word))], text=word))
+    whole = hf_ner(str(tiny_bert_dir), train_data=[doc])
+    by_sentence = hf_ner(str(tiny_bert_dir), train_data=[doc], split_sentences=True)
+    assert whole.labels == by_sentence.labels == ["problem"]  # found in the training documents
+
+    sentences = split_into_sentences([doc])
+    assert len(sentences) == 3
+    expected = [window for sentence in sentences for window in whole.preprocess(sentence)]
+    assert by_sentence.preprocess(doc) == expected
+    assert len(whole.preprocess(doc)) == 1  # the whole short document fits one window

@@ -41,7 +41,10 @@ class NerExperimentComponent(HFEntityMatcherTrainable):
             return super().preprocess(data_item)
         from medkit_exp.io.sentences import split_into_sentences
 
-        return [window for sentence in split_into_sentences([data_item]) for window in super().preprocess(sentence)]
+        windows = []
+        for sentence in split_into_sentences([data_item]):
+            windows.extend(super().preprocess(sentence))
+        return windows
 
     def score_test(self, model_dir: Path, items: Sequence[TextDocument]) -> dict[str, float]:
         """Exact-span and token scores of the model saved in ``model_dir`` on whole test documents."""
