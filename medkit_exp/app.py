@@ -183,8 +183,11 @@ def _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, track
                                         end_run_on_train_end=False))
     trainer = Trainer(component, trainer_cfg, data.splits["train"], data.splits["dev"], metrics_computer=metrics,
                       lr_scheduler_builder=scheduler, callbacks=callbacks)
+    if tracker is not None:  # what trainer.precision=auto chose
+        tracker.set_tags({"precision": trainer.precision, "precision.reason": trainer.precision_reason})
     history = trainer.train()
-    summary: dict[str, Any] = {"best_epoch": trainer.state.best_epoch}
+    summary: dict[str, Any] = {"best_epoch": trainer.state.best_epoch, "precision": trainer.precision,
+                               "precision_reason": trainer.precision_reason}
     if not trainer_is_main:
         return summary  # rank 0 writes the history, scores the test split and logs
     output_dir = Path(trainer.output_dir)
@@ -334,6 +337,8 @@ def _print_summary(cfg: DictConfig, summary: dict[str, Any], tracker, shown: Any
         f"best epoch   : {summary.get('best_epoch')}",
         f"eval (dev)   : {fmt('eval_')}",
         f"test         : {fmt('test_')}" + (f"  ({note})" if note and any(k.startswith('test_') for k in summary) else ""),
+        f"precision    : {summary.get('precision')}" + (f" ({summary['precision_reason']})"
+                                                          if summary.get("precision_reason") != "asked" else ""),
         f"checkpoint   : {summary['best_checkpoint']}",
         f"wall time    : {summary['wall_time_s']} s",
     ]

@@ -48,6 +48,31 @@ def resolve_model(model: str, option: str = "component.model") -> str:
     return model
 
 
+INFERENCE_PRECISIONS = ("fp32", "bf16", "int8", "auto")
+
+
+def inference_precision(precision: str, device: torch.device) -> str:
+    """The precision a matcher or classifier predicts in: fp32, bf16 or int8 (``auto`` resolved)."""
+    from medkit_exp.training.precision import resolve_precision
+
+    if precision not in INFERENCE_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(INFERENCE_PRECISIONS)}, got {precision!r}")
+    if precision == "int8":
+        if device.type != "cpu":
+            raise ValueError(f"precision=int8 (dynamic quantization) runs on the CPU only, not on {device}")
+        return "int8"
+    return resolve_precision(precision, device)[0]
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with its linear layers quantized to int8 (weights; activations quantized on the fly)."""
+    import warnings
+
+    with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 def quiet_transformers() -> None:
     """Silence transformers' load reports and progress bars."""
     from transformers.utils import logging as hf_logging

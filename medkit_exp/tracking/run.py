@@ -220,6 +220,11 @@ class TrackedRun:
             log.warning("MLflow tracking disabled: could not log the run's params (%s)", exc)
             self._disabled = True
 
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set run tags (values as strings)."""
+        if self.logging and tags:
+            self._sender.call(self._client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
     def flush(self) -> None:
         """Wait (up to ``flush_timeout_s``) until everything queued is in the store."""
         if self.logging:

@@ -28,7 +28,8 @@ class TrainerConfig:
     max_grad_norm: Optional[float] = 1.0
     seed: int = 0
     device: str = "auto"  # "auto" picks CUDA when present, else "cpu"; or "cpu", "cuda", "cuda:1"
-    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
+    # "fp32", "bf16" (autocast) or "auto": bf16 where the CPU/GPU computes it natively
+    precision: str = "fp32"
     num_workers: int = 0
     # Batch order: "random" shuffles examples; "length_grouped" shuffles batches of
     # examples of similar length, which cuts padding (and time) with little effect on quality.
@@ -58,7 +59,8 @@ class TrainerConfig:
             (self.grad_accum_steps >= 1, f"trainer.grad_accum_steps must be >= 1, got {self.grad_accum_steps}"),
             (self.max_grad_norm is None or self.max_grad_norm > 0,
              f"trainer.max_grad_norm must be > 0 or null, got {self.max_grad_norm}"),
-            (self.precision in ("fp32", "bf16"), f"trainer.precision must be fp32 or bf16, got {self.precision!r}"),
+            (self.precision in ("fp32", "bf16", "auto"),
+             f"trainer.precision must be fp32, bf16 or auto, got {self.precision!r}"),
             (self.batch_order in ("random", "length_grouped"),
              f"trainer.batch_order must be random or length_grouped, got {self.batch_order!r}"),
             (self.lr_scheduler_interval in ("step", "epoch"),

@@ -27,6 +27,7 @@ from medkit_exp.training.batching import plan_batches
 from medkit_exp.training.callbacks import DefaultPrinterCallback, TrainerCallback
 from medkit_exp.training.config import TrainerConfig
 from medkit_exp.training.distributed import DistributedContext
+from medkit_exp.training.precision import autocast, resolve_precision
 from medkit_exp.training.protocols import MetricsComputer, create_optimizer
 from medkit_exp.training.schedulers import SchedulerBuilder, build_scheduler, is_plateau
 
@@ -161,6 +162,8 @@ class Trainer:
         self.callbacks = _Callbacks(callbacks)
         self.output_dir = Path(config.output_dir)
         self.device = resolve_device(config.device)
+        # The precision computed in (fp32 or bf16) and why: trainer.precision=auto decides here.
+        self.precision, self.precision_reason = resolve_precision(config.precision, self.device)
         self.state = ckpt.LoopState()
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
@@ -200,6 +203,7 @@ class Trainer:
         cfg = self.config
         seed_everything(cfg.seed)
         self.device = self.dist.setup(self.device)
+        self.precision, self.precision_reason = resolve_precision(self.config.precision, self.device)
         self.output_dir = Path(self.dist.broadcast(str(self.output_dir)))  # rank 0's folder for all
         if self.dist.is_main:
             ckpt.check_writable(self.output_dir)  # know it before hours of training, not after
@@ -455,9 +459,7 @@ class Trainer:
         )
 
     def _autocast(self):
-        if self.config.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.precision, self.device)
 
     def _step_scheduler_per_epoch(self, entry: dict[str, Any]) -> None:
         if self.scheduler is None:

@@ -25,15 +25,22 @@ class NerExperimentComponent(HFEntityMatcherTrainable):
         split_sentences: train on sentences instead of whole documents, and predict the test
             documents sentence by sentence too.
         predict_batch_size: windows per forward pass when predicting the test documents.
+        predict_precision: precision of that prediction and of the logged MLflow model
+            (``fp32``, ``bf16``, ``int8``, ``auto``; see `HFEntityMatcher`).
     """
 
     summary_metrics = ("precision", "recall", "f1")
     test_note = "exact character spans"
 
-    def __init__(self, *args: Any, split_sentences: bool = False, predict_batch_size: int = 32, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, split_sentences: bool = False, predict_batch_size: int = 32,
+                 predict_precision: str = "fp32", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        from medkit_exp.text.hf_model import inference_precision
+
         self.split_sentences = bool(split_sentences)
         self.predict_batch_size = int(predict_batch_size)
+        inference_precision(predict_precision, self.device)  # a bad value fails now, not after training
+        self.predict_precision = predict_precision
 
     def preprocess(self, data_item: TextDocument) -> list[dict[str, Any]]:
         """Tagged windows of a document, or of each of its sentences with ``split_sentences``."""
@@ -52,7 +59,8 @@ class NerExperimentComponent(HFEntityMatcherTrainable):
         from medkit_exp.text.ner.hf_entity_matcher import HFEntityMatcher
 
         docs = list(items)
-        matcher = HFEntityMatcher(model=model_dir, device=self.device, batch_size=self.predict_batch_size)
+        matcher = HFEntityMatcher(model=model_dir, device=self.device, batch_size=self.predict_batch_size,
+                                  precision=self.predict_precision)
         return score_predictions(docs, predict_documents(matcher, docs, self.split_sentences), matcher.tagging_scheme)
 
     def log_mlflow_model(self, model_dir: Path, *, step: int = 0, register_as: str | None = None) -> Any:
@@ -60,7 +68,8 @@ class NerExperimentComponent(HFEntityMatcherTrainable):
         from medkit_exp.text.ner.model_logging import log_entity_matcher_model
 
         return log_entity_matcher_model(model_dir, register_as=register_as, batch_size=self.predict_batch_size,
-                                        split_sentences=self.split_sentences, step=step)
+                                        split_sentences=self.split_sentences, step=step,
+                                        precision=self.predict_precision)
 
 
 def entity_labels(documents: Sequence[TextDocument]) -> list[str]:
@@ -78,6 +87,7 @@ def hf_ner(
     attention_dropout: Optional[float] = None,
     split_sentences: bool = False,
     predict_batch_size: int = 32,
+    predict_precision: str = "fp32",
     *,
     train_data: Sequence[TextDocument] = (),
     device: Any = "cpu",
@@ -85,7 +95,8 @@ def hf_ner(
     """The ``hf_ner`` component: a token classifier over ``model`` for ``labels`` (default: the
     entity labels of ``train_data``). ``max_length`` is the tokens per window (longer texts are
     split into overlapping windows, ``window_stride`` tokens apart); ``attention_dropout`` 0 lets
-    PyTorch use its fused attention kernel (less memory)."""
+    PyTorch use its fused attention kernel (less memory); ``predict_precision`` is the precision
+    of test prediction and of the logged model (``fp32``, ``bf16``, ``int8``, ``auto``)."""
     labels = list(labels) if labels else entity_labels(train_data)
     if not labels:
         raise ValueError("no entity label: the training documents have no entity and component.labels is empty")
@@ -100,4 +111,5 @@ def hf_ner(
         device=device,
         split_sentences=split_sentences,
         predict_batch_size=predict_batch_size,
+        predict_precision=predict_precision,
     )

@@ -16,9 +16,16 @@ import torch
 from medkit_exp.core.document import Attribute, Entity, Segment, Span, TextDocument
 from medkit_exp.text.ner.codec import CharMention, NerCodec
 from medkit_exp.text.ner.hf_entity_matcher_trainable import HFEntityMatcherTrainable, collate_windows
-from medkit_exp.text.hf_model import config_labels, input_token_limit, load_for_inference
+from medkit_exp.text.hf_model import (
+    config_labels,
+    inference_precision,
+    input_token_limit,
+    load_for_inference,
+    quantize_int8,
+)
 from medkit_exp.text.ner.settings import SETTINGS_FILE, NerSettings, resolve_stride
 from medkit_exp.text.ner.windows import SpecialTokens, window_inputs
+from medkit_exp.training.precision import autocast
 
 Item = TextDocument | Segment
 
@@ -42,6 +49,10 @@ class HFEntityMatcher:
             transformers' token-classification pipeline does.
         attrs_to_copy: labels of the input segment's attributes copied onto its entities.
         hf_auth_token: token for private hub models.
+        precision: ``"fp32"`` (default); ``"bf16"`` runs the model under bf16 autocast (several
+            times faster on CPUs with AMX/AVX512-BF16 and on GPUs); ``"int8"`` quantizes its
+            linear layers to int8 (dynamic quantization, CPU only); ``"auto"``: bf16 where the
+            device computes it natively, else fp32.
     """
 
     def __init__(
@@ -55,6 +66,7 @@ class HFEntityMatcher:
         attrs_to_copy: Sequence[str] | None = None,
         hf_auth_token: str | None = None,
         decoding: str = "viterbi",
+        precision: str = "fp32",
     ) -> None:
         from transformers import AutoModelForTokenClassification
 
@@ -68,6 +80,9 @@ class HFEntityMatcher:
         self.model, self.tokenizer = load_for_inference(
             AutoModelForTokenClassification, self.model_name_or_path, self.device, hf_auth_token
         )
+        self.precision = inference_precision(precision, self.device)
+        if self.precision == "int8":
+            self.model = quantize_int8(self.model)
         settings = NerSettings.load(self.model_name_or_path) if Path(self.model_name_or_path).is_dir() else None
         if settings is None:
             settings = NerSettings.from_model_config(self.model.config)
@@ -154,7 +169,8 @@ class HFEntityMatcher:
             for start in range(0, len(jobs), self.batch_size):
                 chunk = jobs[start : start + self.batch_size]
                 batch = collate_windows([job[2] for job in chunk], self.tokenizer, with_labels=False)
-                logits = self.model(**batch.to_device(self.device)).logits
+                with autocast(self.precision, self.device):
+                    logits = self.model(**batch.to_device(self.device)).logits
                 batch_probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
                 for row, (i, j, inputs) in enumerate(chunk):
                     probs[i][j] = batch_probs[row, : len(inputs["input_ids"])]

@@ -49,6 +49,9 @@ class HFEntityMatcherTrainable(HFTrainableModel):
         hf_auth_token: token for private hub models.
     """
 
+    # Round batch lengths up to a multiple of this (None: the longest window of the batch).
+    pad_to_multiple_of: int | None = None
+
     def __init__(
         self,
         model_name_or_path: str | Path,
@@ -146,7 +149,7 @@ class HFEntityMatcherTrainable(HFTrainableModel):
 
     def collate(self, batch: list[dict[str, Any]]) -> BatchData:
         """Pad examples to the longest one: tensors ``input_ids``, ``attention_mask``, ``labels``."""
-        return collate_windows(batch, self.tokenizer, with_labels=True)
+        return collate_windows(batch, self.tokenizer, with_labels=True, pad_to_multiple_of=self.pad_to_multiple_of)
 
     def save(self, path: str | Path) -> None:
         """Write a HF model folder (tags in ``config.id2label``) plus ``medkit_exp_ner.json``."""
@@ -175,11 +178,15 @@ class HFEntityMatcherTrainable(HFTrainableModel):
         )
 
 
-def collate_windows(batch: list[dict[str, Any]], tokenizer: Any, with_labels: bool) -> BatchData:
-    """Pad token windows to the longest of the batch (labels with -100, ids with the pad id)."""
+def collate_windows(batch: list[dict[str, Any]], tokenizer: Any, with_labels: bool,
+                    pad_to_multiple_of: int | None = None) -> BatchData:
+    """Pad token windows to the longest of the batch (labels with -100, ids with the pad id),
+    rounded up to a multiple of ``pad_to_multiple_of`` when given (fewer distinct shapes)."""
     if not batch:
         raise ValueError("cannot collate an empty batch")
     longest = max(len(item["input_ids"]) for item in batch)
+    if pad_to_multiple_of:
+        longest = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def padded(key: str, value: int) -> torch.Tensor:

@@ -44,8 +44,9 @@ class EntityMatcherModel(mlflow.pyfunc.PythonModel):
 
     ``model_config`` keys (set at logging time): ``batch_size`` (windows per forward pass,
     default 32), ``split_sentences`` (predict sentence by sentence, as a model trained with
-    ``data.split_sentences=true`` saw its inputs; default false), ``device`` (default cpu).
-    Override them when loading: ``mlflow.pyfunc.load_model(uri, model_config={"device": "cuda"})``.
+    ``component.split_sentences=true`` saw its inputs; default false), ``device`` (default cpu),
+    ``precision`` (``fp32``, ``bf16``, ``int8`` or ``auto``; default fp32, see `HFEntityMatcher`).
+    Override them when loading: ``mlflow.pyfunc.load_model(uri, model_config={"precision": "bf16"})``.
     """
 
     def __init__(self) -> None:
@@ -58,7 +59,8 @@ class EntityMatcherModel(mlflow.pyfunc.PythonModel):
         config = dict(context.model_config or {})
         self.split_sentences = bool(config.get("split_sentences", False))
         self.matcher = HFEntityMatcher(model=context.artifacts[ARTIFACT_KEY], device=config.get("device", "cpu"),
-                                       batch_size=int(config.get("batch_size", 32)))
+                                       batch_size=int(config.get("batch_size", 32)),
+                                       precision=str(config.get("precision", "fp32")))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Entities of each input text, as flat rows (see `OUTPUT_COLUMNS`)."""

@@ -59,11 +59,13 @@ def log_entity_matcher_model(
     split_sentences: bool = False,
     step: int = 0,
     name: str = LOGGED_MODEL_NAME,
+    precision: str = "fp32",
 ) -> LoggedNerModel:
     """Log the HF model folder ``model_dir`` (a checkpoint's ``model/``) as an `EntityMatcherModel`.
 
     The model is linked to the active run, if any, and gets that run's metrics of step
-    ``step`` (pass the checkpoint's epoch). ``register_as`` also registers it in the Model
+    ``step`` (pass the checkpoint's epoch). ``precision`` is the model's default inference
+    precision (``fp32``, ``bf16``, ``int8``, ``auto``), which ``model_config`` can override at load. ``register_as`` also registers it in the Model
     Registry under that name (a new version each time). MLflow runs the input example
     through the logged model once (one model load) and warns if it cannot serve it.
     Requirements are pinned from this environment instead of being inferred, which would
@@ -74,7 +76,7 @@ def log_entity_matcher_model(
         raise FileNotFoundError(f"{model_dir} is not a HF model folder (no config.json)")
     started = time.perf_counter()
     with _no_progress_bars():
-        info = _log(model_dir, register_as, batch_size, split_sentences, step, name)
+        info = _log(model_dir, register_as, batch_size, split_sentences, step, name, precision)
     version = info.registered_model_version
     return LoggedNerModel(
         model_uri=info.model_uri,
@@ -85,14 +87,15 @@ def log_entity_matcher_model(
     )
 
 
-def _log(model_dir: Path, register_as: str | None, batch_size: int, split_sentences: bool, step: int, name: str):
+def _log(model_dir: Path, register_as: str | None, batch_size: int, split_sentences: bool, step: int, name: str,
+         precision: str):
     import pandas as pd
 
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=str(ENTRY_POINT),
         artifacts={pyfunc_model.ARTIFACT_KEY: str(model_dir)},
-        model_config={"batch_size": batch_size, "split_sentences": split_sentences},
+        model_config={"batch_size": batch_size, "split_sentences": split_sentences, "precision": precision},
         signature=pyfunc_model.signature(),
         input_example=pd.DataFrame({pyfunc_model.TEXT_COLUMN: pyfunc_model.EXAMPLE_TEXTS}),
         pip_requirements=pyfunc_model.pinned_requirements(),

@@ -1,0 +1,79 @@
+"""trainer.precision=auto and the matcher's inference precisions (bf16 autocast, int8 quantization)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medkit_exp.core.document import Entity, Span, TextDocument
+from medkit_exp.training import precision as precision_module
+from medkit_exp.training.precision import resolve_precision
+
+
+def test_auto_picks_bf16_only_where_the_cpu_has_bf16_units(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision_module, "cpu_bf16_units", lambda: ("amx_bf16", "avx512_bf16"))
+    assert resolve_precision("auto", cpu) == ("bf16", "auto: the CPU has amx_bf16/avx512_bf16")
+    monkeypatch.setattr(precision_module, "cpu_bf16_units", lambda: ())
+    assert resolve_precision("auto", cpu) == ("fp32", "auto: no native bf16 on cpu")
+    assert resolve_precision("bf16", cpu) == ("bf16", "asked") and resolve_precision("fp32", cpu) == ("fp32", "asked")
+
+
+def test_the_trainer_computes_in_the_resolved_precision(tmp_path, monkeypatch):
+    from dummy_component import DummyClassifier, make_data
+
+    from medkit_exp.training import Trainer, TrainerConfig
+
+    seen = []
+
+    class Probe(DummyClassifier):
+        def forward(self, batch, return_loss, eval_mode):
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+            return super().forward(batch, return_loss, eval_mode)
+
+    monkeypatch.setattr(precision_module, "cpu_bf16_units", lambda: ("amx_bf16",))
+    config = TrainerConfig(output_dir=str(tmp_path), epochs=1, batch_size=16, precision="auto")
+    trainer = Trainer(Probe(), config, make_data(32), make_data(16, seed=1), callbacks=[])
+    trainer.train()
+    assert trainer.precision == "bf16" and set(seen) == {torch.bfloat16}
+
+
+def _trained_folder(tiny_bert_dir, tmp_path):
+    from medkit_exp.text.ner import HFEntityMatcher
+
+    component = HFEntityMatcher.make_trainable(str(tiny_bert_dir), labels=["problem"])
+    component.save(tmp_path / "model")
+    return tmp_path / "model"
+
+
+@pytest.mark.parametrize("precision, tolerance", [("bf16", 0.05), ("int8", 0.05)])
+def test_the_matcher_predicts_in_bf16_and_int8_close_to_fp32(tiny_bert_dir, tmp_path, precision, tolerance):
+    from medkit_exp.text.ner import HFEntityMatcher
+
+    folder = _trained_folder(tiny_bert_dir, tmp_path)
+    reference, other = HFEntityMatcher(model=folder), HFEntityMatcher(model=folder, precision=precision)
+    assert other.precision == precision
+    probabilities = {}
+    for name, matcher in (("fp32", reference), (precision, other)):
+        original = matcher.model.forward
+
+        def recording(*args, _original=original, _name=name, **kwargs):
+            output = _original(*args, **kwargs)
+            probabilities[_name] = (torch.is_autocast_enabled("cpu"), torch.softmax(output.logits.float(), -1))
+            return output
+
+        matcher.model.forward = recording
+        matcher.predict([TextDocument(text="The patient has a fever and a cough after the surgery.", id="d")])
+    assert probabilities["fp32"][0] is False
+    assert probabilities[precision][0] is (precision == "bf16")  # bf16: under autocast; int8: its own kernels
+    if precision == "int8":
+        assert any("quantized" in type(m).__module__ for m in other.model.modules())
+    difference = (probabilities["fp32"][1] - probabilities[precision][1]).abs().max().item()
+    assert 0 < difference < tolerance  # a different computation, close to the fp32 one
+
+
+def test_a_bad_inference_precision_is_refused(tiny_bert_dir, tmp_path):
+    from medkit_exp.text.ner import HFEntityMatcher
+
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, int8, auto, got 'fp16'"):
+        HFEntityMatcher(model=_trained_folder(tiny_bert_dir, tmp_path), precision="fp16")
