@@ -58,14 +58,25 @@ def last_line(result: subprocess.CompletedProcess) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+RATIO = r"(\d+\.\d{3}) \(goal <= [0-9.]+\)$"  # a finite number, not nan
+
+
 @needs_ncbi
-def test_ncbi_epoch_vs_hf_trainer_prints_both_ratios(tiny_bert_dir):
-    result = run_bench("ncbi_epoch_vs_hf_trainer.py", "--model", str(tiny_bert_dir), "--max-docs", "3")
+def test_ncbi_epoch_vs_hf_trainer_prints_every_ratio(tiny_bert_dir):
+    import re
+
+    result = run_bench("ncbi_epoch_vs_hf_trainer.py", "--model", str(tiny_bert_dir), "--max-docs", "3",
+                       "--sides", "ours", "ours-bf16", "hf-random", "hf-grouped", "hf-grouped-bf16")
     lines = result.stdout.strip().splitlines()
-    assert last_line(result).startswith("train-epoch ratio ours / hf-grouped: ")
-    assert lines[-2].startswith("train-epoch ratio ours / hf-random: ")
-    for side in ("ours", "hf-random", "hf-grouped"):  # every side trained and reported its memory
-        assert any(line.startswith(side) and "peak RSS" in line for line in lines), side
+    assert last_line(result).startswith("train-epoch ratio ours-bf16 / hf-grouped-bf16: ")
+    ratios = [line for line in lines if line.startswith("train-epoch ratio ")]
+    assert [line.split(":")[0] for line in ratios] == [
+        "train-epoch ratio ours / hf-random", "train-epoch ratio ours / hf-grouped",
+        "train-epoch ratio ours-bf16 / hf-random", "train-epoch ratio ours-bf16 / hf-grouped-bf16"]
+    assert all(re.search(RATIO, line) and float(re.search(RATIO, line).group(1)) > 0 for line in ratios), ratios
+    for side in ("ours", "ours-bf16", "hf-random", "hf-grouped", "hf-grouped-bf16"):  # each trained and was scored
+        (line,) = [line for line in lines if line.startswith(side + " ")]
+        assert "peak RSS" in line and re.search(r"dev F1 [01]\.\d{4}$", line), line
 
 
 @needs_ncbi

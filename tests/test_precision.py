@@ -77,3 +77,34 @@ def test_a_bad_inference_precision_is_refused(tiny_bert_dir, tmp_path):
 
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16, int8, auto, got 'fp16'"):
         HFEntityMatcher(model=_trained_folder(tiny_bert_dir, tmp_path), precision="fp16")
+
+
+def test_compile_trains_the_model_in_place_like_eager(tmp_path):
+    """trainer.compile=true: the same updates as eager mode, and the module keeps its state dict."""
+    from dummy_component import DummyClassifier, make_data
+
+    from medkit_exp.training import Trainer, TrainerConfig
+
+    weights = {}
+    for compiled in (False, True):
+        component = DummyClassifier(dropout=0.0)
+        config = TrainerConfig(output_dir=str(tmp_path / str(compiled)), epochs=1, batch_size=16, compile=compiled,
+                               batch_order="random")
+        Trainer(component, config, make_data(48), make_data(16, seed=1), callbacks=[]).train()
+        assert (getattr(component.model, "_compiled_call_impl", None) is not None) is compiled
+        weights[compiled] = component.model.state_dict()
+    assert weights[True].keys() == weights[False].keys()  # no "_orig_mod." prefix: saved checkpoints load anywhere
+    assert all(torch.allclose(weights[True][k], weights[False][k], atol=1e-5) for k in weights[False])
+
+
+def test_compile_needs_a_model_attribute(tmp_path):
+    from dummy_component import make_data
+
+    from medkit_exp.training import Trainer, TrainerConfig, TrainingSetupError
+
+    class NoModel:
+        device = torch.device("cpu")
+
+    config = TrainerConfig(output_dir=str(tmp_path), epochs=1, compile=True)
+    with pytest.raises(TrainingSetupError, match="trainer.compile=true compiles the `model` attribute"):
+        Trainer(NoModel(), config, make_data(8), callbacks=[]).train()

@@ -30,6 +30,9 @@ class TrainerConfig:
     device: str = "auto"  # "auto" picks CUDA when present, else "cpu"; or "cpu", "cuda", "cuda:1"
     # "fp32", "bf16" (autocast) or "auto": bf16 where the CPU/GPU computes it natively
     precision: str = "fp32"
+    # Compile the component's `model` with torch.compile (Inductor), shapes marked dynamic so that
+    # batches of new lengths do not recompile; the first steps pay the compile time.
+    compile: bool = False
     num_workers: int = 0
     # Batch order: "random" shuffles examples; "length_grouped" shuffles batches of
     # examples of similar length, which cuts padding (and time) with little effect on quality.

@@ -1,4 +1,5 @@
-"""Which float precision a run computes in: ``fp32``, ``bf16`` (autocast), or ``auto``.
+"""How a run computes: its float precision (``fp32``, ``bf16`` autocast, or ``auto``) and
+whether its model is compiled.
 
 ``auto`` picks bf16 where the hardware computes it natively (a GPU that supports it, or a
 CPU with AMX or AVX512-BF16 units, where oneDNN runs bf16 matrix products several times
@@ -47,3 +48,16 @@ def autocast(precision: str, device: torch.device) -> Any:
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def compile_model(owner: Any, what: str = "the component") -> None:
+    """Compile ``owner.model`` in place with torch.compile (Inductor, dynamic shapes).
+
+    In place (``nn.Module.compile``), so the module keeps its parameters, state dict and
+    ``save_pretrained``; only its forward is replaced by the compiled one.
+    """
+    model = getattr(owner, "model", None)
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"compile=true compiles the `model` attribute (a torch.nn.Module) of {what}, and "
+                         f"{type(owner).__name__} has none; turn compile off")
+    model.compile(dynamic=True)

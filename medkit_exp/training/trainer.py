@@ -27,7 +27,7 @@ from medkit_exp.training.batching import plan_batches
 from medkit_exp.training.callbacks import DefaultPrinterCallback, TrainerCallback
 from medkit_exp.training.config import TrainerConfig
 from medkit_exp.training.distributed import DistributedContext
-from medkit_exp.training.precision import autocast, resolve_precision
+from medkit_exp.training.precision import autocast, compile_model, resolve_precision
 from medkit_exp.training.protocols import MetricsComputer, create_optimizer
 from medkit_exp.training.schedulers import SchedulerBuilder, build_scheduler, is_plateau
 
@@ -208,6 +208,11 @@ class Trainer:
         if self.dist.is_main:
             ckpt.check_writable(self.output_dir)  # know it before hours of training, not after
         self._place_component()
+        if cfg.compile:
+            try:
+                compile_model(self.component)
+            except ValueError as exc:
+                raise TrainingSetupError(f"trainer.{exc}") from exc
         train_examples = self._preprocess(self.train_data)
         eval_examples = self._preprocess(self.eval_data)
         train_lengths = [example_length(self.component, e) for e in train_examples]

@@ -25,7 +25,7 @@ from medkit_exp.text.hf_model import (
 )
 from medkit_exp.text.ner.settings import SETTINGS_FILE, NerSettings, resolve_stride
 from medkit_exp.text.ner.windows import SpecialTokens, window_inputs
-from medkit_exp.training.precision import autocast
+from medkit_exp.training.precision import autocast, compile_model
 
 Item = TextDocument | Segment
 
@@ -53,6 +53,8 @@ class HFEntityMatcher:
             times faster on CPUs with AMX/AVX512-BF16 and on GPUs); ``"int8"`` quantizes its
             linear layers to int8 (dynamic quantization, CPU only); ``"auto"``: bf16 where the
             device computes it natively, else fp32.
+        compile: compile the model with torch.compile (Inductor, dynamic shapes); the first
+            batches pay the compile time.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class HFEntityMatcher:
         hf_auth_token: str | None = None,
         decoding: str = "viterbi",
         precision: str = "fp32",
+        compile: bool = False,
     ) -> None:
         from transformers import AutoModelForTokenClassification
 
@@ -83,6 +86,8 @@ class HFEntityMatcher:
         self.precision = inference_precision(precision, self.device)
         if self.precision == "int8":
             self.model = quantize_int8(self.model)
+        if compile:
+            compile_model(self, "the matcher")
         settings = NerSettings.load(self.model_name_or_path) if Path(self.model_name_or_path).is_dir() else None
         if settings is None:
             settings = NerSettings.from_model_config(self.model.config)
