@@ -6,11 +6,14 @@ Each variant trains the packaged MiniLM for one epoch on the NCBI-disease senten
 first ``--max-docs`` train documents (batch 16, length-grouped) in a fresh process, and
 prints its peak RSS and epoch time. The variants isolate one suspect each:
 
-- fp32 / bf16: the Trainer as it is;
+- fp32 / bf16: batches padded to their longest example (the Trainer before bucketing);
 - bf16-nocache: autocast without its cache of weight casts;
 - bf16-onednn0: oneDNN's primitive cache off (one cached kernel and scratchpad per shape);
-- bf16-bucket: batch lengths rounded up to a multiple of 16 (fewer distinct shapes);
-- bf16-arena2: glibc limited to 2 malloc arenas.
+- bf16-onednn64: oneDNN's primitive cache capped at 64 entries;
+- bf16-bucket (bucket8, bucket32, fp32-bucket16): batch lengths rounded up to a multiple of
+  16 (8, 32) tokens: fewer distinct shapes, so fewer cached kernels;
+- bf16-arena2: glibc limited to 2 malloc arenas;
+- trainer-default-bf16: the Trainer's default in bf16 (``pad_to_multiple_of=None``: 16 on CPU).
 """
 
 from __future__ import annotations
@@ -26,13 +29,18 @@ from pathlib import Path
 
 from common import load_ncbi, machine_line, packaged_model, peak_rss_mb
 
-VARIANTS = {
-    "fp32": ({}, {"precision": "fp32"}),
-    "bf16": ({}, {"precision": "bf16"}),
-    "bf16-nocache": ({}, {"precision": "bf16", "autocast_cache": False}),
-    "bf16-onednn0": ({"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0"}, {"precision": "bf16"}),
-    "bf16-bucket": ({}, {"precision": "bf16", "bucket": 16}),
-    "bf16-arena2": ({"MALLOC_ARENA_MAX": "2"}, {"precision": "bf16"}),
+VARIANTS = {  # (environment, settings); "bucket" is trainer.pad_to_multiple_of (0: the longest example)
+    "fp32": ({}, {"precision": "fp32", "bucket": 0}),
+    "bf16": ({}, {"precision": "bf16", "bucket": 0}),
+    "bf16-nocache": ({}, {"precision": "bf16", "bucket": 0, "autocast_cache": False}),
+    "bf16-onednn0": ({"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0"}, {"precision": "bf16", "bucket": 0}),
+    "bf16-onednn64": ({"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"}, {"precision": "bf16", "bucket": 0}),
+    "bf16-arena2": ({"MALLOC_ARENA_MAX": "2"}, {"precision": "bf16", "bucket": 0}),
+    "bf16-bucket8": ({}, {"precision": "bf16", "bucket": 8}),
+    "bf16-bucket16": ({}, {"precision": "bf16", "bucket": 16}),
+    "bf16-bucket32": ({}, {"precision": "bf16", "bucket": 32}),
+    "fp32-bucket16": ({}, {"precision": "fp32", "bucket": 16}),
+    "trainer-default-bf16": ({}, {"precision": "bf16", "bucket": None}),
 }
 
 
@@ -46,11 +54,9 @@ def one_variant(args) -> None:
     _, train, _ = load_ncbi(args.data_root, max_docs=args.max_docs)
     component = HFEntityMatcher.make_trainable(args.model or packaged_model(), labels=["Disease"],
                                                tokenizer_max_length=128)
-    if settings.get("bucket"):
-        component.pad_to_multiple_of = settings["bucket"]
     config = TrainerConfig(output_dir=args.workdir, lr=5e-5, epochs=1, batch_size=16, batch_order="length_grouped",
                            precision=settings["precision"], checkpoint_metric="loss", checkpoint_mode="min",
-                           checkpoint_period=0)
+                           checkpoint_period=0, pad_to_multiple_of=settings["bucket"])
     trainer = Trainer(component, config, train, [], callbacks=[])
     if settings.get("autocast_cache") is False:
         trainer._autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False)

@@ -108,3 +108,24 @@ def test_compile_needs_a_model_attribute(tmp_path):
     config = TrainerConfig(output_dir=str(tmp_path), epochs=1, compile=True)
     with pytest.raises(TrainingSetupError, match="trainer.compile=true compiles the `model` attribute"):
         Trainer(NoModel(), config, make_data(8), callbacks=[]).train()
+
+
+@pytest.mark.parametrize("precision, setting, expected", [("bf16", None, 16), ("fp32", None, None), ("bf16", 0, None),
+                                                          ("fp32", 8, 8)])
+def test_batches_are_bucketed_to_16_tokens_in_bf16_unless_told(tiny_bert_dir, tmp_path, precision, setting, expected):
+    from medkit_exp.text.ner import HFEntityMatcher
+    from medkit_exp.training import Trainer, TrainerConfig
+
+    text = "A fever and a cough."
+    doc = TextDocument(text=text, id="d")
+    doc.anns.add(Entity(label="problem", spans=[Span(2, 7)], text="fever"))
+    component = HFEntityMatcher.make_trainable(str(tiny_bert_dir), labels=["problem"])
+    lengths = []
+    original = component.collate
+    component.collate = lambda batch: lengths.append(original(batch)["input_ids"].shape[1]) or original(batch)
+    config = TrainerConfig(output_dir=str(tmp_path), epochs=1, precision=precision, pad_to_multiple_of=setting,
+                           checkpoint_metric="loss", checkpoint_mode="min")
+    Trainer(component, config, [doc], [doc], callbacks=[]).train()
+    assert component.pad_to_multiple_of == expected
+    longest = len(component.preprocess(doc)[0]["input_ids"])  # 9 tokens with [CLS] and [SEP]
+    assert set(lengths) == {-(-longest // expected) * expected if expected else longest}

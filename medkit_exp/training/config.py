@@ -33,6 +33,10 @@ class TrainerConfig:
     # Compile the component's `model` with torch.compile (Inductor), shapes marked dynamic so that
     # batches of new lengths do not recompile; the first steps pay the compile time.
     compile: bool = False
+    # Batch lengths rounded up to a multiple of this, for components with a `pad_to_multiple_of`
+    # attribute. None: 16 when computing in bf16 on CPU (oneDNN caches a kernel per batch
+    # shape: 500 MB less on NCBI), else the longest example; 0: always the longest example.
+    pad_to_multiple_of: Optional[int] = None
     num_workers: int = 0
     # Batch order: "random" shuffles examples; "length_grouped" shuffles batches of
     # examples of similar length, which cuts padding (and time) with little effect on quality.
@@ -73,6 +77,8 @@ class TrainerConfig:
             (self.checkpoint_period >= 0, f"trainer.checkpoint_period must be >= 0, got {self.checkpoint_period}"),
             (self.keep_checkpoints >= 0, f"trainer.keep_checkpoints must be >= 0, got {self.keep_checkpoints}"),
             (self.log_every_n_steps >= 1, f"trainer.log_every_n_steps must be >= 1, got {self.log_every_n_steps}"),
+            (self.pad_to_multiple_of is None or self.pad_to_multiple_of >= 0,
+             f"trainer.pad_to_multiple_of must be >= 0 or null, got {self.pad_to_multiple_of}"),
             (self.num_workers >= 0, f"trainer.num_workers must be >= 0, got {self.num_workers}"),
             (self.nan_policy in ("stop", "skip"), f"trainer.nan_policy must be stop or skip, got {self.nan_policy!r}"),
             (self.early_stopping_patience is None or self.early_stopping_patience >= 1,

@@ -208,6 +208,7 @@ class Trainer:
         if self.dist.is_main:
             ckpt.check_writable(self.output_dir)  # know it before hours of training, not after
         self._place_component()
+        self._set_batch_padding()
         if cfg.compile:
             try:
                 compile_model(self.component)
@@ -436,6 +437,15 @@ class Trainer:
                 f"the component is on {self.component.device} but trainer.device resolves to {self.device}; "
                 "create the component on that device or add a to(device) method"
             )
+
+    def _set_batch_padding(self) -> None:
+        """Tell a component with ``pad_to_multiple_of`` how to round its batch lengths."""
+        if not hasattr(self.component, "pad_to_multiple_of"):
+            return
+        multiple = self.config.pad_to_multiple_of
+        if multiple is None:
+            multiple = 16 if self.precision == "bf16" and self.device.type == "cpu" else 0
+        self.component.pad_to_multiple_of = multiple or None
 
     def _preprocess(self, items: list[Any]) -> list[Any]:
         """Preprocess every item once for the whole run; a list result adds several examples."""

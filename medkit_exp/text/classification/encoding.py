@@ -14,6 +14,7 @@ import torch
 
 from medkit_exp.text.classification.context import ContextSettings, MarkedText, marked_text
 from medkit_exp.text.classification.items import SegmentItem
+from medkit_exp.text.hf_model import pad_examples
 from medkit_exp.text.ner.windows import SpecialTokens
 from medkit_exp.training.batch import BatchData
 
@@ -74,19 +75,10 @@ class SegmentEncoder:
         start = max(0, end - capacity)
         return start, end
 
-    def collate(self, examples: Sequence[dict[str, Any]], with_labels: bool) -> BatchData:
+    def collate(self, examples: Sequence[dict[str, Any]], with_labels: bool,
+                pad_to_multiple_of: int | None = None) -> BatchData:
         """Pad to the longest example: ``input_ids``, ``attention_mask`` (+ ``token_type_ids``, ``labels``)."""
-        if not examples:
-            raise ValueError("cannot collate an empty batch")
-        longest = max(len(e["input_ids"]) for e in examples)
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-
-        def padded(key: str, value: int) -> torch.Tensor:
-            return torch.tensor([list(e[key]) + [value] * (longest - len(e[key])) for e in examples], dtype=torch.long)
-
-        batch = BatchData(input_ids=padded("input_ids", pad_id), attention_mask=padded("attention_mask", 0))
-        if "token_type_ids" in getattr(self.tokenizer, "model_input_names", ()):
-            batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
+        batch = pad_examples(examples, self.tokenizer, pad_to_multiple_of)
         if with_labels:
             if any("label" not in e for e in examples):
                 raise ValueError(

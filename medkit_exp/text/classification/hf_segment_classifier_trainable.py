@@ -46,6 +46,10 @@ class HFSegmentClassifierTrainable(HFTrainableModel):
         hf_auth_token: token for private hub models.
     """
 
+    # Round batch lengths up to a multiple of this (None: the longest input of the batch); the
+    # Trainer sets it (trainer.pad_to_multiple_of).
+    pad_to_multiple_of: int | None = None
+
     def __init__(
         self,
         model_name_or_path: str | Path,
@@ -152,7 +156,7 @@ class HFSegmentClassifierTrainable(HFTrainableModel):
 
     def collate(self, batch: list[dict[str, Any]]) -> BatchData:
         """Pad examples to the longest one: tensors ``input_ids``, ``attention_mask``, ``labels`` (one class id per row)."""
-        return self.encoder.collate(batch, with_labels=True)
+        return self.encoder.collate(batch, with_labels=True, pad_to_multiple_of=self.pad_to_multiple_of)
 
     def save(self, path: str | Path) -> None:
         """Write a HF model folder (classes in ``config.id2label``) plus ``medkit_exp_classifier.json``."""

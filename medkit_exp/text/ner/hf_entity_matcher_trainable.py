@@ -18,6 +18,7 @@ from medkit_exp.text.hf_model import (
     HFTrainableModel,
     attention_dropout_override,
     config_labels,
+    pad_examples,
     input_token_limit,
     load_fast_tokenizer,
     quiet_transformers,
@@ -49,7 +50,8 @@ class HFEntityMatcherTrainable(HFTrainableModel):
         hf_auth_token: token for private hub models.
     """
 
-    # Round batch lengths up to a multiple of this (None: the longest window of the batch).
+    # Round batch lengths up to a multiple of this (None: the longest window of the batch); the
+    # Trainer sets it (trainer.pad_to_multiple_of).
     pad_to_multiple_of: int | None = None
 
     def __init__(
@@ -181,20 +183,5 @@ class HFEntityMatcherTrainable(HFTrainableModel):
 def collate_windows(batch: list[dict[str, Any]], tokenizer: Any, with_labels: bool,
                     pad_to_multiple_of: int | None = None) -> BatchData:
     """Pad token windows to the longest of the batch (labels with -100, ids with the pad id),
-    rounded up to a multiple of ``pad_to_multiple_of`` when given (fewer distinct shapes)."""
-    if not batch:
-        raise ValueError("cannot collate an empty batch")
-    longest = max(len(item["input_ids"]) for item in batch)
-    if pad_to_multiple_of:
-        longest = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-
-    def padded(key: str, value: int) -> torch.Tensor:
-        return torch.tensor([list(item[key]) + [value] * (longest - len(item[key])) for item in batch], dtype=torch.long)
-
-    data = BatchData(input_ids=padded("input_ids", pad_id), attention_mask=padded("attention_mask", 0))
-    if "token_type_ids" in getattr(tokenizer, "model_input_names", ()):
-        data["token_type_ids"] = torch.zeros_like(data["input_ids"])
-    if with_labels:
-        data["labels"] = padded("labels", IGNORE_INDEX)
-    return data
+    rounded up to a multiple of ``pad_to_multiple_of`` when given (see `pad_examples`)."""
+    return pad_examples(batch, tokenizer, pad_to_multiple_of, {"labels": IGNORE_INDEX} if with_labels else None)
