@@ -95,8 +95,16 @@ def test_inference_vs_pipeline_finds_the_same_entities(tiny_bert_dir, tmp_path):
     HFEntityMatcher.make_trainable(tiny_bert_dir, labels=["Disease"], tokenizer_max_length=64).save(checkpoint)
     result = run_bench("inference_vs_pipeline.py", "--model", str(checkpoint), "--max-docs", "3", "--repeats", "1",
                        "--batch-sizes", "1", "4")
-    assert last_line(result).startswith("throughput ratio HFEntityMatcher / pipeline (best batch): ")
+    import re
+
+    lines = result.stdout.strip().splitlines()
     assert "entities differing: 0" in result.stdout
+    fp32 = [line for line in lines if line.startswith("throughput ratio HFEntityMatcher / pipeline (best batch): ")]
+    assert len(fp32) == 1 and re.search(r": \d+\.\d\d \(goal >= 2.0\)$", fp32[0]), lines
+    assert last_line(result).startswith("throughput ratio HFEntityMatcher int8 / pipeline fp32 (best batch): ")
+    for precision in ("bf16", "int8"):  # each precision ran, was compared with fp32 and scored
+        (line,) = [line for line in lines if line.startswith(f"HFEntityMatcher {precision} (batch")]
+        assert re.search(r"agreement with fp32 [01]\.\d{4}, exact-span F1 [01]\.\d{4}$", line), line
 
 
 @needs_ncbi
