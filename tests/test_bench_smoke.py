@@ -118,3 +118,28 @@ def test_overheads_prints_the_cfg_job_time(tiny_bert_dir):
     result = run_bench("overheads.py", "--model", str(tiny_bert_dir), "--max-docs", "3", "--repeats", "1")
     assert last_line(result).startswith("--cfg job wall time: ")
     assert "first step" in result.stdout and "tokens/s" in result.stdout
+
+
+@needs_ncbi
+def test_ncbi_precision_quality_prints_the_bf16_difference(tiny_bert_dir):
+    import re
+
+    result = run_bench("ncbi_precision_quality.py", "--seeds", "0", "--jobs", "1", "--",
+                       f"component.model={tiny_bert_dir}", "data.max_docs=3", "trainer.epochs=1")
+    lines = result.stdout.strip().splitlines()
+    assert re.fullmatch(r"mean test F1 difference bf16 - fp32: [+-]\d\.\d{4} \(goal within 0\.005\)", last_line(result))
+    for precision in ("fp32", "bf16"):
+        (line,) = [line for line in lines if line.startswith(f"{precision:5s} seed 0:")]
+        assert re.search(r"test P [01]\.\d{4} R [01]\.\d{4} F1 [01]\.\d{4} .* peak RSS \d+ MB$", line), line
+    assert re.search(r"largest peak RSS: \d+ MB", result.stdout)
+
+
+@needs_ncbi
+def test_compile_vs_eager_prints_the_break_even(tiny_bert_dir):
+    import re
+
+    result = run_bench("compile_vs_eager.py", "--model", str(tiny_bert_dir), "--max-docs", "2", "--epochs", "2",
+                       "--precision", "fp32")
+    assert re.fullmatch(r"steady epoch ratio compiled / eager: \d+\.\d{3}; break-even: (\d+ steps|never)",
+                        last_line(result))
+    assert re.search(r"compile cost: -?\d+\.\d s", result.stdout)
