@@ -173,7 +173,8 @@ def _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, track
     from medkit_exp.training.distributed import DistributedContext
 
     trainer_is_main = DistributedContext.from_env().is_main
-    callbacks = []
+    lr_steps = LearningRateRecorder()
+    callbacks: list[Any] = [lr_steps]
     if cfg.callbacks.printer and trainer_is_main:
         callbacks.append(DefaultPrinterCallback(progress_bars=cfg.callbacks.progress_bars))
     if tracker is not None:
@@ -201,12 +202,17 @@ def _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, track
 
     trainer.optimizer = trainer.scheduler = None  # free the optimizer's moments before testing
     gc.collect()
+    test_metrics: dict[str, float] = {}
     if data.splits["test"]:
-        test_metrics = _score_test(component, trainer, best_dir / MODEL_DIR, data.splits["test"])
+        test_metrics = _score_test(component, trainer, best_dir / MODEL_DIR, data.splits["test"], output_dir)
         summary.update({f"test_{k}": v for k, v in test_metrics.items()})
         if tracker is not None:
             tracker.log_test_metrics(test_metrics)
+    summary.update(_write_plots(output_dir, history, best_entry, test_metrics, trainer_cfg.checkpoint_metric,
+                                lr_steps.points))
     if tracker is not None:
+        for folder in ("plots", "analysis"):
+            tracker.log_folder(output_dir / folder, folder)
         tracker.log_best_checkpoint(best_dir)
         if cfg.tracking.log_model and callable(getattr(component, "log_mlflow_model", None)):
             summary.update(_log_model(component, tracker, best_dir / MODEL_DIR, best_epoch or 0,
@@ -214,13 +220,53 @@ def _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, track
     return summary
 
 
-def _score_test(component: Any, trainer: Any, model_dir: Path, items: list[Any]) -> dict[str, float]:
-    """The component's own ``score_test``, else the best checkpoint evaluated like the dev split."""
+def _score_test(component: Any, trainer: Any, model_dir: Path, items: list[Any], report_dir: Path) -> dict[str, float]:
+    """The component's own ``score_test`` (given ``report_dir`` for its error analysis when it
+    takes one), else the best checkpoint evaluated like the dev split."""
+    import inspect
+
     score_test = getattr(component, "score_test", None)
     if callable(score_test):
+        if "report_dir" in inspect.signature(score_test).parameters:
+            return dict(score_test(model_dir, items, report_dir=report_dir))
         return dict(score_test(model_dir, items))
     component.load(model_dir)
     return trainer.evaluate(items)
+
+
+class LearningRateRecorder:
+    """A Trainer callback keeping ``(optimizer step, lr)`` of every step log, for the lr curve."""
+
+    def __init__(self) -> None:
+        self.points: list[tuple[int, float]] = []
+
+    def __getattr__(self, hook: str):  # every other Trainer hook: nothing to do
+        if hook.startswith("on_"):
+            return lambda **kwargs: None
+        raise AttributeError(hook)
+
+    def on_log(self, logs: dict[str, float], global_step: int) -> None:
+        if "lr" in logs:
+            self.points.append((global_step, float(logs["lr"])))
+
+
+def _write_plots(output_dir: Path, history: list[dict[str, Any]], best_entry: dict[str, Any],
+                 test_metrics: dict[str, float], tracked_metric: str, lr_steps: list[tuple[int, float]]) -> dict[str, str]:
+    """Learning curves and per-label scores as PNG under ``output_dir/plots``; a failure only warns."""
+    from medkit_exp.training import plots
+
+    folder = output_dir / "plots"
+    try:
+        plots.learning_curves(history, tracked_metric, folder / "learning_curves.png", lr_steps)
+        by_split = {"dev": plots.per_label_scores(best_entry.get("eval") or {}),
+                    "test": plots.per_label_scores(test_metrics)}
+        plots.per_label_chart(by_split, folder / "per_label_scores.png")
+    except Exception as exc:  # noqa: BLE001 - pictures are a help, never a reason to lose a run
+        log.warning("Could not draw the run's plots: %s", exc)
+    shown = {"plots": str(folder)}
+    if (output_dir / "analysis" / "errors.html").is_file():
+        shown["error_analysis"] = str(output_dir / "analysis" / "errors.html")
+    return shown
 
 
 def _log_model(component: Any, tracker: Any, model_dir: Path, epoch: int, register_as: str | None) -> dict[str, Any]:
@@ -274,6 +320,9 @@ def _make_tracker(cfg: DictConfig, choices: dict[str, str], data: Any, trainer_c
         "dataset.source": data.source,
         "hydra.overrides": " ".join(overrides) or "(none)",
         "checkpoint.dir": str(Path(trainer_cfg.output_dir).resolve()),
+        # What the UI shows in its Source column (MLflow would put the path of __main__.py).
+        "mlflow.source.name": "python -m medkit_exp",
+        "mlflow.source.type": "LOCAL",
     }
     if model:
         tags["model"] = str(model)
@@ -295,6 +344,7 @@ def _make_tracker(cfg: DictConfig, choices: dict[str, str], data: Any, trainer_c
         parent_run_id=os.environ.get("MEDKIT_EXP_PARENT_RUN_ID"),
         run_id=resume_run_id,
         required=tracking.required,
+        system_metrics=tracking.system_metrics,
     )
     if run.start():
         from mlflow.tracking import MlflowClient
@@ -309,6 +359,7 @@ def _make_tracker(cfg: DictConfig, choices: dict[str, str], data: Any, trainer_c
         write_tracking_file(Path(trainer_cfg.output_dir), run.run_id, mlflow.get_tracking_uri(), tracking.experiment)
     run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
     run.log_dict_artifact(data.summary(), "corpus_summary.json")
+    run.log_datasets(data.mlflow_inputs())
     return run
 
 
@@ -340,8 +391,12 @@ def _print_summary(cfg: DictConfig, summary: dict[str, Any], tracker, shown: Any
         f"precision    : {summary.get('precision')}" + (f" ({summary['precision_reason']})"
                                                           if summary.get("precision_reason") != "asked" else ""),
         f"checkpoint   : {summary['best_checkpoint']}",
+        f"plots        : {summary.get('plots')}",
         f"wall time    : {summary['wall_time_s']} s",
     ]
+    if summary.get("error_analysis"):
+        lines.append(f"errors       : {summary['error_analysis']}"
+                     + (" (artifact analysis/errors.html)" if tracker is not None else ""))
     if tracker is not None:
         lines.append(f"MLflow run   : {tracker.run_id} (experiment {cfg.tracking.experiment!r})")
         lines.append(f"see it with  : {tracker.ui_command()}")

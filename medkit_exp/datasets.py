@@ -67,10 +67,12 @@ class CorpusSplits(Mapping):
             lines.append(line)
         return "\n".join(lines)
 
-    def digest(self) -> str:
+    def digest(self, split: str | None = None) -> str:
+        """A short hash of every document (of ``split`` alone when given)."""
         from medkit_exp.io.corpus import corpus_digest
 
-        return corpus_digest([doc for split in SPLITS for doc in self.splits[split]], short=True)
+        splits = [split] if split else SPLITS
+        return corpus_digest([doc for name in splits for doc in self.splits[name]], short=True)
 
 
 def _root(name: str, root: str | None) -> Path:
@@ -172,10 +174,30 @@ class ExperimentData:
         offered = self._offered("summary")
         return offered() if offered else {split: {"items": len(items)} for split, items in self.splits.items()}
 
-    def digest(self) -> str:
-        """A short hash of every item (the data's own ``digest()`` when it has one)."""
+    def digest(self, split: str | None = None) -> str:
+        """A short hash of every item, or of ``split``'s (the data's own ``digest()`` when it has one)."""
         offered = self._offered("digest")
         if offered:
-            return offered()
-        payload = json.dumps(self.splits, sort_keys=True, default=repr).encode("utf-8")
+            try:
+                return offered(split) if split else offered()
+            except TypeError:  # a digest() of the whole data only
+                if split is None:
+                    raise
+        items = self.splits[split] if split else self.splits
+        payload = json.dumps(items, sort_keys=True, default=repr).encode("utf-8")
         return hashlib.sha256(payload).hexdigest()[:16]
+
+    def mlflow_inputs(self) -> list[dict[str, Any]]:
+        """One entry per non-empty split for `TrackedRun.log_datasets`: name, digest, context, source."""
+        contexts = {"train": "training", "dev": "validation", "test": "test"}
+        summary = self.summary()
+        inputs = []
+        for split, items in self.splits.items():
+            if not items:
+                continue
+            counts = summary.get(split, {}) if isinstance(summary, dict) else {}
+            source = {"source": self.source, "items": len(items)}
+            source.update({k: v for k, v in counts.items() if k in ("documents", "entities") and not isinstance(v, dict)})
+            inputs.append({"name": f"{self.name}/{split}", "digest": self.digest(split), "context": contexts[split],
+                           "source": source})
+        return inputs

@@ -32,6 +32,7 @@ class TrackingConfig:
     required: bool = True  # false: a tracking failure at start only warns
     log_model: bool = True  # log the best checkpoint as an MLflow model, for components that offer one
     register_as: Optional[str] = None  # also register that model under this name (models:/<name>/<version>)
+    system_metrics: bool = True  # CPU, memory (and GPU) use as system/* metrics of the run
 
 
 @dataclass

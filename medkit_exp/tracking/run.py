@@ -95,6 +95,8 @@ class TrackedRun:
             by then keeps being sent in the background.
         required: False turns a failure to start tracking (unreachable server...) into a
             warning, after which the run logs nothing.
+        system_metrics: sample CPU, memory (and GPU) use as ``system/*`` metrics while the run
+            is open (MLflow's system metrics, every 10 s by default).
 
     If a run is already active in this thread (and neither ``run_id``, ``parent_run_id`` nor
     ``nested`` says otherwise), this object logs into it and leaves ending it to its owner.
@@ -115,8 +117,10 @@ class TrackedRun:
         nested: bool = False,
         flush_timeout_s: float = 60.0,
         required: bool = True,
+        system_metrics: bool = False,
     ) -> None:
         self.experiment = experiment
+        self.system_metrics = system_metrics
         self.tracking_uri = tracking_uri
         self.tracking_root = tracking_root
         self.run_name = run_name
@@ -179,7 +183,8 @@ class TrackedRun:
             existing = self._client.get_run(self.resume_run_id)
             mlflow.set_experiment(experiment_id=existing.info.experiment_id)
             self.experiment_id = existing.info.experiment_id
-            run = mlflow.start_run(run_id=self.resume_run_id, run_name=self.run_name, tags=tags)
+            run = mlflow.start_run(run_id=self.resume_run_id, run_name=self.run_name, tags=tags,
+                                   log_system_metrics=self.system_metrics)
             self._owns_run = True
             self._load_history()
             self._logged_until_step = self._last_step(STEP_PREFIX + "train_loss")
@@ -194,6 +199,7 @@ class TrackedRun:
                 nested=self.nested or active is not None,
                 parent_run_id=parent,
                 tags=tags,
+                log_system_metrics=self.system_metrics,
             )
             self._owns_run = True
         self.run_id = run.info.run_id
@@ -219,6 +225,39 @@ class TrackedRun:
                 raise
             log.warning("MLflow tracking disabled: could not log the run's params (%s)", exc)
             self._disabled = True
+
+    def log_folder(self, local_dir: str | os.PathLike[str], artifact_path: str) -> None:
+        """Upload the files of ``local_dir`` under ``artifact_path`` (e.g. ``plots``); a failure only warns."""
+        if not self.logging or not Path(local_dir).is_dir():
+            return
+        self._sender.flush(self.flush_timeout_s)  # keep the worker out of the client meanwhile
+        try:
+            self._client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+        except Exception as exc:
+            log.warning("Could not upload %s to MLflow as %s: %s", local_dir, artifact_path, exc)
+
+    def log_datasets(self, datasets: list[dict[str, Any]]) -> None:
+        """Record each split as an input of the run (the UI's Dataset column and run page).
+
+        Each entry: ``name``, ``digest``, ``context`` (training, validation, test) and ``source``,
+        a dict of what identifies it (folder, counts), stored as the dataset's source.
+        """
+        if not self.logging or not datasets:
+            return
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        inputs = []
+        for entry in datasets:
+            source = CodeDatasetSource({k: str(v) for k, v in entry["source"].items()})
+            dataset = MetaDataset(source=source, name=entry["name"], digest=entry["digest"])
+            inputs.append(DatasetInput(dataset._to_mlflow_entity(),
+                                       tags=[InputTag("mlflow.data.context", entry["context"])]))
+        try:
+            self._client.log_inputs(self.run_id, datasets=inputs)
+        except Exception as exc:
+            log.warning("Could not record the datasets of MLflow run %s: %s", self.run_id, exc)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set run tags (values as strings)."""

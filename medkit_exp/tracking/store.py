@@ -61,7 +61,9 @@ def setup_tracking(
             _check_reachable(uri, check_timeout_s)
         mlflow.set_tracking_uri(uri)
         try:
-            return mlflow.set_experiment(experiment).experiment_id
+            experiment_id = mlflow.set_experiment(experiment).experiment_id
+            mark_training_experiment(experiment_id)
+            return experiment_id
         except MlflowException as exc:
             raise TrackingUnavailableError(
                 f"MLflow tracking at {_redact(uri)} failed: {exc.message.splitlines()[0]}"
@@ -86,8 +88,22 @@ def _setup_sqlite(uri: str, db_path: Path, experiment: str, wal: bool) -> str:
                 experiment_id = mlflow.get_experiment_by_name(experiment).experiment_id
         if wal:
             _enable_wal(db_path)
+        mark_training_experiment(experiment_id)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+# The experiment tag MLflow 3's UI reads to open an experiment on its training runs instead of
+# its GenAI overview (traces, token usage); "custom_model_development" is its value for training.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
+
+
+def mark_training_experiment(experiment_id: str) -> None:
+    """Tag the experiment as a model-training one (unless its kind was already chosen)."""
+    client = mlflow.MlflowClient()
+    if EXPERIMENT_KIND_TAG not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
 
 
 def _sqlite_path(uri: str) -> Path | None:

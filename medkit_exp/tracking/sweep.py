@@ -128,6 +128,29 @@ class MLflowSweepCallback(Callback):
             client.log_metric(self.parent_run_id, f"best_config_std_{objective}", best.std)
         if any(group.runs > 1 for group in ranking):  # seeds were repeated: the ranking says more than the best job
             print(format_ranking(ranking, objective), flush=True)
+        self._log_sweep_plots(client, scored, ranking, objective)
+
+    def _log_sweep_plots(self, client: Any, scored: list, ranking: list, objective: str) -> None:
+        """``plots/objective_by_hyperparameter.png`` and ``plots/ranked_configurations.png`` on the parent."""
+        import tempfile
+        from pathlib import Path
+
+        from medkit_exp.tracking.sweep_summary import SEED_KEYS
+        from medkit_exp.training import plots
+
+        runs = [{"params": dict(o.split("=", 1) for o in r.data.tags.get("hydra.overrides", "").split() if "=" in o),
+                 "value": r.data.metrics[objective]} for r in scored]
+        keys = {key for run in runs for key in run["params"]}
+        swept = {k for k in keys if k not in SEED_KEYS and len({run["params"].get(k) for run in runs}) > 1}
+        for run in runs:
+            run["params"] = {k: v for k, v in run["params"].items() if k in swept}
+        shared = set.intersection(*(set(g.overrides.split()) for g in ranking)) if ranking else set()
+        rows = [{**g.as_dict(), "overrides": " ".join(t for t in g.overrides.split() if t not in shared)}
+                for g in ranking]
+        with tempfile.TemporaryDirectory() as tmp:
+            plots.objective_by_hyperparameter(runs, objective, Path(tmp) / "objective_by_hyperparameter.png")
+            plots.ranked_configurations(rows, objective, Path(tmp) / "ranked_configurations.png")
+            client.log_artifacts(self.parent_run_id, tmp, "plots")
 
     def _end(self, status: str) -> None:
         if self._ended or self.parent_run_id is None:

@@ -61,8 +61,11 @@ class SegmentClassifierExperimentComponent(HFSegmentClassifierTrainable):
             return [super(SegmentClassifierExperimentComponent, self).preprocess(i) for i in self.items_of([data_item])]
         return super().preprocess(data_item)
 
-    def score_test(self, model_dir: Path, items: Sequence[TextDocument]) -> dict[str, float]:
-        """Accuracy, macro F1 and per-class scores of the saved model, and the majority baseline."""
+    def score_test(self, model_dir: Path, items: Sequence[TextDocument], report_dir: Path | None = None
+                   ) -> dict[str, float]:
+        """Accuracy, macro F1 and per-class scores of the saved model, and the majority baseline;
+        with ``report_dir``, its mistakes in ``analysis/errors.html`` and ``errors.tsv`` and the
+        confusion matrix in ``plots/confusion_matrix.png`` there."""
         from medkit_exp.text.classification import ClassificationEvaluator, HFSegmentClassifier, majority_scores
 
         segments = self.items_of(list(items))
@@ -70,11 +73,39 @@ class SegmentClassifierExperimentComponent(HFSegmentClassifierTrainable):
             return {}
         classifier = HFSegmentClassifier(model=model_dir, device=self.device, batch_size=self.predict_batch_size)
         evaluator = ClassificationEvaluator(self.attr_label, classifier.labels, True)
-        scores = evaluator.compute(segments, classifier.predict(segments))
+        predictions = classifier.predict(segments)
+        scores = evaluator.compute(segments, predictions)
+        if report_dir is not None:
+            self._write_report(Path(report_dir), segments, predictions, classifier.labels, scores)
         if self.train_labels:
             scores.update(majority_scores(self.train_labels, gold_labels(segments, self.attr_label)))
         scores["items"] = float(len(segments))
         return scores
+
+
+    def _write_report(self, folder: Path, segments: list[SegmentItem], predictions: list[Any], labels: list[str],
+                      scores: dict[str, float]) -> None:
+        from medkit_exp.text.error_report import ErrorRow, MarkedSpan, highlighted, sentence_around, write_error_report
+        from medkit_exp.training.plots import confusion_matrix
+
+        gold = gold_labels(segments, self.attr_label)
+        predicted = [p.label for p in predictions]
+        confusion_matrix(labels, gold, predicted, folder / "plots" / "confusion_matrix.png")
+        rows = []
+        for item, g, p in zip(segments, gold, predictions):
+            if g == p.label:
+                continue
+            start, end = item.segment.spans[0].start, item.segment.spans[-1].end
+            text = item.doc.text if item.doc is not None else item.segment.text
+            if item.doc is None:
+                start, end = 0, len(text)
+            window = sentence_around(text, start, end)
+            marks = [MarkedSpan(start, end, "pred", f"gold {g}, predicted {p.label}")]
+            rows.append(ErrorRow("wrong_label", g, item.segment.text, str(item.doc.id if item.doc else ""), start, end,
+                                 g, p.label, highlighted(text, window, marks), text[window[0]:window[1]], p.score))
+        counts = {"test items": len(segments), "accuracy": scores.get("accuracy", float("nan")),
+                  "macro F1": scores.get("macro_f1", float("nan"))}
+        write_error_report(rows, folder / "analysis", "Test errors of the best checkpoint (segment classes)", counts)
 
 
 def hf_segment_classifier(

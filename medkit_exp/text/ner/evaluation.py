@@ -33,3 +33,41 @@ def score_predictions(reference_docs, predictions, tagging_scheme: str = "iob2")
     token_scores = SeqEvalEvaluator(tagging_scheme=tagging_scheme).compute(reference_docs, predictions)
     scores.update({f"token_{k}": v for k, v in token_scores.items()})
     return scores
+
+
+def entity_errors(reference_docs, predictions) -> list:
+    """Every mistake of ``predictions`` against the documents' entities, as `ErrorRow` s.
+
+    Exact matches (span and label) are right; a predicted span equal to a gold span with
+    another label is a wrong label; every other gold entity is missed (false negative) and
+    every other predicted one spurious (false positive), so a boundary error counts as both.
+    """
+    from medkit_exp.text.error_report import ErrorRow, MarkedSpan, highlighted, sentence_around
+
+    rows = []
+    for doc, predicted in zip(reference_docs, predictions):
+        gold = {_bounds(e): e.label for e in doc.anns.entities}
+        pred = {_bounds(e): e for e in predicted}
+        marks = [MarkedSpan(s, e, "gold", label) for (s, e), label in gold.items()]
+        marks += [MarkedSpan(s, e, "pred", entity.label) for (s, e), entity in pred.items()]
+
+        def row(kind: str, bounds: tuple[int, int], label: str, gold_label: str = "", pred_label: str = "",
+                score: float | None = None) -> ErrorRow:
+            window = sentence_around(doc.text, *bounds)
+            return ErrorRow(kind, label, doc.text[bounds[0]:bounds[1]], str(doc.id), bounds[0], bounds[1],
+                            gold_label, pred_label, highlighted(doc.text, window, marks),
+                            doc.text[window[0]:window[1]], score)
+
+        for bounds, label in gold.items():
+            if bounds not in pred:
+                rows.append(row("false_negative", bounds, label, gold_label=label))
+            elif pred[bounds].label != label:
+                rows.append(row("wrong_label", bounds, label, label, pred[bounds].label, pred[bounds].score))
+        for bounds, entity in pred.items():
+            if bounds not in gold:
+                rows.append(row("false_positive", bounds, entity.label, pred_label=entity.label, score=entity.score))
+    return rows
+
+
+def _bounds(entity) -> tuple[int, int]:
+    return entity.spans[0].start, entity.spans[-1].end

@@ -53,15 +53,26 @@ class NerExperimentComponent(HFEntityMatcherTrainable):
             windows.extend(super().preprocess(sentence))
         return windows
 
-    def score_test(self, model_dir: Path, items: Sequence[TextDocument]) -> dict[str, float]:
-        """Exact-span and token scores of the model saved in ``model_dir`` on whole test documents."""
-        from medkit_exp.text.ner.evaluation import predict_documents, score_predictions
+    def score_test(self, model_dir: Path, items: Sequence[TextDocument], report_dir: Path | None = None
+                   ) -> dict[str, float]:
+        """Exact-span and token scores of the model saved in ``model_dir`` on whole test documents;
+        with ``report_dir``, its mistakes in ``analysis/errors.html`` and ``errors.tsv`` there."""
+        from medkit_exp.text.error_report import write_error_report
+        from medkit_exp.text.ner.evaluation import entity_errors, predict_documents, score_predictions
         from medkit_exp.text.ner.hf_entity_matcher import HFEntityMatcher
 
         docs = list(items)
         matcher = HFEntityMatcher(model=model_dir, device=self.device, batch_size=self.predict_batch_size,
                                   precision=self.predict_precision)
-        return score_predictions(docs, predict_documents(matcher, docs, self.split_sentences), matcher.tagging_scheme)
+        predictions = predict_documents(matcher, docs, self.split_sentences)
+        scores = score_predictions(docs, predictions, matcher.tagging_scheme)
+        if report_dir is not None:
+            counts = {"test documents": len(docs), "gold entities": sum(len(d.anns.entities) for d in docs),
+                      "predicted entities": sum(len(p) for p in predictions), "exact-span precision":
+                      scores["precision"], "exact-span recall": scores["recall"], "exact-span F1": scores["f1"]}
+            write_error_report(entity_errors(docs, predictions), Path(report_dir) / "analysis",
+                               "Test errors of the best checkpoint (exact character spans)", counts)
+        return scores
 
     def log_mlflow_model(self, model_dir: Path, *, step: int = 0, register_as: str | None = None) -> Any:
         """Log the model saved in ``model_dir`` as a pyfunc model of the active MLflow run."""
