@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class UserError(Exception):
     """Bad input from the user (config, data, paths). Reported as one line, exit code 2."""
@@ -37,6 +39,20 @@ def is_user_error(exc: BaseException) -> bool:
 _NOISE = ("full_key:", "reference_type", "object_type", "Set the environment variable HYDRA_FULL_ERROR")
 
 
+_NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'.*Key '([^']+)' is not in struct")
+
+
+def _clearer(message: str) -> str:
+    """Hydra advises ``+key=value`` for a key the config lacks; here such a key does nothing, so say that."""
+    found = _NOT_IN_STRUCT.search(message)
+    if not found:
+        return message
+    key = found.group(1)
+    group = key.split(".", 1)[0]
+    return (f"{key} is not a setting of this configuration: the chosen {group} option has no {found.group(2)!r} "
+            f"(python -m medkit_exp --cfg job shows the settings there are); check the spelling or the {group} option")
+
+
 def one_line(exc: BaseException) -> str:
     """Collapse an exception message (and its causes, for Hydra's wrapped errors) to one line."""
     parts: list[str] = []
@@ -49,4 +65,4 @@ def one_line(exc: BaseException) -> str:
             if line and not line.startswith(_NOISE) and not any(line.rstrip(".") in part for part in parts):
                 parts.append(line.rstrip("."))  # a cause that the message already quotes is not repeated
         current = current.__cause__
-    return "; ".join(parts) or type(exc).__name__
+    return _clearer("; ".join(parts)) or type(exc).__name__

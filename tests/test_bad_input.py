@@ -78,3 +78,22 @@ def test_an_out_of_range_component_setting_is_one_line(tmp_path, tiny_bert_dir):
     assert len(lines) == 1 and "attention_dropout must be in [0, 1), got 1.5" in lines[0], result.stderr[-2000:]
     assert lines[0].count("attention_dropout must be") == 1, lines[0]  # the wrapped cause is not repeated
     assert not list(tmp_path.rglob("checkpoint-epoch-*")), "nothing trained, nothing written"
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("data.root=/no/such/folder", "data.root is not a setting of this configuration: the chosen data option has no 'root'"),
+    ("+data.root=/no/such/folder", "data.root: medkit_exp.datasets.demo_corpus has no argument 'root'"),
+    ("scheduler=none", None),  # a valid choice: composes
+    ("scheduler.warmup_ratioo=0.2", "scheduler.warmup_ratioo is not a setting of this configuration"),
+])
+def test_a_setting_the_chosen_options_ignore_is_refused(tmp_path, override, expected):
+    """The demo corpus has no folder: data.root with it would be silently ignored, so it is an error."""
+    args = [override] + (["--cfg", "job"] if expected is None else ["tracking=none"])
+    result = run_cli(args, tmp_path, timeout=120)
+    if expected is None:
+        assert result.returncode == 0, result.stderr[-2000:]
+        return
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], lines
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("checkpoint-*"))

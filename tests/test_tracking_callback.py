@@ -325,7 +325,8 @@ def test_app_flow_keeps_the_run_open_for_test_results_then_finishes(mlflow_root,
     assert {"config.yaml", "best_checkpoint"} <= artifact_paths(client, run_id)
     assert callback.run.ui_command() == (
         f"mlflow ui --backend-store-uri sqlite:///{mlflow_root / 'mlflow.db'} --artifacts-destination "
-        f"{mlflow_root / 'artifacts'} --port 5000"
+        f"{mlflow_root / 'artifacts'} --port 5000\n"
+        f"then open    : http://127.0.0.1:5000/#/experiments/{callback.run.experiment_id}/runs/{run_id}"
     )
 
 

@@ -378,7 +378,8 @@ class TrackedRun:
                 return f"{uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
             return uri
         artifacts = Path(uri[len("sqlite:///"):].split("?", 1)[0]).parent / "artifacts"
-        return f"mlflow ui --backend-store-uri {uri} --artifacts-destination {artifacts} --port 5000"
+        return (f"mlflow ui --backend-store-uri {uri} --artifacts-destination {artifacts} --port 5000\n"
+                f"then open    : http://127.0.0.1:5000/#/experiments/{self.experiment_id}/runs/{self.run_id}")
 
     def record_checkpoint(self, checkpoint_dir: Path) -> CheckpointRecord | None:
         """Note a checkpoint just written (tags ``checkpoint.last_path``/``best_path``); the

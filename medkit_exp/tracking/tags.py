@@ -13,6 +13,9 @@ from typing import Any
 MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
 MLFLOW_GIT_BRANCH = "mlflow.source.git.branch"
 
+# Config groups whose choice the run name's head shows (component, dataset) or that say little.
+_GROUPS = {"component", "data", "metrics", "scheduler", "trainer", "tracking", "callbacks", "hparams_search"}
+
 # Last path parts that say nothing about which model it is.
 _GENERIC_MODEL_DIRS = {"model", "models", "checkpoint", "best_checkpoint", "last_checkpoint", "hf_model", "artifacts"}
 
@@ -97,7 +100,8 @@ def run_name(
 
     ``model`` may be a hub id or a local path (its last meaningful folder name is used).
     ``overrides`` are Hydra-style ``["trainer.lr=3e-05"]`` strings or a ``{"trainer.lr": 3e-05}``
-    mapping; only each key's last part is kept, ``hydra.*`` overrides are dropped, and the ones
+    mapping; only each key's last part is kept, ``hydra.*`` overrides and group choices
+    (``component=...``: the head shows them) are dropped, and the ones
     that do not fit in ``max_length`` are replaced by ``+N``.
     """
     head = "-".join(part for part in (component, _short_model(model), dataset) if part)
@@ -133,6 +137,8 @@ def _override_items(overrides: Mapping[str, Any] | Sequence[str] | None) -> list
         key = key.lstrip("+~")
         if key.startswith(("hydra.", "hydra/")):
             continue
+        if "." not in key and "/" not in key and key in _GROUPS:
+            continue  # a group choice (component=..., data=...): the name's head already says it
         short = key.replace("/", ".").rsplit(".", 1)[-1]
         items.append(f"{short}={value}" if value else short)
     return items
