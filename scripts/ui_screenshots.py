@@ -62,7 +62,7 @@ def fill_store(workdir: Path, overrides: list[str]) -> None:
     env = dict(os.environ, HF_HUB_OFFLINE="1", MLFLOW_DISABLE_TELEMETRY="true", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
     env.pop("MLFLOW_TRACKING_URI", None)
-    command = [sys.executable, "-m", "medkit_exp", "-m", "trainer.lr=1e-3,3e-3", "trainer.seed=0,1",
+    command = [sys.executable, "-m", "medkit_exp", "-m", "trainer.lr=3e-4,1e-3", "trainer.seed=0,1",
                "callbacks.progress_bars=false", "threads=1", "tracking.log_model=false", *overrides]
     done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
@@ -117,7 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(REPO / "docs"))
     parser.add_argument("--model", default=None, help="component.model (default: the packaged MiniLM)")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-docs", type=int, default=120)
     args = parser.parse_args()
     if chromium() is None:

@@ -16,6 +16,9 @@ MLFLOW_GIT_BRANCH = "mlflow.source.git.branch"
 # Config groups whose choice the run name's head shows (component, dataset) or that say little.
 _GROUPS = {"component", "data", "metrics", "scheduler", "trainer", "tracking", "callbacks", "hparams_search"}
 
+# Settings that change how a run is shown or logged, not what it computes.
+_QUIET = ("callbacks.", "tracking.", "threads")
+
 # Last path parts that say nothing about which model it is.
 _GENERIC_MODEL_DIRS = {"model", "models", "checkpoint", "best_checkpoint", "last_checkpoint", "hf_model", "artifacts"}
 
@@ -137,8 +140,8 @@ def _override_items(overrides: Mapping[str, Any] | Sequence[str] | None) -> list
         key = key.lstrip("+~")
         if key.startswith(("hydra.", "hydra/")):
             continue
-        if "." not in key and "/" not in key and key in _GROUPS:
-            continue  # a group choice (component=..., data=...): the name's head already says it
+        if ("." not in key and "/" not in key and key in _GROUPS) or key.startswith(_QUIET) or key in _QUIET:
+            continue  # a group choice (the name's head says it) or a setting that changes no result
         short = key.replace("/", ".").rsplit(".", 1)[-1]
         items.append(f"{short}={value}" if value else short)
     return items
