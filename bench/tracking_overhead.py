@@ -19,7 +19,8 @@ from pathlib import Path
 from common import epoch_timer, machine_line, packaged_model
 
 
-def one_run(model: str, epochs: int, tracked: bool, workdir: Path, run_index: int, log_every: int) -> list[float]:
+def one_run(model: str, epochs: int, tracked: bool, workdir: Path, run_index: int, log_every: int,
+            system_metrics: bool = True) -> list[float]:
     """Train once; return the train-phase durations of each epoch (eval excluded)."""
     from medkit_exp.io import load_demo_corpus
     from medkit_exp.text.metrics import SeqEvalMetricsComputer
@@ -35,7 +36,8 @@ def one_run(model: str, epochs: int, tracked: bool, workdir: Path, run_index: in
         from medkit_exp.tracking import MLflowCallback
 
         callbacks.append(MLflowCallback(experiment="bench", tracking_root=str(workdir / "mlruns"),
-                                        run_name=f"bench-{run_index}", log_checkpoints="none"))
+                                        run_name=f"bench-{run_index}", log_checkpoints="none",
+                                        system_metrics=system_metrics))
     config = TrainerConfig(output_dir=str(workdir / f"ckpt-{run_index}"), lr=3e-4, epochs=epochs, batch_size=16,
                            seed=0, checkpoint_metric="f1", checkpoint_mode="max", checkpoint_period=0,
                            log_every_n_steps=log_every, batch_order="length_grouped")
@@ -51,6 +53,8 @@ def main() -> None:
     parser.add_argument("--log-every", type=int, default=1, help="optimizer steps between step metrics (app: 10)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--no-system-metrics", action="store_true",
+                        help="leave out MLflow's system metrics (on in the app by default)")
     args = parser.parse_args()
 
     from medkit_exp.tracking import setup_tracking
@@ -63,14 +67,15 @@ def main() -> None:
         for pair in range(args.pairs):
             for tracked in (pair % 2 == 0, pair % 2 == 1):  # alternate which side goes first
                 durations = one_run(model, args.epochs, tracked, workdir, len(times[True]) + len(times[False]),
-                                    args.log_every)
+                                    args.log_every, not args.no_system_metrics)
                 times[tracked].extend(durations)
                 print(f"pair {pair + 1} {'tracked  ' if tracked else 'untracked'} epochs: "
                       + ", ".join(f"{d:.2f}s" for d in durations), flush=True)
     tracked_s, untracked_s = statistics.median(times[True]), statistics.median(times[False])
     print(machine_line())
     print(f"median train epoch: tracked {tracked_s:.2f}s, untracked {untracked_s:.2f}s "
-          f"({len(times[True])} epochs each, step metrics logged every {args.log_every} optimizer step(s))")
+          f"({len(times[True])} epochs each, step metrics logged every {args.log_every} optimizer step(s), "
+          f"system metrics {'off' if args.no_system_metrics else 'on'})")
     print(f"ratio tracked/untracked: {tracked_s / untracked_s:.3f}")
 
 

@@ -45,15 +45,57 @@ def _run(cfg: DictConfig) -> float | None:
     except Exception as exc:
         # Report user errors here, inside the job: past this point Hydra would first print
         # "Error executing job with overrides: [...]", a second line users did not ask for.
+        job_dir = _sweep_job_dir()
+        if job_dir is not None:  # one failed job must not end the sweep: record it, go on
+            return _failed_job(exc, job_dir)
         if is_user_error(exc):
             print(f"medkit_exp: error: {one_line(exc)}", file=sys.stderr, flush=True)
             raise SystemExit(2) from exc
         raise
 
 
+def _sweep_job_dir() -> str | None:
+    """The job's folder when this job is part of a multirun, else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        hydra_cfg = HydraConfig.get()
+    except ValueError:
+        return None
+    return hydra_cfg.runtime.output_dir if hydra_cfg.mode == RunMode.MULTIRUN else None
+
+
+def _failed_job(exc: Exception, job_dir: str) -> float:
+    """Leave the job's reason in its folder (its MLflow run is already FAILED) and give the sweeper
+    NaN, which Optuna records as a failed trial; the CLI exits non-zero once the sweep is over."""
+    import traceback
+
+    from medkit_exp.tracking.sweep import mark_job_failed
+
+    reason = one_line(exc) if is_user_error(exc) else f"{type(exc).__name__}: {exc}".splitlines()[0]
+    if not is_user_error(exc):
+        traceback.print_exc()  # a bug: its traceback, then the sweep goes on
+    print(f"medkit_exp: sweep job failed: {reason}", file=sys.stderr, flush=True)
+    mark_job_failed(job_dir, reason)
+    return float("nan")
+
+
 def main() -> None:
     hydra_utils.run_and_report = _report
     _run()
+    _exit_if_sweep_jobs_failed()
+
+
+def _exit_if_sweep_jobs_failed() -> None:
+    from medkit_exp.tracking.sweep import LAST_SWEEP_FAILURES
+
+    if LAST_SWEEP_FAILURES:
+        first_job, first_reason = LAST_SWEEP_FAILURES[0]
+        print(f"medkit_exp: error: {len(LAST_SWEEP_FAILURES)} sweep job(s) failed, the others ran (first: "
+              f"{first_job}: {first_reason}); each failed job's reason is in its folder's "
+              f"medkit_exp_failed.txt and its MLflow run", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

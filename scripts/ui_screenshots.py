@@ -1,6 +1,6 @@
 """Look at runs in the MLflow UI as a person would: a small sweep, `mlflow server`, headless Chromium.
 
-    python scripts/ui_screenshots.py [--out docs] [--model HF_FOLDER] [--epochs 2]
+    python scripts/ui_screenshots.py [--out docs] [--model HF_FOLDER] [--epochs 3]
 
 Fills a fresh store with a sweep of the default experiment (``trainer.lr`` x 2, ``trainer.seed``
 x 2, demo corpus), serves it on a free local port, and saves screenshots of what a person

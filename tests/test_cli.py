@@ -272,3 +272,26 @@ def test_a_run_left_running_by_a_dead_process_is_marked_failed(workdir):
     assert client.get_run(run.info.run_id).info.status == "FAILED"
     assert "died" in client.get_run(run.info.run_id).data.tags["medkit.error"]
     assert client.get_run(alive.info.run_id).info.status == "RUNNING"
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_a_failed_sweep_job_does_not_end_the_sweep(workdir, tiny_bert_dir, launcher):
+    """One job fails during training: it is a FAILED child with its reason, the other job runs, the
+    parent ranks what finished and counts the failure, and the command exits 1 with one line."""
+    extra = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+    result = run_cli(["-m", *quick_args(tiny_bert_dir), "data.max_docs=16", "trainer.epochs=1",
+                      "tracking.log_model=false", "trainer.checkpoint_metric=f1,no_such_metric", *extra], workdir)
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("medkit_exp: error: 1 sweep job(s) failed, the others ran") and "no_such_metric" in last
+    client = client_for(workdir)
+    runs = client.search_runs([client.get_experiment_by_name("medkit_exp").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = {r.data.params["trainer.checkpoint_metric"]: r for r in runs if r is not parent}
+    assert children["f1"].info.status == "FINISHED" and "eval_f1" in children["f1"].data.metrics
+    failed = children["no_such_metric"]
+    assert failed.info.status == "FAILED" and "no_such_metric" in failed.data.tags["medkit.error"]
+    assert parent.info.status == "FINISHED" and parent.data.metrics["failed_jobs"] == 1
+    assert parent.data.tags["best.run_id"] == children["f1"].info.run_id
+    markers = list((workdir / "multirun").rglob("medkit_exp_failed.txt"))
+    assert len(markers) == 1 and "no_such_metric" in markers[0].read_text()

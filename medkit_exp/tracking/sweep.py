@@ -23,6 +23,27 @@ log = logging.getLogger("medkit_exp.sweep")
 
 PARENT_ENV = "MEDKIT_EXP_PARENT_RUN_ID"
 SWEEP_ENV = "MEDKIT_EXP_SWEEP_ID"
+FAILED_MARKER = "medkit_exp_failed.txt"  # written in a failed job's folder: its one-line reason
+
+# Failed jobs of the last sweep this process launched: (job folder, reason). The CLI reads it
+# after the sweep to exit non-zero; each launcher's workers leave their marker files behind.
+LAST_SWEEP_FAILURES: list[tuple[str, str]] = []
+
+
+def mark_job_failed(job_dir: str | os.PathLike[str], reason: str) -> None:
+    """Leave a failed sweep job's reason in its folder, where the sweep's end finds it."""
+    from pathlib import Path
+
+    Path(job_dir).mkdir(parents=True, exist_ok=True)
+    (Path(job_dir) / FAILED_MARKER).write_text(reason + "\n", encoding="utf-8")
+
+
+def failed_jobs(sweep_dir: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """``(job folder, reason)`` of every job of the sweep in ``sweep_dir`` that failed."""
+    from pathlib import Path
+
+    return [(str(marker.parent), marker.read_text(encoding="utf-8").strip())
+            for marker in sorted(Path(sweep_dir).glob(f"*/{FAILED_MARKER}"))]
 
 
 def objective_maximized(config: DictConfig) -> bool:
@@ -71,10 +92,18 @@ class MLflowSweepCallback(Callback):
         log.info("MLflow parent run of this sweep: %s", self.parent_run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        LAST_SWEEP_FAILURES[:] = failed_jobs(config.hydra.sweep.dir)
         if self.parent_run_id is None:
             return
         try:
             self._record_best(config)
+            if LAST_SWEEP_FAILURES:
+                from mlflow.tracking import MlflowClient
+
+                client = MlflowClient()
+                client.log_metric(self.parent_run_id, "failed_jobs", len(LAST_SWEEP_FAILURES))
+                client.log_dict(self.parent_run_id, [{"job": job, "reason": reason}
+                                                     for job, reason in LAST_SWEEP_FAILURES], "failed_jobs.json")
         finally:
             self._end("FINISHED")
 
