@@ -295,3 +295,36 @@ def test_a_failed_sweep_job_does_not_end_the_sweep(workdir, tiny_bert_dir, launc
     assert parent.data.tags["best.run_id"] == children["f1"].info.run_id
     markers = list((workdir / "multirun").rglob("medkit_exp_failed.txt"))
     assert len(markers) == 1 and "no_such_metric" in markers[0].read_text()
+
+
+class _TouchOnLoad:
+    """Unpickling this creates a file: what a malicious trainer_state.pt could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def test_resuming_never_runs_code_from_a_checkpoint(workdir, tiny_bert_dir):
+    import torch
+
+    first = run_cli([*quick_args(tiny_bert_dir), "data.max_docs=16", "trainer.epochs=1", "tracking=none",
+                     "hydra.run.dir=first"], workdir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    checkpoint = workdir / "first" / "checkpoints" / "checkpoint-epoch-001"
+    marker = workdir / "code-ran"
+    state = torch.load(checkpoint / "trainer_state.pt", weights_only=True)  # our own file loads safely
+    state["loop"]["payload"] = _TouchOnLoad(marker)
+    torch.save(state, checkpoint / "trainer_state.pt")
+    assert not marker.exists()
+
+    resumed = run_cli([*quick_args(tiny_bert_dir), "data.max_docs=16", "trainer.epochs=2", "tracking=none",
+                       f"trainer.resume_from={checkpoint}", "hydra.run.dir=second"], workdir)
+    assert resumed.returncode == 2, resumed.stderr[-3000:]
+    errors = [line for line in resumed.stderr.splitlines() if line.startswith("medkit_exp: error:")]
+    assert len(errors) == 1 and "holds more than tensors and plain data, so it was not loaded" in errors[0], errors
+    assert not marker.exists()

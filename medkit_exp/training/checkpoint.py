@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import shutil
 import tempfile
@@ -67,7 +68,11 @@ def capture_rng_states() -> dict[str, Any]:
     try:
         import numpy as np
 
-        states["numpy"] = np.random.get_state()
+        kind, keys, position, has_gauss, gauss = np.random.get_state()
+        # Plain data and a tensor, not a numpy array: the state file then loads with
+        # torch.load(weights_only=True), which never runs code from the file.
+        states["numpy"] = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
+                           "has_gauss": int(has_gauss), "gauss": float(gauss)}
     except ImportError:  # numpy is optional for the loop itself
         pass
     return states
@@ -81,7 +86,9 @@ def restore_rng_states(states: dict[str, Any]) -> None:
     if "numpy" in states:
         import numpy as np
 
-        np.random.set_state(states["numpy"])
+        saved = states["numpy"]
+        np.random.set_state((saved["kind"], saved["keys"].numpy().astype(np.uint32), saved["pos"],
+                             saved["has_gauss"], saved["gauss"]))
 
 
 def _umask() -> int:
@@ -191,8 +198,15 @@ def resolve_checkpoint(resume_from: str, output_dir: Path) -> Path:
 
 
 def load_trainer_state(checkpoint_dir: Path) -> dict[str, Any]:
+    """The trainer state of a checkpoint, read with ``weights_only=True``: tensors and plain data
+    only, so a state file from elsewhere cannot run code when it is loaded."""
+    path = Path(checkpoint_dir) / STATE_FILE
     try:
-        return torch.load(Path(checkpoint_dir) / STATE_FILE, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path} holds more than tensors and plain data, so it was not loaded (loading it "
+                              f"could run code: {reason}); resume only from checkpoints written by medkit_exp") from exc
     except Exception as exc:  # a truncated or foreign file
-        raise CheckpointError(f"cannot read {Path(checkpoint_dir) / STATE_FILE}: {exc}") from exc
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
 
