@@ -209,6 +209,10 @@ class HFTrainableModel:
     tokenizer: Any
     device: torch.device
 
+    # Round batch lengths up to a multiple of this (None: the longest input of the batch); the
+    # Trainer sets it (trainer.pad_to_multiple_of).
+    pad_to_multiple_of: int | None = None
+
     def to(self, device: str | torch.device) -> "HFTrainableModel":
         """Move the model to ``device``."""
         self.device = torch.device(device)

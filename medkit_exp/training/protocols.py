@@ -35,7 +35,9 @@ class TrainableComponent(Protocol):
     ``example_weight(example)``: how many terms of the loss mean an example brings (e.g. its
     labelled tokens when the loss averages over tokens; 1 when it averages over rows, the
     default). The Trainer weights micro-batches by it so that gradient accumulation and
-    data-parallel training give exactly the update of the whole batch.
+    data-parallel training give exactly the update of the whole batch. An attribute
+    ``pad_to_multiple_of``, when the component has one, is set by the Trainer
+    (``trainer.pad_to_multiple_of``: 16 in bf16 on CPU) for ``collate`` to round batch lengths.
     """
 
     device: torch.device

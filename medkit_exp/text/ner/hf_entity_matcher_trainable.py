@@ -50,10 +50,6 @@ class HFEntityMatcherTrainable(HFTrainableModel):
         hf_auth_token: token for private hub models.
     """
 
-    # Round batch lengths up to a multiple of this (None: the longest window of the batch); the
-    # Trainer sets it (trainer.pad_to_multiple_of).
-    pad_to_multiple_of: int | None = None
-
     def __init__(
         self,
         model_name_or_path: str | Path,
