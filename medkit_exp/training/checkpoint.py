@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import random
 import shutil
 import tempfile
@@ -204,7 +205,8 @@ def load_trainer_state(checkpoint_dir: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        reason = f"it asks for {found.group(1)}" if found else type(exc).__name__
         raise CheckpointError(f"{path} holds more than tensors and plain data, so it was not loaded (loading it "
                               f"could run code: {reason}); resume only from checkpoints written by medkit_exp") from exc
     except Exception as exc:  # a truncated or foreign file
