@@ -309,8 +309,12 @@ def _make_tracker(cfg: DictConfig, choices: dict[str, str], data: Any, trainer_c
     from medkit_exp.tracking import TrackedRun, git_tags, run_name
     from medkit_exp.tracking.stale import fail_dead_runs, process_tags
 
+    from medkit_exp.tracking.secrets import redact, redact_override, redact_text
+
+    # MLflow prints the run's address with the URI's password in it; the summary prints it redacted.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     tracking = cfg.tracking
-    overrides = _hydra_overrides()
+    overrides = [redact_override(o) for o in _hydra_overrides()]
     model = cfg.component.get("model") if isinstance(cfg.component, DictConfig) else None
     tags = {
         "component": choices["component"],
@@ -339,7 +343,7 @@ def _make_tracker(cfg: DictConfig, choices: dict[str, str], data: Any, trainer_c
         tracking_uri=tracking.uri,
         tracking_root=tracking.root,
         run_name=name,
-        params=OmegaConf.to_container(cfg, resolve=True),
+        params=redact(OmegaConf.to_container(cfg, resolve=True)),
         tags=tags,
         parent_run_id=os.environ.get("MEDKIT_EXP_PARENT_RUN_ID"),
         run_id=resume_run_id,
@@ -356,8 +360,9 @@ def _make_tracker(cfg: DictConfig, choices: dict[str, str], data: Any, trainer_c
 
         from medkit_exp.resume import write_tracking_file
 
-        write_tracking_file(Path(trainer_cfg.output_dir), run.run_id, mlflow.get_tracking_uri(), tracking.experiment)
-    run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        write_tracking_file(Path(trainer_cfg.output_dir), run.run_id, redact_text(mlflow.get_tracking_uri()),
+                            tracking.experiment)
+    run.log_text(OmegaConf.to_yaml(OmegaConf.create(redact(OmegaConf.to_container(cfg, resolve=True)))), "config.yaml")
     run.log_dict_artifact(data.summary(), "corpus_summary.json")
     run.log_datasets(data.mlflow_inputs())
     return run

@@ -370,7 +370,9 @@ class TrackedRun:
 
     def ui_command(self) -> str:
         """How to browse this run: the ``mlflow ui`` command for a SQLite store, else the run's URL."""
-        uri = self._client.tracking_uri if self._client is not None else None
+        from medkit_exp.tracking.secrets import redact_text
+
+        uri = redact_text(self._client.tracking_uri) if self._client is not None else None
         if not uri:
             return "tracking is off"
         if not uri.startswith("sqlite:///"):

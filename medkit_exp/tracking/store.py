@@ -14,6 +14,7 @@ import os
 import sqlite3
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -129,8 +130,14 @@ def _enable_wal(db_path: Path) -> None:
 
 
 def _check_reachable(uri: str, timeout: float) -> None:
-    # MLflow's own client retries with back-off for minutes; fail fast instead.
-    url = uri.rstrip("/") + "/health"
+    # MLflow's own client retries with back-off for minutes; fail fast instead. The user part
+    # of http://user:password@host is credentials, not a host name: leave it out of the probe.
+    parts = urllib.parse.urlsplit(uri)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
     try:
         with urllib.request.urlopen(url, timeout=timeout):
             pass

@@ -78,7 +78,9 @@ class MLflowSweepCallback(Callback):
 
         experiment_id = setup_tracking(config.tracking.uri, config.tracking.experiment, config.tracking.root)
         sweep_id = time.strftime("%Y%m%d-%H%M%S")
-        overrides = " ".join(config.hydra.overrides.task) or "(none)"
+        from medkit_exp.tracking.secrets import redact_override
+
+        overrides = " ".join(redact_override(o) for o in config.hydra.overrides.task) or "(none)"
         run = MlflowClient().create_run(
             experiment_id,
             run_name=f"sweep-{sweep_id}",
