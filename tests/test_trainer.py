@@ -383,3 +383,40 @@ def test_an_unwritable_output_folder_is_reported_before_training(tmp_path):
         Trainer(component, config(tmp_path, output_dir=str(blocker / "out")), TRAIN, EVAL, callbacks=[]).train()
     assert component.forward_calls == 0
 
+
+
+class MedkitStyleCallback:
+    """A callback written for medkit: no on_log, no on_exception, on_step_end without batch_size/loss."""
+
+    def __init__(self):
+        self.events = []
+
+    def on_train_begin(self, config):
+        self.events.append("train_begin")
+
+    def on_epoch_end(self, metrics, epoch, epoch_duration):
+        self.events.append(f"epoch_end:{epoch}")
+
+    def on_step_end(self, step_idx, nb_batches, phase):
+        self.events.append("step_end")
+
+
+def test_a_medkit_style_callback_given_as_callback_gets_only_the_arguments_it_takes(tmp_path):
+    callback = MedkitStyleCallback()
+    Trainer(DummyClassifier(), config(tmp_path, epochs=2), TRAIN, EVAL, callback=callback).train()
+    assert callback.events[0] == "train_begin" and callback.events.count("epoch_end:2") == 1
+    assert "step_end" in callback.events
+    single = MedkitStyleCallback()  # one callback as callbacks=, not in a list
+    Trainer(DummyClassifier(), config(tmp_path / "b", epochs=1), TRAIN, EVAL, callbacks=single).train()
+    assert "epoch_end:1" in single.events
+
+
+def test_a_failing_on_exception_never_hides_the_error_that_stopped_training(tmp_path, caplog):
+    class Broken(TrainerCallback):
+        def on_exception(self, exception):
+            raise AttributeError("broken callback")
+
+    with pytest.raises(NonFiniteLossError):
+        Trainer(DummyClassifier(fail_at_forward=2), config(tmp_path, epochs=1), TRAIN, EVAL,
+                callbacks=[Broken()]).train()
+    assert "Broken.on_exception failed: broken callback" in caplog.text

@@ -100,6 +100,15 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
+def model_folder(model: str | Path) -> str:
+    """``model``, or its ``model/`` subfolder when ``model`` is a checkpoint folder (what
+    `Trainer` writes: ``checkpoint-epoch-003/model/``), so either can be given as the model."""
+    path = Path(model)
+    if path.is_dir() and not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
+        return str(path / "model")
+    return str(model)
+
+
 def quiet_transformers() -> None:
     """Silence transformers' load reports and progress bars."""
     from transformers.utils import logging as hf_logging

@@ -9,6 +9,8 @@ MLflow) is a callback; the loop itself knows nothing about tracking.
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import math
 import random
 import signal
@@ -76,8 +78,17 @@ class _StopSignals:
               "checkpoint (send it again to stop at once)", flush=True)
 
 
+_log = logging.getLogger(__name__)
+
+
 class _Callbacks:
-    """Calls the same hook on every callback, in order."""
+    """Calls the same hook on every callback, in order.
+
+    Every hook is optional (a medkit callback has no ``on_log`` or ``on_exception``), and a hook
+    gets only the arguments its signature takes (medkit's ``on_step_end`` takes no
+    ``batch_size``). An error raised by a callback's ``on_exception`` is logged, never raised:
+    it must not hide the error that stopped training.
+    """
 
     def __init__(self, callbacks: Sequence[TrainerCallback]) -> None:
         self.callbacks = list(callbacks)
@@ -85,9 +96,38 @@ class _Callbacks:
     def __getattr__(self, hook: str):
         def call(**kwargs: Any) -> None:
             for callback in self.callbacks:
-                getattr(callback, hook)(**kwargs)
+                method = getattr(callback, hook, None)
+                if method is None:
+                    continue
+                if hook == "on_exception":
+                    try:
+                        method(**_accepted(method, kwargs))
+                    except Exception as exc:  # noqa: BLE001 - the original error goes on, this one is told
+                        _log.warning("%s.on_exception failed: %s", type(callback).__name__, exc)
+                    continue
+                method(**_accepted(method, kwargs))
 
         return call
+
+
+def _accepted(method: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments ``method`` takes (all of them if it takes ``**kwargs``)."""
+    names = _parameter_names(getattr(method, "__func__", method))
+    return kwargs if names is None else {k: v for k, v in kwargs.items() if k in names}
+
+
+@functools.lru_cache(maxsize=256)
+def _parameter_names(function: Any) -> frozenset[str] | None:
+    """Names a function accepts by keyword; None when it takes ``**kwargs`` (or has no signature)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return frozenset(parameters)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -133,6 +173,9 @@ class Trainer:
     any torch scheduler or ``transformers.get_scheduler(...)``; it is stepped per optimizer
     step or per epoch as ``config.lr_scheduler_interval`` says, and a ``ReduceLROnPlateau``
     is stepped per epoch with the eval metric ``config.metric_to_track_lr``.
+
+    ``callbacks`` is a list of callbacks or one callback; ``callback`` (medkit's argument) adds
+    one. Without either, a `DefaultPrinterCallback` reports progress.
     """
 
     def __init__(
@@ -144,6 +187,7 @@ class Trainer:
         metrics_computer: MetricsComputer | None = None,
         lr_scheduler_builder: SchedulerBuilder | None = None,
         callbacks: Sequence[TrainerCallback] | TrainerCallback | None = None,
+        callback: TrainerCallback | None = None,
     ) -> None:
         config.validate()
         self.component = component
@@ -155,10 +199,13 @@ class Trainer:
         self.metrics_computer = metrics_computer
         self.lr_scheduler_builder = lr_scheduler_builder
         self.dist = DistributedContext.from_env()
+        if callback is not None:  # medkit's argument: one callback
+            callbacks = [callback, *([] if callbacks is None else
+                                     callbacks if isinstance(callbacks, (list, tuple)) else [callbacks])]
         if callbacks is None:
             callbacks = [DefaultPrinterCallback()] if self.dist.is_main else []
-        elif isinstance(callbacks, TrainerCallback):
-            callbacks = [callbacks]
+        elif isinstance(callbacks, TrainerCallback) or not isinstance(callbacks, (list, tuple)):
+            callbacks = [callbacks]  # one callback (a medkit one too)
         self.callbacks = _Callbacks(callbacks)
         self.output_dir = Path(config.output_dir)
         self.device = resolve_device(config.device)

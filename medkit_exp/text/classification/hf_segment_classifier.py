@@ -19,7 +19,7 @@ from medkit_exp.text.classification.encoding import SegmentEncoder
 from medkit_exp.text.classification.hf_segment_classifier_trainable import HFSegmentClassifierTrainable
 from medkit_exp.text.classification.items import SegmentItem, as_item
 from medkit_exp.text.classification.settings import SETTINGS_FILE, ClassifierSettings
-from medkit_exp.text.hf_model import config_labels, input_token_limit, load_for_inference
+from medkit_exp.text.hf_model import config_labels, input_token_limit, load_for_inference, model_folder
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class HFSegmentClassifier:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model_name_or_path = str(model)
+        self.model_name_or_path = model_folder(model)  # a checkpoint folder works too
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.model, self.tokenizer = load_for_inference(

@@ -21,6 +21,7 @@ from medkit_exp.text.hf_model import (
     inference_precision,
     input_token_limit,
     load_for_inference,
+    model_folder,
     quantize_int8,
 )
 from medkit_exp.text.ner.settings import SETTINGS_FILE, NerSettings, resolve_stride
@@ -75,7 +76,7 @@ class HFEntityMatcher:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model_name_or_path = str(model)
+        self.model_name_or_path = model_folder(model)  # a checkpoint folder works too
         self.batch_size = batch_size
         self.labels_map = dict(labels_map or {})
         self.attrs_to_copy = list(attrs_to_copy or [])
