@@ -420,3 +420,20 @@ def test_a_failing_on_exception_never_hides_the_error_that_stopped_training(tmp_
         Trainer(DummyClassifier(fail_at_forward=2), config(tmp_path, epochs=1), TRAIN, EVAL,
                 callbacks=[Broken()]).train()
     assert "Broken.on_exception failed: broken callback" in caplog.text
+
+
+def test_a_component_with_medkits_configure_optimizer_is_a_trainable_component():
+    from medkit_exp.training import TrainableComponent
+
+    class MedkitSpelling(DummyClassifier):
+        create_optimizer = None
+
+        def configure_optimizer(self, lr):
+            return torch.optim.SGD(self.model.parameters(), lr=lr)
+
+    class NoOptimizer(DummyClassifier):
+        create_optimizer = None
+
+    assert isinstance(DummyClassifier(), TrainableComponent)
+    assert isinstance(MedkitSpelling(), TrainableComponent)
+    assert not isinstance(NoOptimizer(), TrainableComponent) and not isinstance(object(), TrainableComponent)

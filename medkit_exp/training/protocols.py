@@ -15,8 +15,18 @@ import torch
 from medkit_exp.training.batch import BatchData
 
 
+class _ComponentCheck(type(Protocol)):
+    """``isinstance(x, TrainableComponent)`` accepts medkit's ``configure_optimizer`` spelling,
+    as the Trainer does (a plain runtime Protocol would ask for ``create_optimizer`` alone)."""
+
+    def __instancecheck__(cls, instance: Any) -> bool:
+        if cls.__name__ == "TrainableComponent" and cls.__module__ == __name__:
+            return hasattr(instance, "device") and not missing_protocol_methods(instance)
+        return super().__instancecheck__(instance)
+
+
 @runtime_checkable
-class TrainableComponent(Protocol):
+class TrainableComponent(Protocol, metaclass=_ComponentCheck):
     """A component the `Trainer` can fine-tune.
 
     - ``device``: where the model lives; the Trainer moves batches there.
