@@ -130,10 +130,17 @@ def _parameter_names(function: Any) -> frozenset[str] | None:
     return frozenset(parameters)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def resolve_device(name: str, component: Any = None) -> torch.device:
+    """The torch device of ``trainer.device``; ``auto`` keeps a component where it already is
+    (when that device is usable), else picks CUDA when present, else the CPU."""
+    if name != "auto":
+        return torch.device(name)
+    current = getattr(component, "device", None)
+    if current is not None:
+        current = torch.device(current)
+        if current.type == "cpu" or (current.type == "cuda" and torch.cuda.is_available()):
+            return current
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def seed_everything(seed: int) -> None:
@@ -208,7 +215,7 @@ class Trainer:
             callbacks = [callbacks]  # one callback (a medkit one too)
         self.callbacks = _Callbacks(callbacks)
         self.output_dir = Path(config.output_dir)
-        self.device = resolve_device(config.device)
+        self.device = resolve_device(config.device, component)
         # The precision computed in (fp32 or bf16) and why: trainer.precision=auto decides here.
         self.precision, self.precision_reason = resolve_precision(config.precision, self.device)
         self.state = ckpt.LoopState()
