@@ -328,3 +328,36 @@ def test_resuming_never_runs_code_from_a_checkpoint(workdir, tiny_bert_dir):
     errors = [line for line in resumed.stderr.splitlines() if line.startswith("medkit_exp: error:")]
     assert len(errors) == 1 and "holds more than tensors and plain data, so it was not loaded" in errors[0], errors
     assert not marker.exists()
+
+
+def test_a_run_shows_its_datasets_plots_errors_and_system_metrics(workdir, tiny_bert_dir, monkeypatch):
+    """What the MLflow UI shows of a run: a training experiment, the splits as inputs, system
+    metrics, plots and the error analysis page (also written locally, for tracking=none)."""
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # a sample every second: a short run
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")  # has some too
+    result = run_cli([*quick_args(tiny_bert_dir), "data.max_docs=24", "trainer.epochs=2", "tracking.log_model=false",
+                      "hydra.run.dir=out"], workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = workdir / "out" / "checkpoints"
+    assert f"errors       : {folder / 'analysis' / 'errors.html'}" in result.stdout
+    client = client_for(workdir)
+    experiment = client.get_experiment_by_name("medkit_exp")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    run = client.get_run(re.search(r"MLflow run\s+: (\w+)", result.stdout).group(1))
+    inputs = {d.dataset.name: (d.dataset.digest, {t.key: t.value for t in d.tags}) for d in run.inputs.dataset_inputs}
+    assert {name: tags["mlflow.data.context"] for name, (_, tags) in inputs.items()} == {
+        "demo/train": "training", "demo/dev": "validation", "demo/test": "test"}
+    assert len({digest for digest, _ in inputs.values()}) == 3  # each split its own digest
+    assert any(key.startswith("system/") for key in run.data.metrics)
+    assert run.data.tags["mlflow.source.name"] == "python -m medkit_exp" and run.data.tags["precision"] == "fp32"
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    logged |= {a.path for a in client.list_artifacts(run.info.run_id, "analysis")}
+    assert logged == {"plots/learning_curves.png", "plots/per_label_scores.png", "analysis/errors.html",
+                      "analysis/errors.tsv"}
+    assert all((folder / path).stat().st_size > 1000 or path.endswith(".tsv") for path in logged)
+    rows = (folder / "analysis" / "errors.tsv").read_text(encoding="utf-8").splitlines()
+    page = (folder / "analysis" / "errors.html").read_text(encoding="utf-8")
+    assert rows[0].split("\t")[:3] == ["kind", "label", "mention"]
+    kinds = {row.split("\t")[0] for row in rows[1:]}
+    assert kinds <= {"false_negative", "false_positive", "wrong_label"} and kinds  # an untrained-ish model errs
+    assert page.count("<tr>") >= len(rows) - 1 and "<mark class=\"gold\"" in page
