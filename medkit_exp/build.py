@@ -184,7 +184,9 @@ def build_node(key: str, node: Any, label: str | None = None, **context: Any) ->
         return instantiate(config, _convert_="all", **extra)
     except InstantiationException as exc:
         cause = exc.__cause__
-        if isinstance(cause, (ValueError, UserError)):
+        if isinstance(cause, UserError):  # already names the setting and the fix
+            raise cause from None
+        if isinstance(cause, ValueError):
             raise UserError(f"{key}={label or target_name(node)}: {cause}") from cause
         if cause is not None:
             raise cause from None
