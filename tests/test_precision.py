@@ -68,7 +68,10 @@ def test_the_matcher_predicts_in_bf16_and_int8_close_to_fp32(tiny_bert_dir, tmp_
     assert probabilities[precision][0] is (precision == "bf16")  # bf16: under autocast; int8: its own kernels
     if precision == "int8":
         assert any("quantized" in type(m).__module__ for m in other.model.modules())
-    difference = (probabilities["fp32"][1] - probabilities[precision][1]).abs().max().item()
+    reference_probs, other_probs = probabilities["fp32"][1], probabilities[precision][1]
+    length = reference_probs.shape[1]  # bf16 on CPU pads the batch to 16 tokens: compare the real ones
+    assert other_probs.shape[1] == (16 if precision == "bf16" else length) >= length
+    difference = (reference_probs - other_probs[:, :length]).abs().max().item()
     assert 0 < difference < tolerance  # a different computation, close to the fp32 one
 
 
