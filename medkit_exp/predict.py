@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--label-map", default=None, help='JSON map applied to the references, e.g. \'{"Modifier": "Disease"}\'')
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--split-sentences", action="store_true",
-                        help="predict sentence by sentence (for models trained with data.split_sentences=true)")
+                        help="predict sentence by sentence (for models trained with component.split_sentences=true)")
     parser.add_argument("--device", default="cpu")
     return parser.parse_args(argv)
 
