@@ -4,7 +4,7 @@
 
 Each round trains a tiny random BERT on the demo corpus (tracked in a fresh SQLite store,
 a checkpoint every epoch, step metrics every optimizer step), kills the process at a random
-moment after its first epoch, resumes it with ``trainer.resume_from=last``, and then reads
+moment after its first checkpoint, resumes it with ``trainer.resume_from=last``, and then reads
 the run back: every epoch's ``eval_f1`` and every optimizer step's ``step/train_loss`` must
 be there exactly once. Not part of the test suite (it takes minutes); prints one line per
 round and, last, ``N lost`` with the counts.
@@ -54,7 +54,7 @@ def one_round(workdir: Path, model: Path, epochs: int, rng: random.Random) -> tu
     process = subprocess.Popen(args, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)
     for line in process.stderr:
-        if line.startswith("Epoch 1 ("):
+        if line.startswith("Checkpoint saved:"):  # the first one: a resume has a starting point
             time.sleep(rng.uniform(0.0, 4.0))  # anywhere in the epochs after the first
             process.send_signal(signal.SIGKILL)
             break
