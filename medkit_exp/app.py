@@ -235,15 +235,11 @@ def _score_test(component: Any, trainer: Any, model_dir: Path, items: list[Any],
 
 
 class LearningRateRecorder:
-    """A Trainer callback keeping ``(optimizer step, lr)`` of every step log, for the lr curve."""
+    """A Trainer callback keeping ``(optimizer step, lr)`` of every step log, for the lr curve
+    (the Trainer skips the hooks a callback does not define)."""
 
     def __init__(self) -> None:
         self.points: list[tuple[int, float]] = []
-
-    def __getattr__(self, hook: str):  # every other Trainer hook: nothing to do
-        if hook.startswith("on_"):
-            return lambda **kwargs: None
-        raise AttributeError(hook)
 
     def on_log(self, logs: dict[str, float], global_step: int) -> None:
         if "lr" in logs:

@@ -16,7 +16,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Callable
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from medkit_exp.errors import UserError
 
@@ -86,7 +86,7 @@ def check_node(key: str, node: Any) -> Callable[..., Any] | None:
     """
     name = target_name(node)
     if name is None:
-        extra = [k for k in _arguments(key, node)] if isinstance(node, (DictConfig, Mapping)) else []
+        extra = list(_arguments(key, node)) if isinstance(node, (DictConfig, Mapping)) else []
         if extra:
             raise UserError(f"{key} has settings ({', '.join(extra)}) but no _target_; add {key}._target_=<module.Class>")
         return None
@@ -112,7 +112,7 @@ def _check_signature(key: str, name: str, target: Any, signature: inspect.Signat
                 known = ", ".join(n for n in named if n not in CONTEXT.get(key, ())) or "none"
                 raise UserError(f"{key}.{arg}: {name} has no argument {arg!r}; remove it "
                                 f"(its arguments: {known})")
-    context = CONTEXT.get(key.split(".")[0], ()) if "." not in key else ()
+    context = CONTEXT.get(key, ())  # a nested node (data.reader) gets no run context
     if not partial:
         for arg, param in named.items():
             if param.default is param.empty and arg not in arguments and arg not in context:
@@ -191,10 +191,3 @@ def build_node(key: str, node: Any, label: str | None = None, **context: Any) ->
         if cause is not None:
             raise cause from None
         raise
-
-
-def to_plain(value: Any) -> Any:
-    """OmegaConf containers as plain Python (other values unchanged)."""
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    return value

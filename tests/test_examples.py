@@ -81,7 +81,7 @@ def test_own_component_runs_with_the_whole_experiment_side(workdir):
     expected = RegressionMetrics().compute(RegressionMetrics().prepare_batch(output, batch))
     assert run.data.metrics["test_mae"] == pytest.approx(expected["mae"], rel=1e-5)
     assert run.data.metrics["test_rmse"] == pytest.approx(expected["rmse"], rel=1e-5)
-    assert f"test         : loss=" in result.stdout and "mae=" in result.stdout
+    assert "test         : loss=" in result.stdout and "mae=" in result.stdout
 
 
 def test_own_component_sweep_ranks_its_jobs_by_a_minimised_objective(workdir):

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
 from servers import free_port, serving
 from test_cli import cli_env, quick_args, run_cli
