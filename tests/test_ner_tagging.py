@@ -32,10 +32,16 @@ def test_build_tag_set_puts_o_first():
     assert build_tag_set(["drug"], "BILOU") == ["O", "B-drug", "I-drug", "L-drug", "U-drug"]
 
 
-@pytest.mark.parametrize("labels", [[], ["a", "a"], ["O"], [""]])
-def test_build_tag_set_rejects_bad_labels(labels):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("labels, message", [
+    ([], "no entity label given: pass at least one label to tag"),
+    (["a", "b", "a"], "duplicate entity labels ['a']: give each label once"),
+    (["O"], "invalid entity label 'O': labels must be non-empty strings other than 'O'"),
+    ([""], "invalid entity label '': labels must be non-empty strings other than 'O'"),
+])
+def test_build_tag_set_rejects_bad_labels(labels, message):
+    with pytest.raises(ValueError) as error:
         build_tag_set(labels)
+    assert str(error.value) == message
 
 
 def test_unknown_scheme_is_rejected():
