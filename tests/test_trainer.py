@@ -93,9 +93,24 @@ def test_every_item_is_preprocessed_once(tmp_path):
 
 
 def test_train_metrics_when_asked(tmp_path):
-    history = Trainer(DummyClassifier(), config(tmp_path, epochs=1, do_metrics_in_training=True), TRAIN, EVAL,
+    # lr 1e-12 with SGD and no dropout: the model does not change during the epoch, so the train
+    # metrics must be the untrained model's accuracy on the whole train split (and not on eval).
+    def accuracy(component, data):
+        with torch.no_grad():
+            logits = component.model(torch.tensor([features for features, _ in data]))
+        return sum(int(p) == label for p, (_, label) in zip(logits.argmax(-1), data)) / len(data)
+
+    untrained = DummyClassifier(dropout=0.0, optimizer="sgd")
+    expected_train, expected_eval = accuracy(untrained, TRAIN), accuracy(untrained, EVAL)
+    assert expected_train != expected_eval  # the two splits tell a mix-up apart
+    history = Trainer(DummyClassifier(dropout=0.0, optimizer="sgd"),
+                      config(tmp_path, epochs=1, lr=1e-12, do_metrics_in_training=True), TRAIN, EVAL,
                       metrics_computer=AccuracyMetrics(), callbacks=[]).train()
-    assert "accuracy" in history[0]["train"]
+    assert history[0]["train"]["accuracy"] == pytest.approx(expected_train)
+    assert history[0]["eval"]["accuracy"] == pytest.approx(expected_eval)
+    without = Trainer(DummyClassifier(), config(tmp_path / "off", epochs=1), TRAIN, EVAL,
+                      metrics_computer=AccuracyMetrics(), callbacks=[]).train()
+    assert set(without[0]["train"]) == {"loss"}  # not asked: the loss alone
 
 
 def test_callbacks_see_events_in_order_and_base_callback_never_crashes(tmp_path):
@@ -148,12 +163,30 @@ def test_any_torch_scheduler_builder_is_accepted(tmp_path):
     assert history[0]["lr"] == pytest.approx(0.05 * 0.5**8)
 
 
+def replay_plateau(values: list[float], lr: float, mode: str, factor: float) -> list[float]:
+    """The lr after each epoch of ReduceLROnPlateau(patience=0, default threshold) fed ``values``."""
+    best, lrs = None, []
+    for value in values:
+        improved = best is None or (value > best * (1 + 1e-4) if mode == "max" else value < best * (1 - 1e-4))
+        if improved:
+            best = value
+        else:
+            lr *= factor
+        lrs.append(lr)
+    return lrs
+
+
 def test_plateau_reads_the_tracked_metric(tmp_path):
-    # Tracking eval accuracy in "min" mode: it never improves after epoch 1, so the LR halves.
-    history = Trainer(DummyClassifier(), config(tmp_path, metric_to_track_lr="accuracy"), TRAIN, EVAL,
+    # Eval accuracy in "max" mode: the lr halves after each epoch that does not raise it.
+    history = Trainer(DummyClassifier(), config(tmp_path, epochs=5, metric_to_track_lr="accuracy"), TRAIN, EVAL,
                       metrics_computer=AccuracyMetrics(), callbacks=[],
                       lr_scheduler_builder=plateau(mode="max", factor=0.5, patience=0)).train()
-    assert history[0]["lr"] == pytest.approx(0.05)
+    lrs = [entry["lr"] for entry in history]
+    accuracies = [entry["eval"]["accuracy"] for entry in history]
+    assert lrs == pytest.approx(replay_plateau(accuracies, 0.05, "max", 0.5))
+    assert 0.05 in lrs and min(lrs) < 0.05  # kept after an improvement, halved after a plateau
+    # Read from the eval loss (the default metric) the same scheduler gives another sequence.
+    assert lrs != pytest.approx(replay_plateau([entry["eval"]["loss"] for entry in history], 0.05, "max", 0.5))
     with pytest.raises(TrainingSetupError, match="metric_to_track_lr='nope'"):
         Trainer(DummyClassifier(), config(tmp_path / "x", metric_to_track_lr="nope"), TRAIN, EVAL, callbacks=[],
                 lr_scheduler_builder=plateau()).train()
