@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from medkit_exp.build import build_node, check_node, target_name
 from medkit_exp.errors import UserError
+from medkit_exp.output_redaction import redact_process_output
 
 log = logging.getLogger("medkit_exp")
 
@@ -103,6 +104,7 @@ def build_scheduler(node: Any, choice: str) -> Any:
 def run(cfg: DictConfig) -> float | None:
     """Train, evaluate on test, track; return ``cfg.objective`` from the run summary."""
     started = time.perf_counter()
+    redact_process_output()  # no credential in a line printed or logged from here on
     trainer_cfg = trainer_config(cfg.trainer)  # fail on bad settings before anything heavy is imported
     for group in BUILT_GROUPS:
         check_node(group, cfg.get(group))

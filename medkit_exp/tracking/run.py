@@ -14,6 +14,9 @@ Metric names (all steps are integers):
   ``train_samples_per_s``;
 * `log_test_metrics`: ``test_<k>``.
 
+Everything the run sends (params, tags, the run name, text artifacts, the error of a failed run)
+goes through `medkit_exp.tracking.secrets.redact` first: credentials become ``***``.
+
 Artifacts: ``params.json`` (full nested config), ``history.json`` (list of epoch entries,
 rewritten each epoch), ``config.yaml`` (`log_config`), ``best_checkpoint/`` and optionally
 ``last_checkpoint/`` (the checkpoints' ``model/`` folders, uploaded at the end of training).
@@ -45,8 +48,9 @@ from medkit_exp.tracking.metrics import (
     to_json,
 )
 from medkit_exp.tracking.params import flatten_params, to_plain
+from medkit_exp.tracking.secrets import redact, redact_text
 from medkit_exp.tracking.sender import BackgroundSender
-from medkit_exp.tracking.store import setup_tracking
+from medkit_exp.tracking.store import setup_tracking, tracking_username
 from medkit_exp.tracking.tags import git_tags
 from medkit_exp.training.checkpoint import MODEL_DIR, STATE_JSON
 
@@ -176,14 +180,18 @@ class TrackedRun:
     def _start(self) -> str:
         self.experiment_id = setup_tracking(self.tracking_uri, self.experiment, self.tracking_root)
         self._client = MlflowClient(mlflow.get_tracking_uri())
-        tags = {**git_tags(), **{k: str(v) for k, v in self.tags.items()}}
+        user = tracking_username(mlflow.get_tracking_uri())
+        # On a server with accounts, the run belongs to the account, not to the local login.
+        tags = redact({**git_tags(), **({"mlflow.user": user} if user else {}),
+                       **{k: str(v) for k, v in self.tags.items()}})
+        run_name = redact_text(self.run_name) if self.run_name else self.run_name
         active = mlflow.active_run()
         parent = self.parent_run_id or (None if self.nested else os.environ.get(PARENT_RUN_ENV) or None)
         if self.resume_run_id:
             existing = self._client.get_run(self.resume_run_id)
             mlflow.set_experiment(experiment_id=existing.info.experiment_id)
             self.experiment_id = existing.info.experiment_id
-            run = mlflow.start_run(run_id=self.resume_run_id, run_name=self.run_name, tags=tags,
+            run = mlflow.start_run(run_id=self.resume_run_id, run_name=run_name, tags=tags,
                                    log_system_metrics=self.system_metrics)
             self._owns_run = True
             self._load_history()
@@ -195,7 +203,7 @@ class TrackedRun:
         else:
             run = mlflow.start_run(
                 experiment_id=self.experiment_id,
-                run_name=self.run_name,
+                run_name=run_name,
                 nested=self.nested or active is not None,
                 parent_run_id=parent,
                 tags=tags,
@@ -250,7 +258,7 @@ class TrackedRun:
 
         inputs = []
         for entry in datasets:
-            source = CodeDatasetSource({k: str(v) for k, v in entry["source"].items()})
+            source = CodeDatasetSource({k: redact_text(str(v)) for k, v in entry["source"].items()})
             dataset = MetaDataset(source=source, name=entry["name"], digest=entry["digest"])
             inputs.append(DatasetInput(dataset._to_mlflow_entity(),
                                        tags=[InputTag("mlflow.data.context", entry["context"])]))
@@ -262,7 +270,8 @@ class TrackedRun:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set run tags (values as strings)."""
         if self.logging and tags:
-            self._sender.call(self._client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            tags = redact({k: str(v) for k, v in tags.items()})
+            self._sender.call(self._client.log_batch, self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def flush(self) -> None:
         """Wait (up to ``flush_timeout_s``) until everything queued is in the store."""
@@ -279,7 +288,7 @@ class TrackedRun:
             return
         killed = _is_kill(exception)
         try:
-            message = f"{type(exception).__name__}: {exception}"[:5000]
+            message = redact_text(f"{type(exception).__name__}: {exception}")[:5000]
             self._sender.call(self._client.set_tag, self.run_id, "medkit.error", message)
             # Someone pressing Ctrl-C does not want to wait for a slow server.
             self._finish("KILLED" if killed else "FAILED", timeout=min(self.flush_timeout_s, 10.0))
@@ -331,7 +340,7 @@ class TrackedRun:
                 self._sender.log_metrics(epoch_metrics(metrics, epoch_duration), step=epoch)
             entry = {**dict(metrics), "epoch": epoch}
             self.history = [e for e in self.history if e.get("epoch") != epoch] + [entry]
-            self._sender.call(self._client.log_text, self.run_id, to_json(self.history), "history.json")
+            self._sender.call(self._client.log_text, self.run_id, redact_text(to_json(self.history)), "history.json")
             self._sender.flush(self.flush_timeout_s)
         except Exception as exc:
             log.warning("MLflow epoch logging failed: %s", exc)
@@ -351,10 +360,11 @@ class TrackedRun:
         """Write ``obj`` (dict, list, dataclass, OmegaConf) as the artifact ``name`` (.json or .yaml)."""
         if self.start() is None:
             return
+        plain = redact(to_plain(obj))
         if name.endswith((".yaml", ".yml")):
-            self._sender.call(self._client.log_dict, self.run_id, to_plain(obj), name)
+            self._sender.call(self._client.log_dict, self.run_id, plain, name)
         else:
-            self._sender.call(self._client.log_text, self.run_id, to_json(to_plain(obj)), name)
+            self._sender.call(self._client.log_text, self.run_id, to_json(plain), name)
         self._sender.flush(self.flush_timeout_s)
 
     def log_config(self, resolved_cfg_yaml: str, name: str = "config.yaml") -> None:
@@ -365,13 +375,11 @@ class TrackedRun:
         """Write ``text`` as the artifact file ``name`` (e.g. ``notes/summary.md``)."""
         if self.start() is None:
             return
-        self._sender.call(self._client.log_text, self.run_id, text, name)
+        self._sender.call(self._client.log_text, self.run_id, redact_text(text), name)
         self._sender.flush(self.flush_timeout_s)
 
     def ui_command(self) -> str:
         """How to browse this run: the ``mlflow ui`` command for a SQLite store, else the run's URL."""
-        from medkit_exp.tracking.secrets import redact_text
-
         uri = redact_text(self._client.tracking_uri) if self._client is not None else None
         if not uri:
             return "tracking is off"
@@ -392,7 +400,7 @@ class TrackedRun:
             if record.is_best:
                 self.best_checkpoint = record
             if self.logging:
-                local = str(record.path.resolve())
+                local = redact_text(str(record.path.resolve()))
                 self._sender.call(self._client.set_tag, self.run_id, "checkpoint.last_path", local)
                 if record.is_best:
                     self._sender.call(self._client.set_tag, self.run_id, "checkpoint.best_path", local)
@@ -428,7 +436,7 @@ class TrackedRun:
         source = model_dir if model_dir.is_dir() else record.path
         if not source.is_dir():
             raise FileNotFoundError(f"checkpoint folder not found: {source}")
-        tags = {f"{artifact_path}.source": str(record.path.resolve())}
+        tags = {f"{artifact_path}.source": redact_text(str(record.path.resolve()))}
         for key in ("epoch", "global_step", "metric", "value"):
             value = getattr(record, key)
             if value is not None:
@@ -498,6 +506,7 @@ class TrackedRun:
             nested["trainer"] = to_plain(config)
         if not nested:
             return
+        nested = redact(nested)
         flat = flatten_params(nested)
         existing = self._client.get_run(self.run_id).data.params
         changed = sorted(k for k, v in flat.items() if k in existing and existing[k] != v)

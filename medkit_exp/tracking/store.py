@@ -17,11 +17,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 from filelock import FileLock
 from mlflow.exceptions import MlflowException
+
+from medkit_exp.tracking.secrets import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,23 @@ LOCK_TIMEOUT_S = 300  # a first migration takes 5-7 s; several waiting processes
 
 class TrackingUnavailableError(RuntimeError):
     """The configured tracking server cannot be reached."""
+
+
+class TrackingAuthError(TrackingUnavailableError):
+    """The tracking server refused the credentials, or the user may not use the experiment."""
+
+
+USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"  # read by MLflow's client, with MLFLOW_TRACKING_PASSWORD
+CREDENTIALS_FIX = ("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or give them in the URI "
+                   "(tracking.uri=http://USER:PASSWORD@host:port)")
+
+
+def tracking_username(uri: str | None) -> str | None:
+    """The account a ``http(s)`` tracking server sees: ``$MLFLOW_TRACKING_USERNAME`` (MLflow's client
+    sends it over the URI's user part), else the user part of ``uri``; None for other stores."""
+    if not uri or not uri.startswith(("http://", "https://")):
+        return None
+    return os.environ.get(USERNAME_ENV) or urllib.parse.urlsplit(uri).username or None
 
 
 def default_tracking_uri(root: str | os.PathLike[str] = "mlruns") -> str:
@@ -66,10 +84,7 @@ def setup_tracking(
             mark_training_experiment(experiment_id)
             return experiment_id
         except MlflowException as exc:
-            raise TrackingUnavailableError(
-                f"MLflow tracking at {_redact(uri)} failed: {exc.message.splitlines()[0]}"
-                " (run with tracking=none to train without tracking)"
-            ) from exc
+            raise _setup_error(uri, experiment, exc) from exc
     return _setup_sqlite(uri, db_path, experiment, wal)
 
 
@@ -105,6 +120,26 @@ def mark_training_experiment(experiment_id: str) -> None:
     client = mlflow.MlflowClient()
     if EXPERIMENT_KIND_TAG not in client.get_experiment(experiment_id).tags:
         client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+
+
+def _setup_error(uri: str, experiment: str, exc: MlflowException) -> TrackingUnavailableError:
+    """One line for a server that refused setting up ``experiment``: bad credentials (401), no
+    permission (403), anything else."""
+    shown = redact_text(uri)
+    user = tracking_username(uri)
+    status = exc.get_http_status_code()
+    if status == 401 or exc.error_code == "UNAUTHENTICATED":
+        if user:
+            return TrackingAuthError(f"MLflow tracking server {shown}: authentication failed for user {user!r} "
+                                     f"(wrong user name or password); {CREDENTIALS_FIX}")
+        return TrackingAuthError(f"MLflow tracking server {shown} requires authentication and no user was given; "
+                                 f"{CREDENTIALS_FIX}")
+    if status == 403 or exc.error_code == "PERMISSION_DENIED":
+        return TrackingAuthError(f"MLflow tracking server {shown}: user {user!r} may not use experiment "
+                                 f"{experiment!r} (permission denied); ask the server's admin for EDIT on it, "
+                                 "or choose another tracking.experiment")
+    return TrackingUnavailableError(f"MLflow tracking at {shown} failed: {redact_text(exc.message.splitlines()[0])}"
+                                    " (run with tracking=none to train without tracking)")
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -148,14 +183,7 @@ def _check_reachable(uri: str, timeout: float) -> None:
         if isinstance(reason, ssl.SSLError):
             return  # it answered; TLS settings are MLflow's business (MLFLOW_TRACKING_INSECURE_TLS...)
         raise TrackingUnavailableError(
-            f"MLflow tracking server {_redact(uri)} is unreachable ({reason}); start it, fix the URI,"
+            f"MLflow tracking server {redact_text(uri)} is unreachable ({reason}); start it, fix the URI,"
             " or run with tracking=none"
         ) from None
 
-
-def _redact(uri: str) -> str:
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
