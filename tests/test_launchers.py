@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
 
-from test_cli import client_for, quick_args, run_cli
+from conftest import REPO_ROOT
+from test_cli import cli_env, client_for, quick_args, run_cli
 
 needs_submitit = pytest.mark.skipif(
     importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
@@ -26,11 +30,22 @@ def sweep_runs(workdir, experiment="medkit_exp"):
 
 
 def test_joblib_runs_four_jobs_at_once_against_a_new_sqlite_store(tmp_path, tiny_bert_dir):
-    """Four parallel jobs, and a store that does not exist yet: every run and metric recorded."""
-    result = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", *quick_args(tiny_bert_dir),
-                      "trainer.epochs=2", "data.max_docs=8", "trainer.lr=1e-3,5e-3", "trainer.seed=0,1",
-                      "tracking.log_model=false", "hydra.sweep.dir=sweep"], tmp_path, timeout=600)
+    """Four parallel jobs, and a store that does not exist yet: every run and metric recorded.
+
+    Each job waits inside its MLflow run until the four are there (tests/barrier.py): run one
+    after the other, the first would wait alone and fail.
+    """
+    barrier = tmp_path / "barrier"
+    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", *quick_args(tiny_bert_dir),
+            "trainer.epochs=2", "data.max_docs=8", "trainer.lr=1e-3,5e-3", "trainer.seed=0,1",
+            "tracking.log_model=false", "hydra.sweep.dir=sweep", "scheduler._target_=barrier.linear_warmup_after_barrier",
+            f"+scheduler.folder={barrier}", "+scheduler.parties=4"]
+    env = {**cli_env(), "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])}
+    result = subprocess.run([sys.executable, "-m", "medkit_exp", *args], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    # Four worker processes, none of them the launching one, were waiting at the barrier together.
+    assert len(list(barrier.iterdir())) == 4
     assert "database is locked" not in result.stderr
     launcher = yaml.safe_load((tmp_path / "sweep" / "multirun.yaml").read_text())["hydra"]["launcher"]
     assert launcher["_target_"].endswith("JoblibLauncher") and launcher["n_jobs"] == 4
@@ -44,9 +59,8 @@ def test_joblib_runs_four_jobs_at_once_against_a_new_sqlite_store(tmp_path, tiny
     for run in children:  # every metric point of every job is there
         assert [m.step for m in client.get_metric_history(run.info.run_id, "eval_f1")] == [1, 2]
         assert "test_f1" in run.data.metrics
-    # The jobs ran at the same time, in worker processes.
-    first, second = sorted(children, key=lambda r: r.info.start_time)[:2]
-    assert second.info.start_time < first.info.end_time, "the joblib jobs ran one after the other"
+    # The four runs were open at the same time (each started before the barrier, ended after it).
+    assert max(r.info.start_time for r in children) < min(r.info.end_time for r in children)
     # Each job returned its objective; the parent recorded the best one.
     best = max(children, key=lambda r: r.data.metrics["eval_f1"])
     assert parent.data.metrics["best_eval_f1"] == pytest.approx(best.data.metrics["eval_f1"])
