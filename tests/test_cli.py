@@ -217,19 +217,28 @@ def test_ctrl_c_then_resume_last_continues_the_same_mlflow_run(workdir, tiny_ber
 def test_kill_9_then_resume_equals_an_uninterrupted_run(workdir, tiny_bert_dir):
     import random
     import signal
-    import time
 
     from safetensors.torch import load_file
 
     args = [*quick_args(tiny_bert_dir), "data.max_docs=200", "trainer.epochs=8", "trainer.checkpoint_period=1",
             "trainer.log_every_n_steps=1"]
-    process = subprocess.Popen([sys.executable, "-m", "medkit_exp", *args, "hydra.run.dir=killed"], cwd=workdir,
-                               env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # The progress bar redrawn at every step (text mode reads each "\r" redraw as a line) tells
+    # which step of which epoch the run is at: kill it after a random step of epoch 4.
+    env = {**cli_env(), "TQDM_MININTERVAL": "0", "TQDM_MINITERS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "medkit_exp", *args, "callbacks.progress_bars=true",
+                                "hydra.run.dir=killed"], cwd=workdir, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    epoch, kill_after = 1, None
     for line in process.stderr:
-        if line.startswith("Epoch 3 ("):
-            time.sleep(random.uniform(0.0, 0.5))  # somewhere in epoch 4, at a random step
-            process.send_signal(signal.SIGKILL)
-            break
+        if line.startswith("Epoch "):
+            epoch = int(line.split()[1]) + 1
+        bar = re.match(r"train:.*\| (\d+)/(\d+) ", line)
+        if epoch == 4 and bar:
+            done, total = int(bar.group(1)), int(bar.group(2))
+            kill_after = kill_after or random.randint(1, total - 1)
+            if done >= kill_after:
+                process.send_signal(signal.SIGKILL)
+                break
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
     client = client_for(workdir)
