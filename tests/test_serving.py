@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -127,27 +128,55 @@ def test_the_registered_model_finds_what_the_checkpoint_finds(registered_run, tr
     assert schema.input_names() == list(OUTPUT_COLUMNS)
 
 
-def test_the_served_model_answers_invocations(registered_run, tracking_uri, tmp_path):
+@pytest.fixture(scope="module")
+def served_model(registered_run, tmp_path_factory):
+    """``mlflow models serve`` of the registered model on a free loopback port, for the module; yields its URL."""
     missing = [m for m in ("uvicorn", "fastapi") if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"the MLflow scoring server needs {', '.join(missing)} (pip install 'mlflow[extras]' or uvicorn fastapi)")
-    import mlflow
-
+    folder = tmp_path_factory.mktemp("served")
     port = free_port()
-    env = {**cli_env(), "MLFLOW_TRACKING_URI": tracking_uri}
+    env = {**cli_env(), "MLFLOW_TRACKING_URI": registered_run["uri"]}
     # mlflow runs `uvicorn` by name: find the one of this interpreter's environment even if not activated
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL_NAME}/1",
                "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
-    with serving(command, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", env=env, cwd=tmp_path):
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations", data=json.dumps({"inputs": TEXTS}).encode(),
-            headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            served = json.loads(answer.read())["predictions"]
-    got = as_tuples(entities_by_text(served, len(TEXTS)))
+    with serving(command, f"http://127.0.0.1:{port}/ping", folder / "serve.log", env=env, cwd=folder):
+        yield f"http://127.0.0.1:{port}"
+
+
+def invoke(url: str, body: bytes) -> tuple[int, dict]:
+    """POST ``body`` (JSON) to the server's /invocations; its status and decoded answer."""
+    request = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_served_model_answers_invocations(served_model, tracking_uri):
+    import mlflow
+
+    status, answer = invoke(served_model, json.dumps({"inputs": TEXTS}).encode())
+    assert status == 200, answer
+    got = as_tuples(entities_by_text(answer["predictions"], len(TEXTS)))
     expected = as_tuples(entities_by_text(mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/1").predict(TEXTS), len(TEXTS)))
     assert any(got) and same_entities(got, expected), (got, expected)
+
+
+@pytest.mark.parametrize("body, expected", [
+    (b'{"inputs": ["fever and', "Ensure that input is a valid JSON formatted string"),
+    (json.dumps({"dataframe_records": [{"text": 3}]}).encode(), "input text 0 is a int, not a str; send texts"),
+    # MLflow's input check keeps the first column only (the signature has one): it is named, so not texts
+    (json.dumps({"dataframe_records": [{"sex": "F", "age": 3}]}).encode(), "needs a 'text' column, got columns ['sex']"),
+    (json.dumps({"inputs": ["fever " * 900_000]}).encode(), "holds 5,400,000 characters of text, more than the 1,000,000"),
+], ids=["malformed-json", "number-in-text-column", "no-text-column", "5MB-text"])
+def test_the_served_model_refuses_bad_input_politely_and_keeps_serving(served_model, body, expected):
+    status, answer = invoke(served_model, body)
+    assert status == 400 and expected in answer["message"], (status, str(answer)[:2000])
+    status, answer = invoke(served_model, json.dumps({"inputs": TEXTS[:1]}).encode())
+    assert status == 200 and isinstance(answer["predictions"], list), answer  # still serving
 
 
 # ---------------------------------------------------------------------------- settings
@@ -191,6 +220,8 @@ def test_texts_of_accepts_lists_frames_and_records():
     assert texts_of({"text": ["a"]}) == ["a"]
     with pytest.raises(ValueError, match="needs a 'text' column"):
         texts_of(pd.DataFrame({"a": ["x"], "b": ["y"]}))
+    with pytest.raises(ValueError, match=r"needs a 'text' column, got columns \['sex'\]"):
+        texts_of(pd.DataFrame({"sex": ["F"]}))  # a named column is not the texts
     with pytest.raises(TypeError, match="input text 1 is a int, not a str"):
         texts_of(["a", 3])
     with pytest.raises(TypeError, match="got int"):

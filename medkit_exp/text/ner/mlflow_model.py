@@ -15,6 +15,12 @@ Output: a DataFrame with one row per entity, in text order then span order, with
 
 A text without entities has no row; `entities_by_text` regroups the rows per text.
 
+Bad input is refused with MLflow's "invalid parameter" error, which the scoring server of
+``mlflow models serve`` answers as a 400 with the message, and goes on serving: a value that
+is not a text, a frame without a ``text`` column, or more than ``max_chars`` characters of
+text in one call (default `MAX_CHARS`: a larger request would hold the server for minutes
+and outlive MLflow's 60 s request timeout).
+
 The model is logged *from code* (MLflow's recommended way; nothing is pickled): the logged
 model holds `pyfunc_entry.py`, which imports this module, so **medkit_exp must be installed
 wherever the model is loaded or served** (``mlflow models serve --env-manager local`` from
@@ -36,6 +42,7 @@ OUTPUT_COLUMNS = {"text_index": "int64", "start": "int64", "end": "int64", "labe
                   "text": "object", "score": "float64"}
 # Distributions the model needs at load time; their installed versions are pinned in requirements.txt.
 REQUIREMENTS = ("medkit_exp", "mlflow", "torch", "transformers", "tokenizers", "numpy", "pandas")
+MAX_CHARS = 1_000_000  # characters of text per predict call (about 250 pages); model_config "max_chars"
 EXAMPLE_TEXTS = ["The patient was started on metformin for type 2 diabetes.", "No acute distress."]
 
 
@@ -45,38 +52,52 @@ class EntityMatcherModel(mlflow.pyfunc.PythonModel):
     ``model_config`` keys (set at logging time): ``batch_size`` (windows per forward pass,
     default 32), ``split_sentences`` (predict sentence by sentence, as a model trained with
     ``component.split_sentences=true`` saw its inputs; default false), ``device`` (default cpu),
-    ``precision`` (``fp32``, ``bf16``, ``int8`` or ``auto``; default fp32, see `HFEntityMatcher`).
-    Override them when loading: ``mlflow.pyfunc.load_model(uri, model_config={"precision": "bf16"})``.
+    ``precision`` (``fp32``, ``bf16``, ``int8`` or ``auto``; default fp32, see `HFEntityMatcher`),
+    ``max_chars`` (characters of text accepted per call, default `MAX_CHARS`). Override them when loading: ``mlflow.pyfunc.load_model(uri, model_config={"precision": "bf16"})``.
     """
 
     def __init__(self) -> None:
         self.matcher: Any = None
         self.split_sentences = False
+        self.max_chars = MAX_CHARS
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         from medkit_exp.text.ner import HFEntityMatcher
 
         config = dict(context.model_config or {})
         self.split_sentences = bool(config.get("split_sentences", False))
+        self.max_chars = int(config.get("max_chars", MAX_CHARS))
         self.matcher = HFEntityMatcher(model=context.artifacts[ARTIFACT_KEY], device=config.get("device", "cpu"),
                                        batch_size=int(config.get("batch_size", 32)),
                                        precision=str(config.get("precision", "fp32")))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Entities of each input text, as flat rows (see `OUTPUT_COLUMNS`)."""
+        from mlflow.exceptions import MlflowException
+
         if self.matcher is None:
             raise RuntimeError("EntityMatcherModel.predict called before load_context: load it with mlflow.pyfunc.load_model")
-        return predict_entities(self.matcher, texts_of(model_input), self.split_sentences)
+        try:
+            texts = texts_of(model_input)
+        except (TypeError, ValueError) as exc:
+            raise MlflowException.invalid_parameter_value(f"{exc}; send texts, e.g. {{\"inputs\": [\"...\"]}}") from None
+        size = sum(map(len, texts))
+        if size > self.max_chars:
+            raise MlflowException.invalid_parameter_value(
+                f"the input holds {size:,} characters of text, more than the {self.max_chars:,} this model takes "
+                "in one call; send fewer or shorter texts (or load it with model_config={'max_chars': N})")
+        return predict_entities(self.matcher, texts, self.split_sentences)
 
 
 def texts_of(model_input: Any) -> list[str]:
-    """The texts of a pyfunc input: a DataFrame with a ``text`` column (or one column), a list of str, or one str."""
+    """The texts of a pyfunc input: a DataFrame with a ``text`` column (or one unnamed column, as MLflow makes
+    of a list), a list of str, or one str."""
     if isinstance(model_input, pd.DataFrame):
         if TEXT_COLUMN in model_input.columns:
             values = list(model_input[TEXT_COLUMN])
-        elif len(model_input.columns) == 1:  # a list converted by MLflow: one column named 0
-            values = list(model_input.iloc[:, 0])
-        else:
+        elif len(model_input.columns) == 1 and not isinstance(model_input.columns[0], str):
+            values = list(model_input.iloc[:, 0])  # a list converted by MLflow: one column named 0
+        else:  # a named column (age, note...) is not the texts; MLflow's input check may have dropped others
             raise ValueError(f"the input DataFrame needs a {TEXT_COLUMN!r} column, got columns {list(model_input.columns)}")
     elif isinstance(model_input, dict):
         if TEXT_COLUMN not in model_input:
