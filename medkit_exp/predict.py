@@ -1,6 +1,6 @@
 """`python -m medkit_exp.predict`: run a trained entity matcher on a corpus.
 
-    python -m medkit_exp.predict --model outputs/.../checkpoint-epoch-003/model --input docs/ --output preds/
+    python -m medkit_exp.predict --model outputs/.../checkpoint_003/model --input docs/ --output preds/
     python -m medkit_exp.predict --run-id 3f2a... --input ../shared/data/ncbi-disease/test --output preds/
 
 The model is a checkpoint's ``model/`` folder, or the best checkpoint of an MLflow run

@@ -5,7 +5,7 @@
 - ``last`` or ``best``: under ``trainer.output_dir`` when it holds checkpoints, else from the
   most recent run of ``tracking.experiment`` that recorded a checkpoint folder, else from
   the newest run folder under ``outputs/`` and ``multirun/`` of the launch folder;
-- a checkpoint folder (``.../checkpoint-epoch-002``);
+- a checkpoint folder (``.../checkpoint_002``);
 - an MLflow run id: that run's last checkpoint.
 
 The checkpoint folder's parent becomes the run's ``trainer.output_dir`` again, and the MLflow

@@ -41,7 +41,7 @@ def test_bad_corpus_is_one_line_with_the_file(tmp_path, tiny_bert_dir, case):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("medkit_exp: error:"), result.stderr[-2000:]
     assert expected in lines[0]
-    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("checkpoint-*"))
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("checkpoint_*"))
 
 
 def test_empty_corpus_and_missing_root(tmp_path, tiny_bert_dir):
@@ -62,7 +62,7 @@ def test_resuming_from_a_checkpoint_of_another_label_set_is_refused(workdir, tin
     first = run_cli([*quick_args(tiny_bert_dir), "trainer.epochs=1", "data.max_docs=8", "hydra.run.dir=first",
                      "tracking=none"], workdir)
     assert first.returncode == 0, first.stderr[-2000:]
-    checkpoint = workdir / "first" / "checkpoints" / "checkpoint-epoch-001"
+    checkpoint = workdir / "first" / "checkpoints" / "checkpoint_001"
     result = run_cli([*quick_args(tiny_bert_dir), "trainer.epochs=2", "data.max_docs=8", "data.labels=[problem]",
                       f"trainer.resume_from={checkpoint}", "tracking=none"], workdir)
     assert result.returncode == 2, result.stderr[-2000:]
@@ -77,7 +77,7 @@ def test_an_out_of_range_component_setting_is_one_line(tmp_path, tiny_bert_dir):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "attention_dropout must be in [0, 1), got 1.5" in lines[0], result.stderr[-2000:]
     assert lines[0].count("attention_dropout must be") == 1, lines[0]  # the wrapped cause is not repeated
-    assert not list(tmp_path.rglob("checkpoint-epoch-*")), "nothing trained, nothing written"
+    assert not list(tmp_path.rglob("checkpoint_*")), "nothing trained, nothing written"
 
 
 @pytest.mark.parametrize("override, expected", [
@@ -96,4 +96,4 @@ def test_a_setting_the_chosen_options_ignore_is_refused(tmp_path, override, expe
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], lines
-    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("checkpoint-*"))
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("checkpoint_*"))

@@ -256,7 +256,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(workdir, tiny_bert_dir):
 
     straight = run_cli([*args, "hydra.run.dir=straight", "tracking=none"], workdir)
     assert straight.returncode == 0, straight.stderr[-3000:]
-    final = "checkpoints/checkpoint-epoch-008/model/model.safetensors"
+    final = "checkpoints/checkpoint_008/model/model.safetensors"
     killed_then_resumed, uninterrupted = load_file(str(workdir / "killed" / final)), load_file(str(workdir / "straight" / final))
     assert all(torch_equal(killed_then_resumed[k], uninterrupted[k]) for k in uninterrupted)
 
@@ -324,7 +324,7 @@ def test_resuming_never_runs_code_from_a_checkpoint(workdir, tiny_bert_dir):
     first = run_cli([*quick_args(tiny_bert_dir), "data.max_docs=16", "trainer.epochs=1", "tracking=none",
                      "hydra.run.dir=first"], workdir)
     assert first.returncode == 0, first.stderr[-3000:]
-    checkpoint = workdir / "first" / "checkpoints" / "checkpoint-epoch-001"
+    checkpoint = workdir / "first" / "checkpoints" / "checkpoint_001"
     marker = workdir / "code-ran"
     state = torch.load(checkpoint / "trainer_state.pt", weights_only=True)  # our own file loads safely
     state["loop"]["payload"] = _TouchOnLoad(marker)

@@ -42,8 +42,8 @@ def test_two_gloo_processes_match_one_process_over_the_same_global_batch(workdir
     single = run_cli([*args, "trainer.batch_size=8", "hydra.run.dir=single", "tracking=none"], workdir)
     assert single.returncode == 0, single.stderr[-3000:]
 
-    ddp_weights = load_weights(workdir / "ddp" / "checkpoints" / "checkpoint-epoch-002" / "model")
-    single_weights = load_weights(workdir / "single" / "checkpoints" / "checkpoint-epoch-002" / "model")
+    ddp_weights = load_weights(workdir / "ddp" / "checkpoints" / "checkpoint_002" / "model")
+    single_weights = load_weights(workdir / "single" / "checkpoints" / "checkpoint_002" / "model")
     assert ddp_weights.keys() == single_weights.keys()
     # Same updates; only the order of float additions differs (gradients summed across processes).
     worst = max((ddp_weights[k] - single_weights[k]).abs().max().item() for k in ddp_weights)

@@ -74,7 +74,7 @@ def test_own_component_runs_with_the_whole_experiment_side(workdir):
     from my_regressor import MLPRegressor, RegressionMetrics, synthetic_splits
 
     model = MLPRegressor(hidden=16)
-    model.load(workdir / "out" / "checkpoints" / f"checkpoint-epoch-{best_epoch:03d}" / "model")
+    model.load(workdir / "out" / "checkpoints" / f"checkpoint_{best_epoch:03d}" / "model")
     test = synthetic_splits()["test"]
     batch = model.collate([model.preprocess(item) for item in test])
     output, _ = model.forward(batch, return_loss=False, eval_mode=True)
@@ -166,7 +166,7 @@ def test_own_component_trains_data_parallel_under_torchrun(workdir):
     single = run_user_cli(["trainer.epochs=2", "trainer.lr=0.01", "trainer.batch_size=32", "hydra.run.dir=single",
                            "tracking=none"], workdir)
     assert single.returncode == 0, single.stderr[-3000:]
-    weights = [torch.load(workdir / side / "checkpoints" / "checkpoint-epoch-002" / "model" / "weights.pt")
+    weights = [torch.load(workdir / side / "checkpoints" / "checkpoint_002" / "model" / "weights.pt")
                for side in ("ddp", "single")]
     assert max((weights[0][k] - weights[1][k]).abs().max().item() for k in weights[0]) < 1e-5
     assert ddp.stdout.count("== medkit_exp run summary ==") == 1

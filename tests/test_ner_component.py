@@ -362,7 +362,7 @@ def test_hf_ner_with_split_sentences_trains_on_each_sentence_of_a_document(tiny_
 def test_the_matcher_takes_a_checkpoint_folder_as_its_model(tiny_bert_dir, tmp_path):
     """As medkit users write it: HFEntityMatcher(model=<checkpoint folder>), the model one level down."""
     component = HFEntityMatcher.make_trainable(str(tiny_bert_dir), labels=["problem"])
-    checkpoint = tmp_path / "checkpoint-epoch-001"
+    checkpoint = tmp_path / "checkpoint_001"
     component.save(checkpoint / "model")
     matcher = HFEntityMatcher(model=checkpoint)
     assert matcher.model_name_or_path == str(checkpoint / "model") and matcher.labels == ["problem"]

@@ -27,7 +27,7 @@ def entry(epoch: int, loss: float, f1: float) -> dict:
 
 
 def fake_checkpoint(root: Path, epoch: int, is_best: bool | None, **state) -> Path:
-    path = root / f"checkpoint-epoch-{epoch:03d}"
+    path = root / f"checkpoint_{epoch:03d}"
     (path / "model").mkdir(parents=True)
     (path / "model" / "config.json").write_text(json.dumps({"epoch": epoch}))
     (path / "model" / "model.safetensors").write_bytes(b"weights%d" % epoch)
@@ -104,7 +104,7 @@ def test_a_full_training_is_recorded(mlflow_root, tmp_path):
     last = Path(client.download_artifacts(callback.run_id, "last_checkpoint", str(tmp_path / "last")))
     assert json.loads((last / "config.json").read_text()) == {"epoch": 3}
     assert run.data.tags["best_checkpoint.epoch"] == "2" and run.data.tags["best_checkpoint.metric"] == "f1"
-    assert run.data.tags["checkpoint.last_path"].endswith("checkpoint-epoch-003")
+    assert run.data.tags["checkpoint.last_path"].endswith("checkpoint_003")
 
 
 def test_without_params_the_trainer_config_is_logged_under_trainer(mlflow_root, tmp_path):
@@ -146,7 +146,7 @@ def test_helpers_log_test_metrics_config_and_dicts_even_after_the_run_ended(mlfl
 def test_log_best_checkpoint_is_public_and_not_uploaded_twice(mlflow_root, tmp_path, monkeypatch):
     callback = make_callback(mlflow_root)
     train(callback, tmp_path, epochs=2)
-    callback.run.log_best_checkpoint(tmp_path / "ckpt" / "checkpoint-epoch-002")
+    callback.run.log_best_checkpoint(tmp_path / "ckpt" / "checkpoint_002")
     uploads = []
     monkeypatch.setattr(MlflowClient, "log_artifacts", lambda self, *a, **k: uploads.append(a))
     callback.on_train_end()
@@ -317,7 +317,7 @@ def test_app_flow_keeps_the_run_open_for_test_results_then_finishes(mlflow_root,
     uploads = []
     real = MlflowClient.log_artifacts
     monkeypatch.setattr(MlflowClient, "log_artifacts", lambda self, *a: uploads.append(a) or real(self, *a))
-    assert callback.run.log_best_checkpoint(tmp_path / "ckpt" / "checkpoint-epoch-002")  # uploaded at train end already
+    assert callback.run.log_best_checkpoint(tmp_path / "ckpt" / "checkpoint_002")  # uploaded at train end already
     callback.run.log_test_metrics({"f1": 0.7})
     callback.run.finish()
     run = client.get_run(run_id)
@@ -369,7 +369,7 @@ def test_a_failed_checkpoint_upload_warns_and_returns_false(mlflow_root, tmp_pat
 
     monkeypatch.setattr(MlflowClient, "log_artifacts", down)
     with caplog.at_level(logging.WARNING):
-        assert callback.run.log_best_checkpoint(tmp_path / "ckpt" / "checkpoint-epoch-001") is False
+        assert callback.run.log_best_checkpoint(tmp_path / "ckpt" / "checkpoint_001") is False
     assert "artifact store down" in caplog.text
     with pytest.raises(FileNotFoundError):
         callback.run.log_best_checkpoint(tmp_path / "missing")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -199,9 +200,9 @@ def test_checkpoint_holds_everything_needed_to_resume(tmp_path):
     history = trainer.train()
     out = tmp_path / "out"
     index = json.loads((out / "checkpoints.json").read_text())
-    assert index["last"] == "checkpoint-epoch-003"
+    assert index["last"] == "checkpoint_003"
     best_epoch = max(range(3), key=lambda i: (history[i]["eval"]["accuracy"], -i)) + 1
-    assert index["best"] == f"checkpoint-epoch-{best_epoch:03d}"
+    assert index["best"] == f"checkpoint_{best_epoch:03d}"
     assert trainer.best_checkpoint == out / index["best"]
     kept = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert kept == sorted({index["best"], index["last"]})
@@ -230,10 +231,10 @@ def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         trainer.train()
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-epoch-001", "checkpoint-epoch-002", "checkpoints.json"]
-    assert json.loads((out / "checkpoints.json").read_text())["last"] == "checkpoint-epoch-002"
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint_001", "checkpoint_002", "checkpoints.json"]
+    assert json.loads((out / "checkpoints.json").read_text())["last"] == "checkpoint_002"
     reloaded = DummyClassifier()
-    reloaded.load(out / "checkpoint-epoch-002" / "model")
+    reloaded.load(out / "checkpoint_002" / "model")
 
 
 class StopAfter(TrainerCallback):
@@ -289,7 +290,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 2, batch 3, after optimizer step 10"):
         Trainer(component, config(tmp_path), TRAIN, EVAL, callbacks=[]).train()
     out = tmp_path / "out"
-    assert json.loads((out / "checkpoints.json").read_text())["last"] == "checkpoint-epoch-001"
+    assert json.loads((out / "checkpoints.json").read_text())["last"] == "checkpoint_001"
 
 
 def test_non_finite_loss_can_be_skipped(tmp_path):
@@ -363,7 +364,7 @@ def test_ctrl_c_finishes_the_step_checkpoints_mid_epoch_and_resumes_exactly(tmp_
                 callbacks=[SendSignal(signal.SIGINT, after_step=21)],
                 lr_scheduler_builder=linear_warmup(warmup_ratio=0.2)).train()
     index = json.loads((tmp_path / "part" / "out" / "checkpoints.json").read_text())
-    assert index["last"] == "checkpoint-epoch-002-step-000011"  # the window finished: 8 + 3 optimizer steps
+    assert index["last"] == "checkpoint_002_step_000011"  # the window finished: 8 + 3 optimizer steps
     state = torch.load(tmp_path / "part" / "out" / index["last"] / "trainer_state.pt", weights_only=False)
     assert state["loop"]["batches_done"] == 6 and state["loop"]["epoch"] == 1
 
@@ -373,13 +374,17 @@ def test_ctrl_c_finishes_the_step_checkpoints_mid_epoch_and_resumes_exactly(tmp_
                               lr_scheduler_builder=linear_warmup(warmup_ratio=0.2)).train()
     assert torch.equal(weights(full), weights(resumed))
     assert _comparable(resumed_history) == _comparable(full_history)
+    # The mid-epoch checkpoint went once a later one existed: medkit's glob finds the last checkpoint.
+    out = tmp_path / "part" / "out"
+    assert sorted(glob.glob(str(out) + "/checkpoint_*"))[-1] == str(out / "checkpoint_003")
+    assert not list(out.glob("*_step_*"))
 
 
 def test_sigterm_exits_with_143_after_a_checkpoint(tmp_path):
     with pytest.raises(SystemExit) as stopped:
         Trainer(DummyClassifier(), config(tmp_path), TRAIN, EVAL, callbacks=[SendSignal(signal.SIGTERM, 3)]).train()
     assert stopped.value.code == 143
-    assert json.loads((tmp_path / "out" / "checkpoints.json").read_text())["last"] == "checkpoint-epoch-001-step-000003"
+    assert json.loads((tmp_path / "out" / "checkpoints.json").read_text())["last"] == "checkpoint_001_step_000003"
 
 
 def test_a_second_ctrl_c_stops_at_once_and_the_callers_handler_comes_back(tmp_path):
@@ -404,7 +409,7 @@ def test_checkpoints_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     out = tmp_path / "out"
-    assert (out / "checkpoint-epoch-001").stat().st_mode & 0o777 == 0o755
+    assert (out / "checkpoint_001").stat().st_mode & 0o777 == 0o755
     assert (out / "checkpoints.json").stat().st_mode & 0o777 == 0o644
 
 

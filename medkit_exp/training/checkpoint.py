@@ -2,7 +2,7 @@
 
 Layout under the trainer's ``output_dir``::
 
-    checkpoint-epoch-003/
+    checkpoint_003/
         model/                 what the component's ``save`` wrote (HF format for HF models)
         trainer_state.pt       optimizer, scheduler, RNG states, loop counters, history
         trainer_state.json     the same counters in readable form, plus the config
@@ -11,6 +11,11 @@ Layout under the trainer's ``output_dir``::
 A checkpoint is first written to a hidden temporary folder and renamed into place only
 when complete, and the index is replaced atomically after it: a crash at any moment
 leaves the previous best and last checkpoints intact and the index pointing at them.
+
+Names sort in the order they were written, so medkit's way of finding the last checkpoint,
+``sorted(glob(output_dir + "/checkpoint_*"))[-1]``, finds it here too: an epoch's checkpoint
+is ``checkpoint_003``, and one written mid-epoch (``checkpoint_003_step_000123``, after an
+interruption) is deleted as soon as a later checkpoint exists.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ INDEX_FILE = "checkpoints.json"
 MODEL_DIR = "model"
 STATE_FILE = "trainer_state.pt"
 STATE_JSON = "trainer_state.json"
-PREFIX = "checkpoint-epoch-"
+PREFIX = "checkpoint_"
+MID_EPOCH = "_step_"
+LEGACY_PREFIX = "checkpoint-epoch-"  # the names before medkit's glob was followed; still rotated
 
 
 class CheckpointError(RuntimeError):
@@ -57,9 +64,9 @@ class LoopState:
 
 
 def checkpoint_name(epoch: int, global_step: int | None = None) -> str:
-    """``checkpoint-epoch-003`` at an epoch end, ``checkpoint-epoch-003-step-000123`` mid-epoch."""
+    """``checkpoint_003`` at an epoch end, ``checkpoint_003_step_000123`` mid-epoch."""
     name = f"{PREFIX}{epoch:03d}"
-    return name if global_step is None else f"{name}-step-{global_step:06d}"
+    return name if global_step is None else f"{name}{MID_EPOCH}{global_step:06d}"
 
 
 def capture_rng_states() -> dict[str, Any]:
@@ -167,13 +174,16 @@ def update_index(output_dir: Path, index: dict[str, Any]) -> None:
 
 
 def rotate_checkpoints(output_dir: Path, index: dict[str, Any], keep: int) -> None:
-    """Delete old checkpoints, keeping the best, the last and the ``keep`` most recent others."""
+    """Delete old checkpoints, keeping the best, the last and the ``keep`` most recent others.
+
+    A mid-epoch checkpoint is kept only while it is the last: it exists to resume, and once
+    a later one is written it would only be found, wrongly, as the last by a name sort."""
     protected = {index.get("best"), index.get("last")}
-    others = sorted(
-        (p for p in Path(output_dir).glob(f"{PREFIX}*") if p.is_dir() and p.name not in protected),
-        key=lambda p: p.name,
-    )
-    for path in others[: max(len(others) - keep, 0)]:
+    folders = [*Path(output_dir).glob(f"{PREFIX}*"), *Path(output_dir).glob(f"{LEGACY_PREFIX}*")]
+    others = sorted((p for p in folders if p.is_dir() and p.name not in protected), key=lambda p: p.name)
+    superseded = [p for p in others if MID_EPOCH in p.name]
+    others = [p for p in others if MID_EPOCH not in p.name]
+    for path in superseded + others[: max(len(others) - keep, 0)]:
         shutil.rmtree(path, ignore_errors=True)
 
 
