@@ -144,6 +144,8 @@ class AnnotationContainer:
 class TextDocument:
     """A text with metadata and validated annotations (``doc.anns.add(entity)``)."""
 
+    RAW_LABEL = "RAW_TEXT"  # label of `raw_segment`, as in medkit
+
     def __init__(
         self,
         text: str,
@@ -159,6 +161,12 @@ class TextDocument:
         self.anns = AnnotationContainer(self)
         for ann in anns or []:
             self.anns.add(ann)
+
+    @property
+    def raw_segment(self) -> Segment:
+        """The whole text as a segment (not among the annotations), what medkit operations run
+        on: ``matcher.run([doc.raw_segment])``."""
+        return Segment(label=self.RAW_LABEL, spans=[Span(0, len(self.text))], text=self.text)
 
     def __repr__(self) -> str:
         return f"TextDocument(id={self.id!r}, chars={len(self.text)}, anns={len(self.anns)})"

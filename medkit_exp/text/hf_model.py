@@ -100,9 +100,17 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
+def as_device(device: str | int | torch.device) -> torch.device:
+    """A torch device; an int numbers it as transformers' pipelines and medkit do: -1 the CPU,
+    ``n >= 0`` the n-th GPU."""
+    if isinstance(device, int) and not isinstance(device, bool):
+        return torch.device("cpu") if device < 0 else torch.device("cuda", device)
+    return torch.device(device)
+
+
 def model_folder(model: str | Path) -> str:
     """``model``, or its ``model/`` subfolder when ``model`` is a checkpoint folder (what
-    `Trainer` writes: ``checkpoint-epoch-003/model/``), so either can be given as the model."""
+    `Trainer` writes: ``checkpoint_003/model/``), so either can be given as the model."""
     path = Path(model)
     if path.is_dir() and not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
         return str(path / "model")
@@ -222,9 +230,9 @@ class HFTrainableModel:
     # Trainer sets it (trainer.pad_to_multiple_of).
     pad_to_multiple_of: int | None = None
 
-    def to(self, device: str | torch.device) -> "HFTrainableModel":
+    def to(self, device: str | int | torch.device) -> "HFTrainableModel":
         """Move the model to ``device``."""
-        self.device = torch.device(device)
+        self.device = as_device(device)
         self.model.to(self.device)
         return self
 

@@ -2,21 +2,77 @@
 
 This module imports nothing heavy (no torch), so that Hydra can compose and validate a
 config before any model is loaded.
+
+medkit's names for the same settings (``learning_rate``, ``nb_training_epochs``...) are
+accepted by the constructor and readable (and writable) as attributes, so that medkit code
+and callbacks work unchanged; they are not fields, so Hydra, MLflow params and ``asdict``
+see each setting once, under the project's name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+import functools
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Optional
 
 
+class _MedkitName:
+    """medkit's attribute name for a `TrainerConfig` field: reads and writes that field."""
+
+    def __init__(self, field: str, to_field: Callable[[Any], Any] = lambda v: v,
+                 from_field: Callable[[Any], Any] = lambda v: v) -> None:
+        self.field, self.to_field, self.from_field = field, to_field, from_field
+
+    def __get__(self, config: Any, owner: type | None = None) -> Any:
+        return self if config is None else self.from_field(getattr(config, self.field))
+
+    def __set__(self, config: Any, value: Any) -> None:
+        setattr(config, self.field, self.to_field(value))
+
+
+def _checkpoint_mode(minimize: Any) -> str:
+    if not isinstance(minimize, bool):
+        raise ValueError(f"minimize_checkpoint_metric must be True or False, got {minimize!r}")
+    return "min" if minimize else "max"
+
+
+def _accepts_medkit_names(cls: type) -> type:
+    """Let the dataclass's constructor take medkit's names too (see `_own_names`)."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **_own_names(cls, kwargs))
+
+    cls.__init__ = __init__
+    return cls
+
+
+def _own_names(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with medkit's names replaced by the fields they stand for; a setting given
+    under both names with different values is a ``ValueError``."""
+    result = {k: v for k, v in kwargs.items() if k not in MEDKIT_NAMES}
+    for name, value in kwargs.items():
+        if name not in MEDKIT_NAMES:
+            continue
+        alias = MEDKIT_NAMES[name]
+        converted = alias.to_field(value)
+        if alias.field in result and result[alias.field] != converted:
+            raise ValueError(f"TrainerConfig got {alias.field}={result[alias.field]!r} and {name}={value!r}, "
+                             f"two names of one setting with different values: give only one of them")
+        result[alias.field] = converted
+    return result
+
+
+@_accepts_medkit_names
 @dataclass
 class TrainerConfig:
     """Settings of a `Trainer` run.
 
     Checkpoint metrics are named as in the eval phase of the history (``loss``, ``f1``...).
     ``resume_from`` is a checkpoint folder, or ``"last"`` for the last checkpoint under
-    ``output_dir``.
+    ``output_dir``. medkit's names are accepted beside the fields (see `MEDKIT_NAMES`):
+    ``TrainerConfig(output_dir="ckpt", learning_rate=1e-4, nb_training_epochs=3)``.
     """
 
     output_dir: str = "checkpoints"
@@ -56,6 +112,13 @@ class TrainerConfig:
     max_nan_skips: int = 10
     resume_from: Optional[str] = None
 
+    # medkit's names (not fields: each setting is stored, logged and overridden once)
+    learning_rate = _MedkitName("lr")
+    nb_training_epochs = _MedkitName("epochs")
+    gradient_accumulation_steps = _MedkitName("grad_accum_steps")
+    dataloader_nb_workers = _MedkitName("num_workers")
+    minimize_checkpoint_metric = _MedkitName("checkpoint_mode", _checkpoint_mode, lambda mode: mode == "min")
+
     def validate(self) -> None:
         """Raise ``ValueError`` with one line naming the bad setting and what to use instead."""
         checks = [
@@ -87,3 +150,27 @@ class TrainerConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+
+# medkit's name of each setting that medkit names differently -> how it maps to the field.
+MEDKIT_NAMES: dict[str, _MedkitName] = {
+    name: value for name, value in vars(TrainerConfig).items() if isinstance(value, _MedkitName)
+}
+
+
+def as_trainer_config(config: Any) -> TrainerConfig:
+    """``config`` as a `TrainerConfig`: itself, or one read from the attributes of another
+    config object with medkit's (or the project's) names, e.g. a ``medkit.training.TrainerConfig``.
+
+    Settings the object lacks keep the project's defaults; medkit's ``seed=None`` (no seeding)
+    keeps the default seed, since the batch order is planned from it.
+    """
+    if isinstance(config, TrainerConfig):
+        return config
+    names = [f.name for f in fields(TrainerConfig)] + list(MEDKIT_NAMES)
+    found = {name: getattr(config, name) for name in names if hasattr(config, name)}
+    if found.get("seed", 0) is None:
+        del found["seed"]
+    if not found:
+        raise TypeError(f"config must be a TrainerConfig (medkit_exp's or medkit's), got {type(config).__name__}")
+    return TrainerConfig(**found)

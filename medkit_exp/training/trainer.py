@@ -27,7 +27,7 @@ from medkit_exp.training import checkpoint as ckpt
 from medkit_exp.training.batch import BatchData
 from medkit_exp.training.batching import plan_batches
 from medkit_exp.training.callbacks import DefaultPrinterCallback, TrainerCallback
-from medkit_exp.training.config import TrainerConfig
+from medkit_exp.training.config import TrainerConfig, as_trainer_config
 from medkit_exp.training.distributed import DistributedContext
 from medkit_exp.training.precision import autocast, compile_model, resolve_precision
 from medkit_exp.training.protocols import MetricsComputer, create_optimizer
@@ -110,10 +110,21 @@ class _Callbacks:
         return call
 
 
+# Arguments a hook may name as medkit's base TrainerCallback does -> the name the Trainer passes.
+_MEDKIT_ARGUMENTS = {"epoch_time": "epoch_duration"}
+
+
 def _accepted(method: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments ``method`` takes (all of them if it takes ``**kwargs``)."""
+    """The keyword arguments ``method`` takes (all of them if it takes ``**kwargs``), under
+    medkit's names where its signature uses them."""
     names = _parameter_names(getattr(method, "__func__", method))
-    return kwargs if names is None else {k: v for k, v in kwargs.items() if k in names}
+    if names is None:
+        return kwargs
+    accepted = {k: v for k, v in kwargs.items() if k in names}
+    for medkit_name, name in _MEDKIT_ARGUMENTS.items():
+        if medkit_name in names and name in kwargs:
+            accepted.setdefault(medkit_name, kwargs[name])
+    return accepted
 
 
 @functools.lru_cache(maxsize=256)
@@ -182,7 +193,8 @@ class Trainer:
     is stepped per epoch with the eval metric ``config.metric_to_track_lr``.
 
     ``callbacks`` is a list of callbacks or one callback; ``callback`` (medkit's argument) adds
-    one. Without either, a `DefaultPrinterCallback` reports progress.
+    one. Without either, a `DefaultPrinterCallback` reports progress. ``config`` may also be
+    medkit's ``TrainerConfig`` (its settings are read by name, see `as_trainer_config`).
     """
 
     def __init__(
@@ -196,6 +208,7 @@ class Trainer:
         callbacks: Sequence[TrainerCallback] | TrainerCallback | None = None,
         callback: TrainerCallback | None = None,
     ) -> None:
+        config = as_trainer_config(config)
         config.validate()
         self.component = component
         self.config = config

@@ -19,7 +19,7 @@ from medkit_exp.text.classification.encoding import SegmentEncoder
 from medkit_exp.text.classification.hf_segment_classifier_trainable import HFSegmentClassifierTrainable
 from medkit_exp.text.classification.items import SegmentItem, as_item
 from medkit_exp.text.classification.settings import SETTINGS_FILE, ClassifierSettings
-from medkit_exp.text.hf_model import config_labels, input_token_limit, load_for_inference, model_folder
+from medkit_exp.text.hf_model import as_device, config_labels, input_token_limit, load_for_inference, model_folder
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class HFSegmentClassifier:
     def __init__(
         self,
         model: str | Path,
-        device: str | torch.device = "cpu",
+        device: str | int | torch.device = "cpu",
         batch_size: int = 32,
         attr_label: str | None = None,
         context: str | None = None,
@@ -65,7 +65,7 @@ class HFSegmentClassifier:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model_name_or_path = model_folder(model)  # a checkpoint folder works too
         self.batch_size = batch_size
-        self.device = torch.device(device)
+        self.device = as_device(device)
         self.model, self.tokenizer = load_for_inference(
             AutoModelForSequenceClassification, self.model_name_or_path, self.device, hf_auth_token
         )
@@ -104,7 +104,7 @@ class HFSegmentClassifier:
         start_marker: str = "[E]",
         end_marker: str = "[/E]",
         max_length: int | None = None,
-        device: str | torch.device = "cpu",
+        device: str | int | torch.device = "cpu",
         hf_auth_token: str | None = None,
     ) -> HFSegmentClassifierTrainable:
         """A trainable component to fine-tune ``model_name_or_path`` on ``labels`` (see its docstring)."""

@@ -18,6 +18,7 @@ from medkit_exp.text.classification.encoding import SegmentEncoder
 from medkit_exp.text.classification.items import as_item
 from medkit_exp.text.classification.settings import ClassifierSettings
 from medkit_exp.text.hf_model import (
+    as_device,
     HFTrainableModel,
     config_labels,
     input_token_limit,
@@ -56,7 +57,7 @@ class HFSegmentClassifierTrainable(HFTrainableModel):
         start_marker: str = "[E]",
         end_marker: str = "[/E]",
         max_length: int | None = None,
-        device: str | torch.device = "cpu",
+        device: str | int | torch.device = "cpu",
         hf_auth_token: str | None = None,
     ) -> None:
         from transformers import AutoConfig
@@ -77,7 +78,7 @@ class HFSegmentClassifierTrainable(HFTrainableModel):
         max_length = input_token_limit(config, self.tokenizer, max_length, "max_length", minimum=8)
         self.encoder = SegmentEncoder(self.tokenizer, context_settings, max_length)
         self.model = self._load_model(self.model_name_or_path)
-        self.device = torch.device(device)
+        self.device = as_device(device)
         self.model.to(self.device)
 
     # ------------------------------------------------------------------ classes and settings

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from medkit_exp.core.document import Entity, TextDocument
-from medkit_exp.text.metrics.seqeval_metrics import AVERAGES, seqeval_scores
+from medkit_exp.text.metrics.seqeval_metrics import check_options, seqeval_scores
 from medkit_exp.text.ner.tagging import check_scheme, encode_tags, resolve_overlaps, units_covering
 
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]")
@@ -46,6 +46,9 @@ class SeqEvalEvaluator:
         return_metrics_by_label: add the per-label scores.
         average: ``"micro"``, ``"macro"`` or ``"weighted"``.
         tokenizer: ``text -> [(start, end), ...]`` word ranges; default `word_spans`.
+        labels_remapping: labels renamed on both sides before scoring (``{"disorder": "DISO"}``),
+            for a model whose labels differ from the reference's.
+        key_style, strict: how scores are named and entities matched (see `seqeval_scores`).
 
     An entity is tagged on every word it overlaps; each span of a discontinuous entity is
     tagged as its own mention; of overlapping entities the longest is kept (flat tagging).
@@ -57,13 +60,18 @@ class SeqEvalEvaluator:
         return_metrics_by_label: bool = True,
         average: str = "micro",
         tokenizer: WordTokenizer | None = None,
+        labels_remapping: Mapping[str, str] | None = None,
+        *,
+        key_style: str = "medkit_exp",
+        strict: bool = True,
     ) -> None:
         self.tagging_scheme = check_scheme(tagging_scheme)
-        if average not in AVERAGES:
-            raise ValueError(f"unknown average {average!r}: use one of {', '.join(AVERAGES)}")
+        check_options(average, key_style)
         self.average = average
         self.return_metrics_by_label = return_metrics_by_label
         self.tokenizer = tokenizer or word_spans
+        self.labels_remapping = dict(labels_remapping or {})
+        self.key_style, self.strict = key_style, strict
 
     def compute(
         self, reference_docs: Sequence[TextDocument], predicted_entities: Sequence[Sequence[Entity]]
@@ -75,8 +83,8 @@ class SeqEvalEvaluator:
         for doc, predicted in zip(reference_docs, predicted_entities):
             words = list(self.tokenizer(doc.text))
             gold = doc.anns.entities
-            labels.update(e.label for e in gold)
-            labels.update(e.label for e in predicted)
+            labels.update(self._label(e) for e in gold)
+            labels.update(self._label(e) for e in predicted)
             y_true.append(self._tags(words, gold))
             y_pred.append(self._tags(words, predicted))
         return seqeval_scores(
@@ -86,7 +94,12 @@ class SeqEvalEvaluator:
             average=self.average,
             return_metrics_by_label=self.return_metrics_by_label,
             labels=sorted(labels),
+            key_style=self.key_style,
+            strict=self.strict,
         )
+
+    def _label(self, entity: Entity) -> str:
+        return self.labels_remapping.get(entity.label, entity.label)
 
     def _tags(self, words: Sequence[tuple[int, int]], entities: Sequence[Entity]) -> list[str]:
         ranges = []
@@ -94,7 +107,7 @@ class SeqEvalEvaluator:
             for span in entity.spans:
                 cover = units_covering(words, span.start, span.end)
                 if cover is not None:
-                    ranges.append((cover[0], cover[1], entity.label))
+                    ranges.append((cover[0], cover[1], self._label(entity)))
         kept, _ = resolve_overlaps(ranges)
         return encode_tags(len(words), kept, self.tagging_scheme)
 

@@ -2,6 +2,7 @@
 
 Scores are strict (seqeval ``mode="strict"``): an entity counts only when its tags form a
 valid mention of the scheme (IOB2, or BILOU) with the exact same boundaries and label.
+`seqeval_scores` can also score and name its results as medkit does (`medkit_exp.text.metrics.ner`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Mapping, Sequence
 from medkit_exp.text.ner.tagging import check_scheme, labels_of_tags
 
 AVERAGES = ("micro", "macro", "weighted")
+KEY_STYLES = ("medkit_exp", "medkit")
 IGNORE_INDEX = -100
 
 
@@ -23,6 +25,8 @@ def seqeval_scores(
     average: str = "micro",
     return_metrics_by_label: bool = True,
     labels: Sequence[str] | None = None,
+    key_style: str = "medkit_exp",
+    strict: bool = True,
 ) -> dict[str, float]:
     """``precision``, ``recall``, ``f1``, ``accuracy`` and, per label, ``{label}_precision``,
     ``{label}_recall``, ``{label}_f1``, ``{label}_support``.
@@ -30,13 +34,17 @@ def seqeval_scores(
     ``labels`` fixes which per-label keys are returned (absent labels score 0); by default
     the labels seen in ``y_true`` or ``y_pred``. Without any entity on either side, all
     scores are 0 (accuracy excepted).
+
+    ``key_style="medkit"`` names the scores as medkit does: ``{average}_precision``,
+    ``{average}_recall``, ``{average}_f1-score``, ``support`` (reference entities),
+    ``accuracy``, and per label ``{label}_f1-score``. ``strict=False`` scores IOB2 as conlleval
+    does (an ``I-`` without its ``B-`` still starts an entity), as medkit does for IOB2.
     """
     from seqeval.metrics import accuracy_score, classification_report
     from seqeval.scheme import BILOU, IOB2
 
     scheme = check_scheme(tagging_scheme)
-    if average not in AVERAGES:
-        raise ValueError(f"unknown average {average!r}: use one of {', '.join(AVERAGES)}")
+    check_options(average, key_style)
     if len(y_true) != len(y_pred) or any(len(t) != len(p) for t, p in zip(y_true, y_pred)):
         raise ValueError("y_true and y_pred must hold sequences of the same lengths")
     y_true = [list(seq) for seq in y_true]
@@ -46,35 +54,41 @@ def seqeval_scores(
         warnings.simplefilter("ignore")
         accuracy = float(accuracy_score(y_true, y_pred)) if nb_tags else 0.0
         has_entities = any(tag != "O" for seq in y_true + y_pred for tag in seq)
-        report = (
-            classification_report(
-                y_true,
-                y_pred,
-                output_dict=True,
-                mode="strict",
-                scheme=BILOU if scheme == "bilou" else IOB2,
-                zero_division=0,
-            )
-            if has_entities
-            else {}
-        )
+        # Lenient (conlleval) mode takes no scheme: seqeval reads the tags' prefixes as IOB.
+        mode = {"mode": "strict", "scheme": BILOU if scheme == "bilou" else IOB2} if strict else {}
+        report = {}
+        if has_entities:
+            report = classification_report(y_true, y_pred, output_dict=True, zero_division=0, **mode)
     overall = report.get(f"{average} avg", {})
-    metrics = {
-        "precision": _number(overall.get("precision")),
-        "recall": _number(overall.get("recall")),
-        "f1": _number(overall.get("f1-score")),
-        "accuracy": accuracy,
-    }
+    if key_style == "medkit":
+        metrics = {f"{average}_{name}": _number(overall.get(name)) for name in ("precision", "recall", "f1-score")}
+        metrics.update(support=int(overall.get("support", 0)), accuracy=accuracy)
+    else:
+        metrics = {
+            "precision": _number(overall.get("precision")),
+            "recall": _number(overall.get("recall")),
+            "f1": _number(overall.get("f1-score")),
+            "accuracy": accuracy,
+        }
     if return_metrics_by_label:
         if labels is None:
             labels = sorted(set(labels_of_tags([tag for seq in y_true + y_pred for tag in seq])))
+        f1_key = "f1-score" if key_style == "medkit" else "f1"
         for label in labels:
             row = report.get(label, {})
             metrics[f"{label}_precision"] = _number(row.get("precision"))
             metrics[f"{label}_recall"] = _number(row.get("recall"))
-            metrics[f"{label}_f1"] = _number(row.get("f1-score"))
+            metrics[f"{label}_{f1_key}"] = _number(row.get("f1-score"))
             metrics[f"{label}_support"] = _number(row.get("support"))
     return metrics
+
+
+def check_options(average: str, key_style: str = "medkit_exp") -> None:
+    """Raise ``ValueError`` naming the allowed values of a bad ``average`` or ``key_style``."""
+    if average not in AVERAGES:
+        raise ValueError(f"unknown average {average!r}: use one of {', '.join(AVERAGES)}")
+    if key_style not in KEY_STYLES:
+        raise ValueError(f"unknown key_style {key_style!r}: use one of {', '.join(KEY_STYLES)}")
 
 
 def _number(value: Any) -> float:
@@ -94,6 +108,7 @@ class SeqEvalMetricsComputer:
         tagging_scheme: ``"iob2"`` or ``"bilou"``; by default the component's, else iob2.
         average: ``"micro"``, ``"macro"`` or ``"weighted"`` for the overall scores.
         return_metrics_by_label: add ``{label}_precision/_recall/_f1/_support``.
+        key_style, strict: how scores are named and entities matched (see `seqeval_scores`).
     """
 
     @classmethod
@@ -111,6 +126,9 @@ class SeqEvalMetricsComputer:
         tagging_scheme: str | None = None,
         average: str = "micro",
         return_metrics_by_label: bool = True,
+        *,
+        key_style: str = "medkit_exp",
+        strict: bool = True,
     ) -> None:
         if not isinstance(id_to_label, Mapping):
             component = id_to_label
@@ -122,10 +140,10 @@ class SeqEvalMetricsComputer:
             tagging_scheme = tagging_scheme or getattr(component, "tagging_scheme", None)
         self.id_to_label = {int(k): v for k, v in id_to_label.items()}
         self.tagging_scheme = check_scheme(tagging_scheme or "iob2")
-        if average not in AVERAGES:
-            raise ValueError(f"unknown average {average!r}: use one of {', '.join(AVERAGES)}")
+        check_options(average, key_style)
         self.average = average
         self.return_metrics_by_label = return_metrics_by_label
+        self.key_style, self.strict = key_style, strict
         self.labels = labels_of_tags([self.id_to_label[i] for i in sorted(self.id_to_label)])
 
     def prepare_batch(self, model_output: Any, input_batch: Any) -> dict[str, list[list[str]]]:
@@ -148,4 +166,6 @@ class SeqEvalMetricsComputer:
             average=self.average,
             return_metrics_by_label=self.return_metrics_by_label,
             labels=self.labels,
+            key_style=self.key_style,
+            strict=self.strict,
         )

@@ -17,6 +17,7 @@ from medkit_exp.core.document import Attribute, Entity, Segment, Span, TextDocum
 from medkit_exp.text.ner.codec import CharMention, NerCodec
 from medkit_exp.text.ner.hf_entity_matcher_trainable import HFEntityMatcherTrainable, collate_windows
 from medkit_exp.text.hf_model import (
+    as_device,
     config_labels,
     inference_precision,
     input_token_limit,
@@ -38,7 +39,7 @@ class HFEntityMatcher:
         model: a folder saved by `HFEntityMatcherTrainable.save` (tagging settings read from
             its ``medkit_exp_ner.json``), or any HF token-classification model folder or hub
             name whose ``id2label`` holds IOB2/BILOU tags (words read from first sub-tokens).
-        device: torch device to run on.
+        device: torch device to run on, or its number as medkit takes it (-1: the CPU, 0: the first GPU).
         batch_size: windows per forward pass.
         tokenizer_max_length: tokens per window (default: the saved one, else the model's
             limit capped at 512).
@@ -61,7 +62,7 @@ class HFEntityMatcher:
     def __init__(
         self,
         model: str | Path,
-        device: str | torch.device = "cpu",
+        device: str | int | torch.device = "cpu",
         batch_size: int = 32,
         tokenizer_max_length: int | None = None,
         window_stride: int | None = None,
@@ -80,7 +81,7 @@ class HFEntityMatcher:
         self.batch_size = batch_size
         self.labels_map = dict(labels_map or {})
         self.attrs_to_copy = list(attrs_to_copy or [])
-        self.device = torch.device(device)
+        self.device = as_device(device)
         self.model, self.tokenizer = load_for_inference(
             AutoModelForTokenClassification, self.model_name_or_path, self.device, hf_auth_token
         )
@@ -127,7 +128,7 @@ class HFEntityMatcher:
         tag_subtokens: bool = False,
         tokenizer_max_length: int | None = None,
         window_stride: int | None = None,
-        device: str | torch.device = "cpu",
+        device: str | int | torch.device = "cpu",
         hf_auth_token: str | None = None,
         attention_dropout: float | None = None,
     ) -> HFEntityMatcherTrainable:

@@ -15,6 +15,7 @@ import torch
 from medkit_exp.core.document import TextDocument
 from medkit_exp.text.ner.codec import NerCodec
 from medkit_exp.text.hf_model import (
+    as_device,
     HFTrainableModel,
     attention_dropout_override,
     config_labels,
@@ -46,7 +47,7 @@ class HFEntityMatcherTrainable(HFTrainableModel):
         attention_dropout: dropout on attention probabilities while training (default: the
             model's own, 0.1 for BERTs). 0 lets PyTorch use its fused attention kernel, which
             never stores the attention matrices: less memory and faster steps on CPU.
-        device: torch device of the model.
+        device: torch device of the model, or its number as medkit takes it (-1: the CPU, 0: the first GPU).
         hf_auth_token: token for private hub models.
     """
 
@@ -58,7 +59,7 @@ class HFEntityMatcherTrainable(HFTrainableModel):
         tag_subtokens: bool = False,
         tokenizer_max_length: int | None = None,
         window_stride: int | None = None,
-        device: str | torch.device = "cpu",
+        device: str | int | torch.device = "cpu",
         hf_auth_token: str | None = None,
         attention_dropout: float | None = None,
     ) -> None:
@@ -82,7 +83,7 @@ class HFEntityMatcherTrainable(HFTrainableModel):
         self.codec = NerCodec(self.tokenizer, tags, self.tagging_scheme, self.tag_subtokens, max_length, stride)
         self._config_overrides = attention_dropout_override(config, attention_dropout)
         self.model = self._load_model(self.model_name_or_path)
-        self.device = torch.device(device)
+        self.device = as_device(device)
         self.model.to(self.device)
 
     # ------------------------------------------------------------------ tag set
