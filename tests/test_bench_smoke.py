@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import math
+import re
 import subprocess
 import sys
 
@@ -12,15 +14,32 @@ from conftest import REPO_ROOT, SHARED_DATA
 from test_cli import cli_env
 
 
+def last_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip().splitlines()[-1]
+
+
 def run_bench(script: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO_ROOT / "bench" / script), *args], cwd=REPO_ROOT, env=cli_env(),
                           capture_output=True, text=True, timeout=300)
 
 
+def figures(line: str, pattern: str) -> list[float]:
+    """The numbers of a printed line that must read exactly ``pattern`` (its groups), each finite.
+
+    The patterns spell numbers as digits (``\\d+\\.\\d{3}``), so ``nan`` or ``inf`` never match.
+    """
+    match = re.fullmatch(pattern, line)
+    assert match, f"{line!r} does not read {pattern!r}"
+    values = [float(group.replace(",", "")) for group in match.groups()]
+    assert all(math.isfinite(value) for value in values), line
+    return values
+
+
 def test_tracking_overhead_prints_its_ratio(tiny_bert_dir):
     result = run_bench("tracking_overhead.py", "--pairs", "1", "--epochs", "1", "--model", str(tiny_bert_dir))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1].startswith("ratio tracked/untracked: ")
+    (ratio,) = figures(last_line(result), r"ratio tracked/untracked: (\d+\.\d{3})")
+    assert ratio > 0
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "ncbi-disease").is_dir(), reason="NCBI-disease data not found")
@@ -28,9 +47,14 @@ def test_ncbi_vs_hf_trainer_prints_the_f1_difference(tiny_bert_dir):
     sides = [] if importlib.util.find_spec("accelerate") else ["--only", "ours"]  # accelerate: bench extra only
     result = run_bench("ncbi_vs_hf_trainer.py", "--model", str(tiny_bert_dir), "--epochs", "1", "--max-docs", "4",
                        "--seeds", "0", *sides)
-    assert result.returncode == 0, result.stderr[-3000:]
-    last = result.stdout.strip().splitlines()[-1]
-    assert last.startswith("test F1 difference" if not sides else "mean test F1 ours")
+    lines = result.stdout.strip().splitlines()
+    means = {}
+    for side in ("ours", "hf") if not sides else ("ours",):
+        (line,) = [line for line in lines if line.startswith(f"mean test F1 {side}: ")]
+        (means[side],) = figures(line, rf"mean test F1 {side}: ([01]\.\d{{4}})")
+    if not sides:
+        (difference,) = figures(last_line(result), r"test F1 difference \(ours - transformers Trainer\): ([+-]\d\.\d{4})")
+        assert difference == pytest.approx(means["ours"] - means["hf"], abs=1.5e-4)  # of the printed, rounded means
 
 
 NO_INDEX = ("(from versions: none)", "NewConnectionError", "Max retries exceeded",
@@ -46,25 +70,18 @@ def test_ncbi_vs_medkit_lib_prints_the_epoch_ratio(tiny_bert_dir):
                             cwd=REPO_ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
     if result.returncode == 3 and any(sign in result.stderr for sign in NO_INDEX):  # VENV_BUILD_FAILED
         pytest.skip("medkit-lib's venv cannot be built: no package index reachable")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1].startswith("train-epoch ratio ours / medkit-lib: ")
+    (ratio,) = figures(last_line(result), r"train-epoch ratio ours / medkit-lib: (\d+\.\d{3}) \(goal <= 0\.55\)")
+    assert ratio > 0
 
 
 needs_ncbi = pytest.mark.skipif(not (SHARED_DATA / "ncbi-disease").is_dir(), reason="NCBI-disease data not found")
 
 
-def last_line(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout.strip().splitlines()[-1]
-
-
-RATIO = r"(\d+\.\d{3}) \(goal <= [0-9.]+\)$"  # a finite number, not nan
+RATIO = r"(\d+\.\d{3}) \(goal <= [0-9.]+\)"  # a finite number, not nan
 
 
 @needs_ncbi
 def test_ncbi_epoch_vs_hf_trainer_prints_every_ratio(tiny_bert_dir):
-    import re
-
     result = run_bench("ncbi_epoch_vs_hf_trainer.py", "--model", str(tiny_bert_dir), "--max-docs", "3",
                        "--sides", "ours", "ours-bf16", "hf-random", "hf-grouped", "hf-grouped-bf16")
     lines = result.stdout.strip().splitlines()
@@ -73,7 +90,7 @@ def test_ncbi_epoch_vs_hf_trainer_prints_every_ratio(tiny_bert_dir):
     assert [line.split(":")[0] for line in ratios] == [
         "train-epoch ratio ours / hf-random", "train-epoch ratio ours / hf-grouped",
         "train-epoch ratio ours-bf16 / hf-random", "train-epoch ratio ours-bf16 / hf-grouped-bf16"]
-    assert all(re.search(RATIO, line) and float(re.search(RATIO, line).group(1)) > 0 for line in ratios), ratios
+    assert all(figures(line.split(": ")[1], RATIO)[0] > 0 for line in ratios), ratios
     for side in ("ours", "ours-bf16", "hf-random", "hf-grouped", "hf-grouped-bf16"):  # each trained and was scored
         (line,) = [line for line in lines if line.startswith(side + " ")]
         assert "peak RSS" in line and re.search(r"dev F1 [01]\.\d{4}$", line), line
@@ -83,8 +100,9 @@ def test_ncbi_epoch_vs_hf_trainer_prints_every_ratio(tiny_bert_dir):
 def test_trainer_vs_hand_loop_prints_both_ratios(tiny_bert_dir):
     result = run_bench("trainer_vs_hand_loop.py", "--model", str(tiny_bert_dir), "--max-docs", "3", "--repeats", "1",
                        "--dummy-examples", "64", "--ner-sentences", "20")
-    line = last_line(result)
-    assert line.startswith("train-epoch ratio Trainer / hand loop: dummy ") and ", ner " in line
+    ratios = figures(last_line(result),
+                     r"train-epoch ratio Trainer / hand loop: dummy (\d+\.\d{3}), ner (\d+\.\d{3}) \(goal <= 1\.03\)")
+    assert all(ratio > 0 for ratio in ratios)
 
 
 @needs_ncbi
@@ -95,13 +113,19 @@ def test_inference_vs_pipeline_finds_the_same_entities(tiny_bert_dir, tmp_path):
     HFEntityMatcher.make_trainable(tiny_bert_dir, labels=["Disease"], tokenizer_max_length=64).save(checkpoint)
     result = run_bench("inference_vs_pipeline.py", "--model", str(checkpoint), "--max-docs", "3", "--repeats", "1",
                        "--batch-sizes", "1", "4")
-    import re
 
     lines = result.stdout.strip().splitlines()
     assert "entities differing: 0" in result.stdout
     fp32 = [line for line in lines if line.startswith("throughput ratio HFEntityMatcher / pipeline (best batch): ")]
-    assert len(fp32) == 1 and re.search(r": \d+\.\d\d \(goal >= 2.0\)$", fp32[0]), lines
-    assert last_line(result).startswith("throughput ratio HFEntityMatcher int8 / pipeline fp32 (best batch): ")
+    assert len(fp32) == 1, lines
+    assert figures(fp32[0].split("(best batch): ")[1], r"(\d+\.\d\d) \(goal >= 2\.0\)")[0] > 0
+    (bf16,) = [line for line in lines if line.startswith("throughput ratio HFEntityMatcher bf16 / ")]
+    assert last_line(result).startswith("throughput ratio HFEntityMatcher int8 / ")
+    for line, goal in ((bf16, r" \(goal >= 4\.0, F1 within 0\.003\)"), (last_line(result), "")):
+        ratio, f1, fp32_f1, difference = figures(
+            line, r"throughput ratio HFEntityMatcher (?:bf16|int8) / pipeline fp32 \(best batch\): (\d+\.\d\d)"
+                  + goal + r"; F1 ([01]\.\d{4}) vs fp32 ([01]\.\d{4}) \(([+-]\d\.\d{4})\)")
+        assert ratio > 0 and difference == pytest.approx(f1 - fp32_f1, abs=1.5e-4)
     for precision in ("bf16", "int8"):  # each precision ran, was compared with fp32 and scored
         (line,) = [line for line in lines if line.startswith(f"HFEntityMatcher {precision} (batch")]
         assert re.search(r"agreement with fp32 [01]\.\d{4}, exact-span F1 [01]\.\d{4}$", line), line
@@ -110,24 +134,38 @@ def test_inference_vs_pipeline_finds_the_same_entities(tiny_bert_dir, tmp_path):
 @needs_ncbi
 def test_epoch_scaling_prints_relative_times(tiny_bert_dir):
     result = run_bench("epoch_scaling.py", "--model", str(tiny_bert_dir), "--max-docs", "5", "--base", "8")
-    assert last_line(result).startswith("time per sentence relative to 1x: 2x ")
+    relative = figures(last_line(result), r"time per sentence relative to 1x: 2x (\d+\.\d{3}), 4x (\d+\.\d{3}) "
+                                          r"\(goal within 0\.9-1\.1\)")
+    assert all(value > 0 for value in relative)
 
 
 @needs_ncbi
 def test_overheads_prints_the_cfg_job_time(tiny_bert_dir):
     result = run_bench("overheads.py", "--model", str(tiny_bert_dir), "--max-docs", "3", "--repeats", "1")
-    assert last_line(result).startswith("--cfg job wall time: ")
-    assert "first step" in result.stdout and "tokens/s" in result.stdout
+    (seconds,) = figures(last_line(result), r"--cfg job wall time: (\d+\.\d\d) s \(median of 1; goal < 1\.5 s\)")
+    assert seconds > 0
+    lines = result.stdout.strip().splitlines()
+    first_steps = [figures(line, r"default run, (?:new|existing) store: first step (\d+\.\d) s after launch "
+                                 r"\(whole (?:1-epoch )?run (\d+\.\d) s\)")
+                   for line in lines if line.startswith("default run, ")]
+    assert len(first_steps) == 2 and all(0 < first <= whole for first, whole in first_steps), first_steps
+    (throughput,) = [line for line in lines if line.startswith("preprocessing ")]
+    tokens, per_second = figures(throughput, r"preprocessing \(NCBI-disease train sentences, ([\d,]+) tokens\): "
+                                             r"([\d,]+) tokens/s")
+    assert tokens > 0 and per_second > 0
 
 
 @needs_ncbi
 def test_ncbi_precision_quality_prints_the_bf16_difference(tiny_bert_dir):
-    import re
-
     result = run_bench("ncbi_precision_quality.py", "--seeds", "0", "--jobs", "1", "--",
                        f"component.model={tiny_bert_dir}", "data.max_docs=3", "trainer.epochs=1")
     lines = result.stdout.strip().splitlines()
-    assert re.fullmatch(r"mean test F1 difference bf16 - fp32: [+-]\d\.\d{4} \(goal within 0\.005\)", last_line(result))
+    (difference,) = figures(last_line(result), r"mean test F1 difference bf16 - fp32: ([+-]\d\.\d{4}) \(goal within 0\.005\)")
+    means = {}
+    for precision in ("fp32", "bf16"):
+        (line,) = [line for line in lines if line.startswith(f"mean test F1 {precision}: ")]
+        (means[precision],) = figures(line, rf"mean test F1 {precision}: ([01]\.\d{{4}})")
+    assert difference == pytest.approx(means["bf16"] - means["fp32"], abs=1.5e-4)
     for precision in ("fp32", "bf16"):
         (line,) = [line for line in lines if line.startswith(f"{precision:5s} seed 0:")]
         assert re.search(r"test P [01]\.\d{4} R [01]\.\d{4} F1 [01]\.\d{4} .* peak RSS \d+ MB$", line), line
@@ -136,10 +174,9 @@ def test_ncbi_precision_quality_prints_the_bf16_difference(tiny_bert_dir):
 
 @needs_ncbi
 def test_compile_vs_eager_prints_the_break_even(tiny_bert_dir):
-    import re
-
     result = run_bench("compile_vs_eager.py", "--model", str(tiny_bert_dir), "--max-docs", "2", "--epochs", "2",
                        "--precision", "fp32")
-    assert re.fullmatch(r"steady epoch ratio compiled / eager: \d+\.\d{3}; break-even: (\d+ steps|never)",
-                        last_line(result))
+    (ratio,) = figures(last_line(result), r"steady epoch ratio compiled / eager: (\d+\.\d{3}); break-even: "
+                                          r"(?:\d+ steps|never)")
+    assert ratio > 0
     assert re.search(r"compile cost: -?\d+\.\d s", result.stdout)
