@@ -46,9 +46,12 @@ class SeqEvalEvaluator(evaluators.SeqEvalEvaluator):
         tagging_scheme: ``"bilou"`` (medkit's default) or ``"iob2"``.
         return_metrics_by_label: add the per-label scores.
         average: ``"macro"`` (medkit's default) or ``"weighted"``.
-        tokenizer: a HF fast tokenizer whose tokens are tagged; without one, as in medkit,
-            every character is (the project's evaluator tags words).
+        tokenizer: a HF fast tokenizer whose tokens are tagged (its special tokens are not,
+            which changes only the accuracy); without one, as in medkit, every character is
+            (the project's evaluator tags words).
         labels_remapping: labels renamed on both sides before scoring.
+
+    Of overlapping entities the longest is tagged, where medkit lets the later one overwrite.
     """
 
     def __init__(
