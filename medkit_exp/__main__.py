@@ -18,6 +18,19 @@ from medkit_exp.schema import register_configs
 register_configs()
 
 
+def _register_sweeper() -> None:
+    """Make the project's Optuna sweeper known to Hydra. Hydra finds plugins by walking the
+    ``hydra_plugins`` namespace package, which misses it under an editable install."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.medkit_exp_optuna import OptunaSweeper
+
+    Plugins.instance().register(OptunaSweeper)
+
+
+_register_sweeper()
+
+
 def _report(func):
     """Replacement for Hydra's `run_and_report`: user errors become one line and exit 2.
 
@@ -82,6 +95,9 @@ def _failed_job(exc: Exception, job_dir: str) -> float:
 
 
 def main() -> None:
+    from medkit_exp.output_redaction import redact_process_output
+
+    redact_process_output()  # before Hydra parses: its errors echo the overrides, secrets included
     hydra_utils.run_and_report = _report
     _run()
     _exit_if_sweep_jobs_failed()

@@ -184,6 +184,9 @@ def _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, track
 
         callbacks.append(MLflowCallback(tracker, log_checkpoints=cfg.tracking.log_checkpoints,
                                         end_run_on_train_end=False))
+    trial = _optuna_trial(cfg, trainer_cfg, tracker) if trainer_is_main else None
+    if trial is not None:
+        callbacks.append(trial)  # last: the epoch is logged before a pruning stops the loop
     trainer = Trainer(component, trainer_cfg, data.splits["train"], data.splits["dev"], metrics_computer=metrics,
                       lr_scheduler_builder=scheduler, callbacks=callbacks)
     if tracker is not None:  # what trainer.precision=auto chose
@@ -191,6 +194,12 @@ def _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, track
     history = trainer.train()
     summary: dict[str, Any] = {"best_epoch": trainer.state.best_epoch, "precision": trainer.precision,
                                "precision_reason": trainer.precision_reason}
+    pruned = trial is not None and trial.pruned_at_epoch is not None
+    if pruned:
+        summary["pruned_at_epoch"] = trial.pruned_at_epoch
+        print(trainer.stop_reason, flush=True)
+        if tracker is not None:
+            tracker.set_tags({"sweep.pruned": "true", "sweep.pruned_at_epoch": str(trial.pruned_at_epoch)})
     if not trainer_is_main:
         return summary  # rank 0 writes the history, scores the test split and logs
     output_dir = Path(trainer.output_dir)
@@ -201,11 +210,13 @@ def _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, track
     best_entry = history[best_epoch - 1] if best_epoch else history[-1]
     summary["best_checkpoint"] = str(best_dir / MODEL_DIR)
     summary.update({f"eval_{k}": v for k, v in (best_entry.get("eval") or {}).items()})
+    if tracker is not None:  # the eval_* metrics in MLflow are the last epoch's; the run's result is the best's
+        tracker.log_final_metrics({f"best_eval_{k}": v for k, v in (best_entry.get("eval") or {}).items()})
 
     trainer.optimizer = trainer.scheduler = None  # free the optimizer's moments before testing
     gc.collect()
     test_metrics: dict[str, float] = {}
-    if data.splits["test"]:
+    if data.splits["test"] and not pruned:  # a pruned trial's test score would only cost time
         test_metrics = _score_test(component, trainer, best_dir / MODEL_DIR, data.splits["test"], output_dir)
         summary.update({f"test_{k}": v for k, v in test_metrics.items()})
         if tracker is not None:
@@ -220,6 +231,20 @@ def _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, track
             summary.update(_log_model(component, tracker, best_dir / MODEL_DIR, best_epoch or 0,
                                       cfg.tracking.register_as))
     return summary
+
+
+def _optuna_trial(cfg: DictConfig, trainer_cfg: Any, tracker: Any) -> Any:
+    """The reporter of this job's Optuna trial when the Optuna sweeper launched it, else None."""
+    if not os.environ.get("MEDKIT_EXP_OPTUNA_TRIAL"):
+        return None
+    from medkit_exp.tracking.optuna_trial import OptunaTrialReporter
+
+    trial = OptunaTrialReporter.from_env(str(cfg.objective or ""), trainer_cfg.epochs)
+    if trial is not None and tracker is not None:
+        if tracker.run_id:
+            trial.record_run(tracker.run_id)
+        tracker.set_tags({"sweep.trial": str(trial.number), "sweep.study": trial.study_name})
+    return trial
 
 
 def _score_test(component: Any, trainer: Any, model_dir: Path, items: list[Any], report_dir: Path) -> dict[str, float]:

@@ -128,18 +128,6 @@ def test_a_grid_sweep_makes_one_run_per_job_under_a_parent(workdir, tiny_bert_di
     assert sorted(line.split()[-1] for line in table[2:4]) == ["trainer.lr=0.001", "trainer.lr=0.005"]
 
 
-def test_an_optuna_search_completes_and_reports_its_best_trial(workdir, tiny_bert_dir):
-    result = run_cli(["hparams_search=ner_optuna", "hydra.sweeper.n_trials=2", *quick_args(tiny_bert_dir),
-                      "data.max_docs=16", "tracking.experiment=optuna"], workdir, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Best parameters" in result.stdout + result.stderr
-    results = list((workdir / "multirun").rglob("optimization_results.yaml"))
-    assert len(results) == 1 and "best_value" in results[0].read_text()
-    client = client_for(workdir)
-    runs = client.search_runs([client.get_experiment_by_name("optuna").experiment_id])
-    assert len([r for r in runs if "mlflow.parentRunId" in r.data.tags]) == 2
-
-
 @pytest.mark.parametrize(
     "override, expected",
     [

@@ -354,6 +354,15 @@ class TrackedRun:
         self._sender.log_metrics(prefixed_metrics("test", metrics), step=step)
         self._sender.flush(self.flush_timeout_s)
 
+    def log_final_metrics(self, metrics: Mapping[str, Any]) -> None:
+        """Log run-level numbers once (``best_eval_f1``...) at the last epoch's step, and wait until stored."""
+        if self.start() is None:
+            return
+        step = self.history[-1]["epoch"] if self.history else 0
+        numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        self._sender.log_metrics(numbers, step=step)
+        self._sender.flush(self.flush_timeout_s)
+
     # ------------------------------------------------------------------ artifacts
 
     def log_dict_artifact(self, obj: Any, name: str) -> None:

@@ -46,6 +46,13 @@ def failed_jobs(sweep_dir: str | os.PathLike[str]) -> list[tuple[str, str]]:
             for marker in sorted(Path(sweep_dir).glob(f"*/{FAILED_MARKER}"))]
 
 
+def run_objective(metrics: dict[str, float], objective: str) -> float | None:
+    """A job's objective as its run logged it: ``best_eval_f1`` (the best epoch's, what the job
+    returned) for ``eval_f1``, whose plain metric holds the last epoch's value."""
+    value = metrics.get(f"best_{objective}", metrics.get(objective))
+    return None if value is None else float(value)
+
+
 def objective_maximized(config: DictConfig) -> bool:
     """Whether a higher ``objective`` is better: ``objective_mode`` (max or min) when set, else
     the sweeper's ``direction`` (Optuna), else ``trainer.checkpoint_mode`` when the objective is
@@ -99,6 +106,7 @@ class MLflowSweepCallback(Callback):
             return
         try:
             self._record_best(config)
+            self._record_search(config)
             if LAST_SWEEP_FAILURES:
                 from mlflow.tracking import MlflowClient
 
@@ -118,19 +126,19 @@ class MLflowSweepCallback(Callback):
             [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}'"
         )
         objective = config.objective
-        scored = [r for r in children if objective in r.data.metrics]
+        scored = [r for r in children if run_objective(r.data.metrics, objective) is not None]
         client.log_metric(self.parent_run_id, "jobs", len(children))
         if not scored:
             return
         pick = max if objective_maximized(config) else min
-        best = pick(scored, key=lambda r: r.data.metrics[objective])
-        client.log_metric(self.parent_run_id, f"best_{objective}", best.data.metrics[objective])
+        best = pick(scored, key=lambda r: run_objective(r.data.metrics, objective))
+        client.log_metric(self.parent_run_id, f"best_{objective}", run_objective(best.data.metrics, objective))
         client.set_tag(self.parent_run_id, "best.run_id", best.info.run_id)
         client.set_tag(self.parent_run_id, "best.run_name", best.info.run_name or "")
         best_overrides = best.data.tags.get("hydra.overrides", "")
         client.set_tag(self.parent_run_id, "best.overrides", best_overrides)
         print(
-            f"Sweep best {objective}={best.data.metrics[objective]:.4f}: run {best.info.run_id} "
+            f"Sweep best {objective}={run_objective(best.data.metrics, objective):.4f}: run {best.info.run_id} "
             f"({best_overrides}); parent run {self.parent_run_id}",
             flush=True,
         )
@@ -139,13 +147,41 @@ class MLflowSweepCallback(Callback):
         except Exception as exc:  # noqa: BLE001 - the jobs are done and logged; the summary is an extra
             log.warning("could not rank the sweep's configurations on parent run %s: %s", self.parent_run_id, exc)
 
+    def _record_search(self, config: DictConfig) -> None:
+        """The Optuna search's summary (trials by state, epochs, best trial) on the parent run."""
+        import json
+        from pathlib import Path
+
+        from mlflow.tracking import MlflowClient
+
+        from medkit_exp.tracking.optuna_search import SUMMARY_FILE
+
+        path = Path(config.hydra.sweep.dir) / SUMMARY_FILE
+        if not path.is_file():
+            return
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        client = MlflowClient()
+        client.log_artifact(self.parent_run_id, str(path))
+        metrics = {f"search_trials_{state}": n for state, n in summary["trials"].items()}
+        metrics.update(search_epochs_run=summary["epochs_run"], search_epochs_full=summary["epochs_full"])
+        for key, value in metrics.items():
+            client.log_metric(self.parent_run_id, key, value)
+        tags = {"search.study": summary["study"], "search.storage": summary["storage"]}
+        best = summary.get("best")
+        if best:
+            tags.update({"search.best_trial": str(best["trial"]), "search.best_params": json.dumps(best["params"]),
+                         "search.best_run_id": best.get("mlflow_run_id") or ""})
+            client.log_metric(self.parent_run_id, f"search_best_{summary['objective']}", best["value"])
+        for key, value in tags.items():
+            client.set_tag(self.parent_run_id, key, value)
+
     def _record_configurations(self, client: Any, scored: list, objective: str, maximize: bool) -> None:
         """Rank configurations by their mean over seeds: ``sweep_summary.json`` and ``best_config.*`` on the parent."""
         from medkit_exp.tracking.sweep_summary import format_ranking, rank_configurations
 
         # Jobs tag their configuration (the app does); an untagged run stands alone.
         ranking = rank_configurations(
-            ((r.data.tags.get("sweep.configuration", r.info.run_id), r.info.run_id, r.data.metrics[objective])
+            ((r.data.tags.get("sweep.configuration", r.info.run_id), r.info.run_id, run_objective(r.data.metrics, objective))
              for r in scored),
             maximize=maximize,
         )
@@ -170,7 +206,7 @@ class MLflowSweepCallback(Callback):
         from medkit_exp.training import plots
 
         runs = [{"params": dict(o.split("=", 1) for o in r.data.tags.get("hydra.overrides", "").split() if "=" in o),
-                 "value": r.data.metrics[objective]} for r in scored]
+                 "value": run_objective(r.data.metrics, objective)} for r in scored]
         keys = {key for run in runs for key in run["params"]}
         swept = {k for k in keys if k not in SEED_KEYS and len({run["params"].get(k) for run in runs}) > 1}
         for run in runs:

@@ -15,6 +15,7 @@ _EXPORTS = {
     "DefaultPrinterCallback": "medkit_exp.training.callbacks",
     "MetricsComputer": "medkit_exp.training.protocols",
     "NonFiniteLossError": "medkit_exp.training.trainer",
+    "StopTraining": "medkit_exp.training.trainer",
     "TrainableComponent": "medkit_exp.training.protocols",
     "Trainer": "medkit_exp.training.trainer",
     "TrainerCallback": "medkit_exp.training.callbacks",

@@ -42,6 +42,15 @@ class TrainingSetupError(ValueError):
     """The trainer's inputs cannot work together (reported before training starts)."""
 
 
+class StopTraining(Exception):
+    """Raised by a callback's ``on_epoch_end`` to end training after this epoch, as a success.
+
+    The epoch's checkpoint is still written, the other callbacks still see the epoch, and
+    `Trainer.train` returns the history; `Trainer.stop_reason` keeps the message. A sweep's
+    pruner stops a bad trial this way.
+    """
+
+
 def _interruption(signum: int) -> BaseException:
     """What a stop signal becomes: Ctrl-C a KeyboardInterrupt, SIGTERM an exit with 143."""
     if signum == signal.SIGINT:
@@ -95,6 +104,7 @@ class _Callbacks:
 
     def __getattr__(self, hook: str):
         def call(**kwargs: Any) -> None:
+            stop: StopTraining | None = None
             for callback in self.callbacks:
                 method = getattr(callback, hook, None)
                 if method is None:
@@ -105,7 +115,12 @@ class _Callbacks:
                     except Exception as exc:  # noqa: BLE001 - the original error goes on, this one is told
                         _log.warning("%s.on_exception failed: %s", type(callback).__name__, exc)
                     continue
-                method(**_accepted(method, kwargs))
+                try:
+                    method(**_accepted(method, kwargs))
+                except StopTraining as exc:  # every callback still sees the hook, then the loop stops
+                    stop = stop or exc
+            if stop is not None:
+                raise stop
 
         return call
 
@@ -235,6 +250,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
         self.stopped_early = False
+        self.stop_reason: str | None = None  # the message of a callback's StopTraining
         self._signals = _StopSignals()
 
     # ------------------------------------------------------------------ public API
@@ -330,8 +346,12 @@ class Trainer:
             # between resumes from the previous checkpoint and logs this epoch again, not never.
             try:
                 self.callbacks.on_epoch_end(metrics=entry, epoch=epoch, epoch_duration=entry["epoch_duration"])
+            except StopTraining as stop:
+                self.stop_reason = str(stop) or type(stop).__name__
             finally:  # a callback that raises (to stop) still leaves the epoch's checkpoint
                 self._maybe_checkpoint(epoch, improved)
+            if self.stop_reason is not None:
+                break
             patience = cfg.early_stopping_patience
             if patience is not None and self.state.epochs_without_improvement >= patience:
                 self.stopped_early = True
