@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT
+from readme_blocks import command
 
 
 def cli_env() -> dict[str, str]:
@@ -187,9 +188,10 @@ def test_ctrl_c_then_resume_last_continues_the_same_mlflow_run(workdir, tiny_ber
     (killed,) = client.search_runs([client.get_experiment_by_name("medkit_exp").experiment_id])
     assert killed.info.status == "KILLED"
     index = json.loads((workdir / "first" / "checkpoints" / "checkpoints.json").read_text())
-    assert "-step-" in index["last"]  # stopped mid-epoch, after the current step
+    assert "_step_" in index["last"]  # stopped mid-epoch, after the current step
 
-    result = run_cli([*args, "trainer.resume_from=last", "hydra.run.dir=second"], workdir)
+    resume = command("python -m medkit_exp trainer.resume_from=last").args[3:]  # README's line
+    result = run_cli([*args, *resume, "hydra.run.dir=second"], workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"MLflow run   : {killed.info.run_id}" in result.stdout
     run = client.get_run(killed.info.run_id)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from readme_blocks import command
 from test_cli import cli_env, client_for, quick_args, run_cli
 
 
@@ -33,13 +35,19 @@ def load_weights(checkpoint_model_dir):
 
 
 def test_two_gloo_processes_match_one_process_over_the_same_global_batch(workdir, tiny_bert_without_dropout):
-    args = [*quick_args(tiny_bert_without_dropout), "data.max_docs=40", "trainer.epochs=2", "trainer.eval_batch_size=8"]
-    ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "medkit_exp", *args,
-         "trainer.batch_size=4", "hydra.run.dir=ddp"],
-        cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=300)
+    """README's torchrun line (2 processes, batch 8 each) against one process of batch 16."""
+    readme_line = command("torchrun ").args
+    per_process = int(next(a for a in readme_line if a.startswith("trainer.batch_size=")).split("=")[1])
+    nproc = int(next(a for a in readme_line if a.startswith("--nproc_per_node=")).split("=")[1])
+    args = [a for a in quick_args(tiny_bert_without_dropout) if not a.startswith("trainer.batch_size=")]
+    args += ["data.max_docs=40", "trainer.epochs=2", "trainer.eval_batch_size=8"]
+    torchrun = Path(sys.executable).parent / "torchrun"  # this environment's, even if not activated
+    launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    ddp = subprocess.run([*launcher, *readme_line[1:], *args, "hydra.run.dir=ddp"],
+                         cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert ddp.returncode == 0, ddp.stderr[-4000:]
-    single = run_cli([*args, "trainer.batch_size=8", "hydra.run.dir=single", "tracking=none"], workdir)
+    single = run_cli([*args, f"trainer.batch_size={nproc * per_process}", "hydra.run.dir=single", "tracking=none"],
+                     workdir)
     assert single.returncode == 0, single.stderr[-3000:]
 
     ddp_weights = load_weights(workdir / "ddp" / "checkpoints" / "checkpoint_002" / "model")

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -15,12 +16,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from readme_blocks import command, python_block
 from servers import free_port, serving
 from test_cli import cli_env, quick_args, run_cli
 
 from medkit_exp.text.ner.mlflow_model import OUTPUT_COLUMNS, entities_by_text, predict_entities, texts_of
 
-MODEL_NAME = "ner-test"
+REGISTER = command("python -m medkit_exp tracking.register_as=")  # README's lines, run as written
+SERVE = command("mlflow models serve ")
+CURL = command("curl -s http://127.0.0.1:5001/invocations")
+MODEL_NAME = REGISTER.text.split("tracking.register_as=")[1].split()[0]
+
+# With `--dist loadgroup` (pyproject) the module runs in one worker: one trained model, one server.
+pytestmark = pytest.mark.xdist_group("serving")
 TEXTS = [
     "The patient was started on metformin for type 2 diabetes after an HbA1c test.",
     "No acute distress.",
@@ -31,12 +39,12 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def registered_run(tmp_path_factory, mlflow_template_db, tiny_bert_dir):
-    """One tracked hf_ner run (tiny BERT, 12 epochs on 80 demo documents) with ``tracking.register_as``."""
+    """README's ``tracking.register_as`` run on the tiny BERT (12 epochs on 80 demo documents)."""
     workdir = tmp_path_factory.mktemp("serving")
     (workdir / "mlruns").mkdir()
     shutil.copyfile(mlflow_template_db, workdir / "mlruns" / "mlflow.db")
     result = run_cli([*quick_args(tiny_bert_dir), "trainer.epochs=12", "data.max_docs=80", "hydra.run.dir=out",
-                      f"tracking.register_as={MODEL_NAME}"], workdir)
+                      *REGISTER.args[3:]], workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     uri = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
     return {
@@ -130,18 +138,19 @@ def test_the_registered_model_finds_what_the_checkpoint_finds(registered_run, tr
 
 @pytest.fixture(scope="module")
 def served_model(registered_run, tmp_path_factory):
-    """``mlflow models serve`` of the registered model on a free loopback port, for the module; yields its URL."""
+    """README's ``mlflow models serve`` line (with its ``export``) in the run's launch folder, on a free port
+    instead of 5001; yields its URL."""
     missing = [m for m in ("uvicorn", "fastapi") if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"the MLflow scoring server needs {', '.join(missing)} (pip install 'mlflow[extras]' or uvicorn fastapi)")
     folder = tmp_path_factory.mktemp("served")
     port = free_port()
-    env = {**cli_env(), "MLFLOW_TRACKING_URI": registered_run["uri"]}
-    # mlflow runs `uvicorn` by name: find the one of this interpreter's environment even if not activated
+    env = {**cli_env(), **SERVE.env}  # export MLFLOW_TRACKING_URI=sqlite:///mlruns/mlflow.db
+    # `mlflow` and the `uvicorn` it runs by name: this interpreter's environment's, even if not activated
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL_NAME}/1",
-               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
-    with serving(command, f"http://127.0.0.1:{port}/ping", folder / "serve.log", env=env, cwd=folder):
+    args = SERVE.args
+    args[args.index("--port") + 1] = str(port)
+    with serving(args, f"http://127.0.0.1:{port}/ping", folder / "serve.log", env=env, cwd=registered_run["workdir"]):
         yield f"http://127.0.0.1:{port}"
 
 
@@ -161,8 +170,36 @@ def test_the_served_model_answers_invocations(served_model, tracking_uri):
     status, answer = invoke(served_model, json.dumps({"inputs": TEXTS}).encode())
     assert status == 200, answer
     got = as_tuples(entities_by_text(answer["predictions"], len(TEXTS)))
-    expected = as_tuples(entities_by_text(mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/1").predict(TEXTS), len(TEXTS)))
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/1")
+    expected = as_tuples(entities_by_text(model.predict(TEXTS), len(TEXTS)))
     assert any(got) and same_entities(got, expected), (got, expected)
+
+    # README's curl line, sent to this server.
+    args = [arg.replace("http://127.0.0.1:5001", served_model) for arg in CURL.args]
+    if shutil.which(args[0]) is None:
+        pytest.skip("curl is not installed: README's curl line was not sent")
+    sent = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert sent.returncode == 0, sent.stderr
+    predictions = json.loads(sent.stdout)["predictions"]
+    texts = json.loads(args[args.index("-d") + 1])["inputs"]
+    assert predictions and all(set(p) == set(OUTPUT_COLUMNS) for p in predictions)
+    assert same_entities(as_tuples(entities_by_text(predictions, len(texts))),
+                         as_tuples(entities_by_text(model.predict(texts), len(texts))))
+
+
+def test_the_pyfunc_python_block_prints_the_entities(registered_run, tracking_uri):
+    """README's block run in the run's launch folder (its relative SQLite URI) prints the model's table."""
+    import mlflow
+
+    code = python_block('mlflow.pyfunc.load_model("models:/')
+    result = subprocess.run([sys.executable, "-c", code], cwd=registered_run["workdir"], env=cli_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = re.search(r'predict\(\["([^"]*)"\]\)', code).group(1)
+    table = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/1").predict([text])
+    assert len(table) and result.stdout.rstrip("\n") == str(table)
+    header = re.search(r"^# +(text_index .*)$", code, flags=re.M).group(1)  # the table README shows
+    assert result.stdout.splitlines()[0].split() == header.split() == list(OUTPUT_COLUMNS)
 
 
 @pytest.mark.parametrize("body, expected", [

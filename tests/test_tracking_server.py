@@ -5,34 +5,43 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
+from readme_blocks import command
 from servers import free_port, serving
 from test_cli import cli_env, quick_args, run_cli
 
 TEXT = "The patient was started on metformin for type 2 diabetes after an HbA1c test."
 
 
+# With `--dist loadgroup` (pyproject) the module runs in one worker: one server.
+pytestmark = pytest.mark.xdist_group("tracking-server")
+
+
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory, mlflow_template_db):
-    """``mlflow server`` (SQLite backend, proxied artifacts, 1 worker) on a free loopback port; yields its URL.
+    """README's ``mlflow server`` line (SQLite backend, proxied artifacts, 1 worker), run in a folder
+    holding ``mlruns/``, on a free port instead of 5000; yields its URL and the ``mlruns`` folder.
 
     The store starts from the pre-migrated template DB (a fresh one would add a 5-7 s migration).
-    MLflow's background job workers (GenAI features: 7 extra processes) are off, which halves the
-    startup (about 10 s instead of 23 s on a busy 2-core host). The server's process group is
-    stopped at the end of the module.
+    MLflow's background job workers (GenAI features: 7 extra processes) are off, as README advises,
+    which halves the startup (about 10 s instead of 23 s on a busy 2-core host). The server's
+    process group is stopped at the end of the module.
     """
     root = tmp_path_factory.mktemp("tracking-server")
-    shutil.copyfile(mlflow_template_db, root / "mlflow.db")
+    (root / "mlruns").mkdir()
+    shutil.copyfile(mlflow_template_db, root / "mlruns" / "mlflow.db")
     port = free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-               "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1"]
+    args = command("mlflow server --backend-store-uri").args
+    args[args.index("--port") + 1] = str(port)
+    script = Path(sys.executable).parent / "mlflow"  # the `mlflow` of this environment, even if not activated
+    args = [str(script), *args[1:]] if script.exists() else [sys.executable, "-m", *args]
     url = f"http://127.0.0.1:{port}"
     env = {**cli_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with serving(command, f"{url}/health", root / "server.log", env=env, cwd=root, timeout_s=180):
-        yield {"url": url, "root": root}
+    with serving(args, f"{url}/health", root / "server.log", env=env, cwd=root, timeout_s=180):
+        yield {"url": url, "root": root / "mlruns"}
 
 
 def test_a_cli_run_through_the_server_is_read_back_over_http(mlflow_server, tiny_bert_dir, tmp_path, monkeypatch):

@@ -1,0 +1,76 @@
+"""README.md's commands and code blocks, as tests read them: each test runs README's own text.
+
+A shell line keeps the folder of a ``cd`` and the variables of an ``export`` written before
+it in its block; ``\\``-continued lines are joined and ``  # comments`` cut.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+README_PATH = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme() -> str:
+    return README_PATH.read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class ShellLine:
+    """One command of a ``bash`` block, with the folder and variables the lines before it set."""
+
+    text: str
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def args(self) -> list[str]:
+        return shlex.split(self.text)
+
+
+def shell_lines() -> list[ShellLine]:
+    """Every command of README's ``bash`` blocks (``cd`` and ``export`` lines are not commands)."""
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", readme(), flags=re.S):
+        cwd, env = None, {}
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip() if not line.lstrip().startswith("#") else ""
+            if not line:
+                continue
+            if line.startswith("cd "):
+                cwd = line[3:].strip()
+            elif line.startswith("export "):
+                for assignment in shlex.split(line)[1:]:
+                    name, _, value = assignment.partition("=")
+                    env[name] = value
+            else:
+                lines.append(ShellLine(" ".join(line.split()) if "'" not in line and '"' not in line else line,
+                                       cwd, dict(env)))
+    return lines
+
+
+def inline_commands(prefix: str) -> list[str]:
+    """Commands quoted in README's prose (`` `python -m medkit_exp --help` ``) that start with ``prefix``."""
+    return sorted({c for c in re.findall(r"(?<!`)`([^`\n]+)`(?!`)", readme()) if c.startswith(prefix)})
+
+
+def command(prefix: str) -> ShellLine:
+    """The one README shell line starting with ``prefix``."""
+    found = [line for line in shell_lines() if line.text.startswith(prefix)]
+    assert len(found) == 1, f"README has {len(found)} commands starting with {prefix!r}: {[f.text for f in found]}"
+    return found[0]
+
+
+def python_blocks() -> list[str]:
+    """The code of every ``python`` block of README."""
+    return re.findall(r"```python\n(.*?)```", readme(), flags=re.S)
+
+
+def python_block(containing: str) -> str:
+    """The one ``python`` block of README that contains ``containing``."""
+    found = [block for block in python_blocks() if containing in block]
+    assert len(found) == 1, f"README has {len(found)} python blocks containing {containing!r}"
+    return found[0]
