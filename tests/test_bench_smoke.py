@@ -173,6 +173,18 @@ def test_ncbi_precision_quality_prints_the_bf16_difference(tiny_bert_dir):
 
 
 @needs_ncbi
+def test_bf16_memory_probe_prints_each_variants_epoch_and_peak(tiny_bert_dir):
+    result = run_bench("bf16_memory_probe.py", "--model", str(tiny_bert_dir), "--max-docs", "2",
+                       "--variants", "fp32", "bf16")
+    lines = result.stdout.strip().splitlines()
+    assert last_line(result).startswith("bf16 ")
+    for variant in ("fp32", "bf16"):
+        (line,) = [line for line in lines if line.startswith(f"{variant} ")]
+        seconds, peak, sentences = figures(line, rf"{variant} +epoch +(\d+\.\d) s  peak RSS +(\d+) MB  \((\d+) sentences\)")
+        assert seconds >= 0 and peak > 0 and sentences > 0
+
+
+@needs_ncbi
 def test_compile_vs_eager_prints_the_break_even(tiny_bert_dir):
     result = run_bench("compile_vs_eager.py", "--model", str(tiny_bert_dir), "--max-docs", "2", "--epochs", "2",
                        "--precision", "fp32")

@@ -49,6 +49,8 @@ RUN_ELSEWHERE = {
 RUN_ELSEWHERE_NOT_VERBATIM = {
     "mlflow server --app-name basic-auth": "test_tracking_auth.py::auth_server",
     "curl -u admin:": "test_tracking_auth.py::auth_server (users/create)",
+    "python scripts/ui_screenshots.py": "test_ui_browser.py (the script's functions: its sweep, server and pages)",
+    "python scripts/kill_resume_soak.py": "test_cli.py::test_kill_9_then_resume_equals_an_uninterrupted_run (one round)",
 }
 
 # Lines with nothing to run in a test.
@@ -79,6 +81,10 @@ def how_checked(text: str) -> str | None:
                 return where
     if is_app(text):
         return "test_every_app_command_composes_with_its_overrides"
+    if text.startswith("python bench/"):  # a benchmark takes minutes: its smoke test runs it on a tiny input
+        script = text.split()[1].removeprefix("bench/")
+        source = (REPO_ROOT / "tests" / "test_bench_smoke.py").read_text(encoding="utf-8")
+        return "test_bench_smoke.py" if f'"{script}"' in source else None
     for prefix, where in (("python -m medkit_exp.predict ", "test_the_predict_lines_run_on_the_default_run"),
                           ("mlflow ui ", "test_mlflow_ui_as_readme_writes_it_serves_the_runs"),
                           ("pip install ", "test_the_install_lines_match_this_environment"),
@@ -120,7 +126,8 @@ def calls(source: str, function: str, argument: str) -> bool:
 
 
 def test_every_readme_command_is_checked():
-    lines = [line.text for line in shell_lines()] + inline_commands("python -m medkit_exp")
+    lines = [line.text for line in shell_lines()]
+    lines += [c for prefix in ("python -m medkit_exp", "python bench/", "python scripts/") for c in inline_commands(prefix)]
     assert len(lines) >= 30
     unchecked = [text for text in lines if how_checked(text) is None]
     assert not unchecked, f"README lines no test checks (add them to tests/test_readme.py): {unchecked}"
