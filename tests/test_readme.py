@@ -29,9 +29,6 @@ from readme_blocks import ShellLine, command, inline_commands, python_block, pyt
 from servers import free_port, serving
 from test_cli import cli_env, client_for, run_cli
 
-# With `--dist loadgroup` (pyproject) the tests of the default run share one worker, so it runs once.
-on_the_default_run = pytest.mark.xdist_group("readme-default-run")
-
 # Lines left out while the Optuna sweeper is being replaced: empty this to check them again.
 NOT_YET = ("hparams_search", "hydra.sweeper")
 
@@ -304,7 +301,6 @@ def default_run(tmp_path_factory, mlflow_template_db) -> dict:
             "checkpoint": Path(re.search(r"checkpoint\s+: (\S+)", summary).group(1))}
 
 
-@on_the_default_run
 def test_the_default_run_as_readme_gives_it(default_run):
     summary, folder = default_run["summary"], default_run["folder"]
     test_f1 = float(re.search(r"test\s+: precision=\S+ recall=\S+ f1=([0-9.]+)", summary).group(1))
@@ -320,7 +316,6 @@ def test_the_default_run_as_readme_gives_it(default_run):
     assert [key for key in keys if key in readme_keys] == readme_keys, (readme_keys, keys)
 
 
-@on_the_default_run
 def test_mlflow_ui_as_readme_writes_it_serves_the_runs(default_run):
     """README's `mlflow ui` line, in the launch folder of a run: healthy, and it serves that run."""
     port = free_port()
@@ -346,7 +341,6 @@ NOTES = ["The patient was started on metformin for type 2 diabetes.",
          "Chest X-ray showed pneumonia; amoxicillin was given after a blood test."]
 
 
-@on_the_default_run
 def test_the_predict_lines_run_on_the_default_run(default_run, tmp_path):
     """Both `predict` lines: a checkpoint folder on .txt notes, then a run id on NCBI-disease BRAT files."""
     folder = default_run["folder"]
@@ -394,7 +388,6 @@ def run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-@on_the_default_run
 def test_the_predict_python_block_prints_the_checkpoints_entities(default_run):
     code = python_block("matcher.run([doc])")
     code = re.sub(r'model="[^"]*"', f'model="{default_run["checkpoint"]}"', code)

@@ -26,9 +26,6 @@ REGISTER = command("python -m medkit_exp tracking.register_as=")  # README's lin
 SERVE = command("mlflow models serve ")
 CURL = command("curl -s http://127.0.0.1:5001/invocations")
 MODEL_NAME = REGISTER.text.split("tracking.register_as=")[1].split()[0]
-
-# With `--dist loadgroup` (pyproject) the module runs in one worker: one trained model, one server.
-pytestmark = pytest.mark.xdist_group("serving")
 TEXTS = [
     "The patient was started on metformin for type 2 diabetes after an HbA1c test.",
     "No acute distress.",

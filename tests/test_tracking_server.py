@@ -16,10 +16,6 @@ from test_cli import cli_env, quick_args, run_cli
 TEXT = "The patient was started on metformin for type 2 diabetes after an HbA1c test."
 
 
-# With `--dist loadgroup` (pyproject) the module runs in one worker: one server.
-pytestmark = pytest.mark.xdist_group("tracking-server")
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory, mlflow_template_db):
     """README's ``mlflow server`` line (SQLite backend, proxied artifacts, 1 worker), run in a folder
