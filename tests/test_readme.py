@@ -276,10 +276,11 @@ def test_the_install_lines_match_this_environment():
             assert not unmet(requirement), (install, unmet(requirement))
 
 
-def test_the_test_command_runs_with_two_workers():
+def test_the_test_command_runs_with_two_workers(tmp_path):
     """README's test command, on one quick file (the whole suite would run inside itself)."""
     args = command("python -m pytest").args
-    result = subprocess.run([sys.executable, *args[1:], "-p", "no:cacheprovider", "tests/test_ner_tagging.py"],
+    isolated = ["-p", "no:cacheprovider", f"--basetemp={tmp_path / 'inner'}"]  # leaves the outer run's files alone
+    result = subprocess.run([sys.executable, *args[1:], *isolated, "tests/test_ner_tagging.py"],
                             cwd=REPO_ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:]
     assert "bringing up nodes" in result.stdout and re.search(r"\b\d+ passed\b", result.stdout), result.stdout[-1000:]
