@@ -64,6 +64,18 @@ def command(prefix: str) -> ShellLine:
     return found[0]
 
 
+def in_this_environment(args: list[str]) -> list[str]:
+    """``args`` with their program (``mlflow``, ``torchrun``) taken from this interpreter's environment,
+    as an activated one would find it, else run as ``python -m <program>``."""
+    import sys
+
+    script = Path(sys.executable).parent / args[0]
+    if script.exists():
+        return [str(script), *args[1:]]
+    module = {"torchrun": "torch.distributed.run"}.get(args[0], args[0])
+    return [sys.executable, "-m", module, *args[1:]]
+
+
 def python_blocks() -> list[str]:
     """The code of every ``python`` block of README."""
     return re.findall(r"```python\n(.*?)```", readme(), flags=re.S)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from readme_blocks import command
+from readme_blocks import command, in_this_environment
 from test_cli import cli_env, client_for, quick_args, run_cli
 
 
@@ -41,9 +39,7 @@ def test_two_gloo_processes_match_one_process_over_the_same_global_batch(workdir
     nproc = int(next(a for a in readme_line if a.startswith("--nproc_per_node=")).split("=")[1])
     args = [a for a in quick_args(tiny_bert_without_dropout) if not a.startswith("trainer.batch_size=")]
     args += ["data.max_docs=40", "trainer.epochs=2", "trainer.eval_batch_size=8"]
-    torchrun = Path(sys.executable).parent / "torchrun"  # this environment's, even if not activated
-    launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
-    ddp = subprocess.run([*launcher, *readme_line[1:], *args, "hydra.run.dir=ddp"],
+    ddp = subprocess.run([*in_this_environment(readme_line), *args, "hydra.run.dir=ddp"],
                          cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert ddp.returncode == 0, ddp.stderr[-4000:]
     single = run_cli([*args, f"trainer.batch_size={nproc * per_process}", "hydra.run.dir=single", "tracking=none"],

@@ -25,7 +25,16 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT, SHARED_DATA
-from readme_blocks import ShellLine, command, inline_commands, python_block, python_blocks, readme, shell_lines
+from readme_blocks import (
+    ShellLine,
+    command,
+    in_this_environment,
+    inline_commands,
+    python_block,
+    python_blocks,
+    readme,
+    shell_lines,
+)
 from servers import free_port, serving
 from test_cli import cli_env, client_for, run_cli
 
@@ -97,12 +106,6 @@ def app_lines() -> list[ShellLine]:
     known = {line.text for line in lines}
     lines += [ShellLine(text) for text in inline_commands("python -m medkit_exp") if is_app(text) and text not in known]
     return [line for line in lines if not any(marker in line.text for marker in NOT_YET)]
-
-
-def mlflow_cli(args: list[str]) -> list[str]:
-    """``mlflow ...`` as README types it: the console script of this environment."""
-    script = Path(sys.executable).parent / "mlflow"
-    return [str(script), *args] if script.exists() else [sys.executable, "-m", "mlflow", *args]
 
 
 def with_port(args: list[str], port: int) -> list[str]:
@@ -320,7 +323,7 @@ def test_the_default_run_as_readme_gives_it(default_run):
 def test_mlflow_ui_as_readme_writes_it_serves_the_runs(default_run):
     """README's `mlflow ui` line, in the launch folder of a run: healthy, and it serves that run."""
     port = free_port()
-    args = with_port(mlflow_cli(command("mlflow ui ").args[1:]), port)
+    args = with_port(in_this_environment(command("mlflow ui ").args), port)
     url = f"http://127.0.0.1:{port}"
     env = {**cli_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # README's advice: starts in 10 s, not 25 s
     with serving(args, f"{url}/health", default_run["folder"] / "ui.log", env=env, cwd=default_run["folder"]):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from readme_blocks import command, python_block
+from readme_blocks import command, in_this_environment, python_block
 from servers import free_port, serving
 from test_cli import cli_env, quick_args, run_cli
 
@@ -145,7 +145,7 @@ def served_model(registered_run, tmp_path_factory):
     env = {**cli_env(), **SERVE.env}  # export MLFLOW_TRACKING_URI=sqlite:///mlruns/mlflow.db
     # `mlflow` and the `uvicorn` it runs by name: this interpreter's environment's, even if not activated
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    args = SERVE.args
+    args = in_this_environment(SERVE.args)
     args[args.index("--port") + 1] = str(port)
     with serving(args, f"http://127.0.0.1:{port}/ping", folder / "serve.log", env=env, cwd=registered_run["workdir"]):
         yield f"http://127.0.0.1:{port}"

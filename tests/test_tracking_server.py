@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
-from readme_blocks import command
+from readme_blocks import command, in_this_environment
 from servers import free_port, serving
 from test_cli import cli_env, quick_args, run_cli
 
@@ -30,10 +28,8 @@ def mlflow_server(tmp_path_factory, mlflow_template_db):
     (root / "mlruns").mkdir()
     shutil.copyfile(mlflow_template_db, root / "mlruns" / "mlflow.db")
     port = free_port()
-    args = command("mlflow server --backend-store-uri").args
+    args = in_this_environment(command("mlflow server --backend-store-uri").args)
     args[args.index("--port") + 1] = str(port)
-    script = Path(sys.executable).parent / "mlflow"  # the `mlflow` of this environment, even if not activated
-    args = [str(script), *args[1:]] if script.exists() else [sys.executable, "-m", *args]
     url = f"http://127.0.0.1:{port}"
     env = {**cli_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with serving(args, f"{url}/health", root / "server.log", env=env, cwd=root, timeout_s=180):
