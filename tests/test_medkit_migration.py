@@ -13,14 +13,8 @@ from glob import glob
 import pytest
 import torch
 
-SENTENCES = [
-    ("Le patient prend du paracetamol pour sa fièvre.", [("paracetamol", "drug"), ("fièvre", "problem")]),
-    ("On donne de l'aspirine contre la douleur.", [("aspirine", "drug"), ("douleur", "problem")]),
-    ("Elle a une toux sans fièvre.", [("toux", "problem"), ("fièvre", "problem")]),
-    ("Arrêt du paracetamol ce matin.", [("paracetamol", "drug")]),
-    ("Douleur thoracique traitée par aspirine.", [("Douleur thoracique", "problem"), ("aspirine", "drug")]),
-    ("Aucun traitement ce jour.", []),
-]
+from test_ner_component import E2E_SENTENCES as SENTENCES  # a tiny corpus the tiny model learns
+
 LABELS = ["drug", "problem"]
 
 

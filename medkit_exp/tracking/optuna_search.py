@@ -294,7 +294,7 @@ def _sweeper_alive(attrs: dict[str, Any]) -> bool:
     """Whether the sweep that started a RUNNING trial is still running (this host only)."""
     pid = attrs.get(_SWEEPER_PID)
     if pid is None or attrs.get(_SWEEPER_HOST) != socket.gethostname():
-        return pid is not None  # another host's sweep: assume alive; no pid: a trial from elsewhere
+        return pid is not None  # another host's sweep: cannot tell, assume alive; no pid: not run by a sweep
     if int(pid) == os.getpid():
         return False  # this process is starting the search: any trial it ran is over
     try:
