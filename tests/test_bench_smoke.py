@@ -36,6 +36,14 @@ def figures(line: str, pattern: str) -> list[float]:
     return values
 
 
+@pytest.mark.parametrize("line", ["ratio tracked/untracked: nan", "ratio tracked/untracked: inf",
+                                  "ratio tracked/untracked: 1.2", "ratio tracked/untracked: 1.234 s"])
+def test_a_figure_not_in_its_printed_form_fails(line):
+    with pytest.raises(AssertionError, match="does not read"):
+        figures(line, r"ratio tracked/untracked: (\d+\.\d{3})")
+    assert figures("ratio tracked/untracked: 1.234", r"ratio tracked/untracked: (\d+\.\d{3})") == [1.234]
+
+
 def test_tracking_overhead_prints_its_ratio(tiny_bert_dir):
     result = run_bench("tracking_overhead.py", "--pairs", "1", "--epochs", "1", "--model", str(tiny_bert_dir))
     (ratio,) = figures(last_line(result), r"ratio tracked/untracked: (\d+\.\d{3})")
@@ -192,3 +200,25 @@ def test_compile_vs_eager_prints_the_break_even(tiny_bert_dir):
                                           r"(?:\d+ steps|never)")
     assert ratio > 0
     assert re.search(r"compile cost: -?\d+\.\d s", result.stdout)
+
+
+@needs_ncbi
+def test_optuna_pruning_prints_both_searches_and_their_ratios(tiny_bert_dir):
+    result = run_bench("optuna_pruning.py", "--model", str(tiny_bert_dir), "--data-root", str(SHARED_DATA / "ncbi-disease"),
+                       "--max-docs", "3", "--trials", "2", "--epochs", "2", "--startup-trials", "1", "--threads", "1")
+    lines = result.stdout.strip().splitlines()
+    sides = {}
+    for side in ("unpruned", "pruned"):
+        (line,) = [line for line in lines if line.strip().startswith(f"{side}: ")]
+        run, full, complete, pruned, failed, wall, best = figures(
+            line.strip(), rf"{side}: (\d+) epochs of (\d+), (\d+) complete, (\d+) pruned, (\d+) failed, wall (\d+) s, "
+                          r"best eval_f1 ([01]\.\d{4}) \(trial \d+: .*\)")
+        assert full == 2 * 2 and complete + pruned + failed == 2 and 0 < run <= full and wall >= 0, line
+        sides[side] = run, best
+    assert sides["unpruned"][0] == 4  # no pruner: every trial runs its every epoch
+    (wall_ratio,) = figures(lines[-3], r"wall time pruned/unpruned: (\d+\.\d{3})")
+    (difference,) = figures(lines[-2], r"best eval_f1 difference \(pruned - unpruned\): ([+-]\d\.\d{4})")
+    (epoch_ratio,) = figures(last_line(result), r"epochs pruned/unpruned: (\d+\.\d{3})")
+    assert wall_ratio > 0
+    assert difference == pytest.approx(sides["pruned"][1] - sides["unpruned"][1], abs=1.5e-4)  # of the printed bests
+    assert epoch_ratio == pytest.approx(sides["pruned"][0] / sides["unpruned"][0], abs=5e-4)
