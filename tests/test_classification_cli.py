@@ -48,6 +48,8 @@ def test_segment_classification_run_logs_test_scores_and_baseline(workdir, tiny_
     gold = [item.segment.label for item in test_items]
     share = gold.count(majority) / len(gold)
     classes = set(gold) | {majority}  # macro F1 averages the classes seen (as for the model)
+    # The train and test splits have different majorities: a baseline taken from the test labels scores otherwise.
+    assert majority != Counter(gold).most_common(1)[0][0] and 0 < share < 1 and len(classes) == 3
     assert metrics["test_majority_accuracy"] == pytest.approx(share)
     assert metrics["test_majority_macro_f1"] == pytest.approx(2 * share / (1 + share) / len(classes))
 

@@ -185,7 +185,10 @@ def test_plateau_reads_the_tracked_metric(tmp_path):
     lrs = [entry["lr"] for entry in history]
     accuracies = [entry["eval"]["accuracy"] for entry in history]
     assert lrs == pytest.approx(replay_plateau(accuracies, 0.05, "max", 0.5))
-    assert 0.05 in lrs and min(lrs) < 0.05  # kept after an improvement, halved after a plateau
+    # Kept after an improvement, halved after an epoch that did not raise the accuracy: both happen.
+    steps = list(zip(accuracies, accuracies[1:], lrs, lrs[1:]))
+    assert any(acc > before and lr == lr_before for before, acc, lr_before, lr in steps)
+    assert any(acc <= before and lr == pytest.approx(lr_before / 2) for before, acc, lr_before, lr in steps)
     # Read from the eval loss (the default metric) the same scheduler gives another sequence.
     assert lrs != pytest.approx(replay_plateau([entry["eval"]["loss"] for entry in history], 0.05, "max", 0.5))
     with pytest.raises(TrainingSetupError, match="metric_to_track_lr='nope'"):
