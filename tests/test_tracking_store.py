@@ -68,49 +68,32 @@ def test_unreachable_server_fails_fast_with_a_one_line_hint():
 
 def test_a_silent_server_is_probed_once_then_reported():
     """A server that accepts connections and never answers: one bounded probe, not MLflow's
-    minutes of retries with back-off."""
-    import threading
-
-    connections = []
+    minutes of retries with back-off. The kernel accepts the connections into the listener's
+    backlog; they are counted afterwards, so no thread has to keep up with the probe."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        listener.settimeout(0.2)
-        stop = threading.Event()
-
-        def accept():
-            while not stop.is_set():
-                try:
-                    connections.append(listener.accept()[0])  # kept open, never answered
-                except OSError:
-                    continue
-
-        thread = threading.Thread(target=accept, daemon=True)
-        thread.start()
-        try:
-            with pytest.raises(TrackingUnavailableError, match="timed out"):
-                setup_tracking(f"http://127.0.0.1:{listener.getsockname()[1]}", check_timeout_s=1.0)
-        finally:
-            stop.set()
-            thread.join()
-            for connection in connections:
-                connection.close()
-    assert len(connections) == 1
+        listener.listen(16)
+        with pytest.raises(TrackingUnavailableError, match="timed out"):
+            setup_tracking(f"http://127.0.0.1:{listener.getsockname()[1]}", check_timeout_s=1.0)
+        listener.setblocking(False)
+        requests = []
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except BlockingIOError:
+                break
+            with connection:
+                connection.settimeout(10)
+                requests.append(connection.recv(200))
+    assert len(requests) == 1 and requests[0].startswith(b"GET "), requests
 
 
 _CREATE_AND_LOG = """
-import os, sys, time
-from pathlib import Path
+import sys
+from barrier import wait_at_barrier
 from medkit_exp.tracking import setup_tracking
 import mlflow
-# A barrier: every process is imported and waiting before any creates the store.
-barrier, parties = Path(sys.argv[2]), int(sys.argv[3])
-(barrier / str(os.getpid())).touch()
-deadline = time.monotonic() + 120
-while len(list(barrier.iterdir())) < parties:
-    if time.monotonic() > deadline:
-        sys.exit(f"barrier: {len(list(barrier.iterdir()))} of {parties} processes arrived in 120 s")
-    time.sleep(0.01)
+wait_at_barrier(sys.argv[2], int(sys.argv[3]))  # every process imported and waiting before any creates the store
 experiment_id = setup_tracking(root=sys.argv[1], experiment="concurrent")
 with mlflow.start_run():
     mlflow.log_metric("x", 1.0)
@@ -122,17 +105,21 @@ def test_processes_creating_the_same_store_at_once_all_succeed(tmp_path):
     root = tmp_path / "fresh-mlruns"
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")]),
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
     env.pop("MLFLOW_TRACKING_URI", None)
     procs = [
         subprocess.Popen([sys.executable, "-c", _CREATE_AND_LOG, str(root), str(barrier), "3"], cwd=tmp_path, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(3)
     ]
-    results = [(p.wait(timeout=240), p.stdout.read(), p.stderr.read()) for p in procs]
+    # communicate(), not wait(): a child whose log fills its pipe would otherwise block until the timeout.
+    outputs = [p.communicate(timeout=300) for p in procs]
+    results = [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
     for code, _, err in results:
         assert code == 0, err[-2000:]
     assert len({out.strip() for _, out, _ in results}) == 1
+    assert len(list(barrier.iterdir())) == 3  # the three were waiting together before any created the store
     client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("concurrent")
     assert len(client.search_runs([experiment.experiment_id])) == 3
