@@ -296,6 +296,12 @@ def _log_model(component: Any, tracker: Any, model_dir: Path, epoch: int, regist
     """Log the best checkpoint as the component's MLflow model; only ``register_as`` makes a failure fatal."""
     import mlflow
 
+    if tracker.offline:
+        reason = "the tracking server is unreachable; send_unsent uploads the best checkpoint later"
+        if register_as:
+            raise UserError(f"tracking.register_as={register_as}: the model could not be registered ({reason})")
+        log.warning("The best checkpoint was not logged as an MLflow model: %s", reason)
+        return {"model_uri": f"not logged ({reason})"}
     active = mlflow.active_run()
     try:
         if active is None or active.info.run_id != tracker.run_id:
@@ -372,6 +378,7 @@ def _make_tracker(cfg: DictConfig, choices: dict[str, str], data: Any, trainer_c
         run_id=resume_run_id,
         required=tracking.required,
         system_metrics=tracking.system_metrics,
+        spool_dir=trainer_cfg.output_dir,  # what a down server could not take waits beside the checkpoints
     )
     if run.start():
         from mlflow.tracking import MlflowClient
@@ -432,4 +439,6 @@ def _print_summary(cfg: DictConfig, summary: dict[str, Any], tracker, shown: Any
             lines.append(f"MLflow model : {summary['model_uri']}")
         if "registered_model" in summary:
             lines.append(f"registered as: {summary['registered_model']}")
+        if tracker.unsent_summary:
+            lines.append(f"NOT SENT     : {tracker.unsent_summary}")
     print("\n".join(lines), file=sys.stdout, flush=True)

@@ -29,6 +29,41 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+class RestartableServer:
+    """A server that a test stops and starts again on the same port (an outage and its end)."""
+
+    def __init__(self, command: Sequence[str], ready_url: str, log_path: Path, env: dict[str, str] | None = None,
+                 cwd: Path | None = None, timeout_s: float = 180.0) -> None:
+        self.command, self.ready_url, self.log_path = list(command), ready_url, log_path
+        self.env, self.cwd, self.timeout_s = env, cwd, timeout_s
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start it and return once ``ready_url`` answers 200."""
+        log_file = open(self.log_path, "a")
+        self.process = subprocess.Popen(self.command, stdout=log_file, stderr=subprocess.STDOUT, env=self.env,
+                                        cwd=self.cwd, start_new_session=True)
+        log_file.close()
+        deadline = time.monotonic() + self.timeout_s
+        while not http_ok(self.ready_url):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.command[0]} exited with {self.process.returncode}: {_tail(self.log_path)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.ready_url} not ready after {self.timeout_s:.0f} s: {_tail(self.log_path)}")
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        """Stop its whole process group; return once nothing answers on the port."""
+        if self.process is not None:
+            _stop_group(self.process)
+            self.process = None
+        deadline = time.monotonic() + 30
+        while http_ok(self.ready_url, timeout=1.0):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.ready_url} still answers after the server was stopped")
+            time.sleep(0.2)
+
+
 @contextmanager
 def serving(command: Sequence[str], ready_url: str, log_path: Path, env: dict[str, str] | None = None,
             cwd: Path | None = None, timeout_s: float = 180.0) -> Iterator[subprocess.Popen]:

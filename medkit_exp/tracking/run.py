@@ -50,6 +50,7 @@ from medkit_exp.tracking.metrics import (
 from medkit_exp.tracking.params import flatten_params, to_plain
 from medkit_exp.tracking.secrets import redact, redact_text
 from medkit_exp.tracking.sender import BackgroundSender
+from medkit_exp.tracking.spool import SPOOL_FILE, write_spool
 from medkit_exp.tracking.store import setup_tracking, tracking_username
 from medkit_exp.tracking.tags import git_tags
 from medkit_exp.training.checkpoint import MODEL_DIR, STATE_JSON
@@ -60,6 +61,7 @@ PARENT_RUN_ENV = "MEDKIT_EXP_PARENT_RUN_ID"  # set by tracking.sweep in multirun
 CHECKPOINT_POLICIES = ("best", "best_and_last", "none")
 _EXIT_SIGNALS = (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM))
 _EXIT_CODES = {128 + s for s in _EXIT_SIGNALS} | {-s for s in _EXIT_SIGNALS}
+LAST_TRY_OFFLINE_S = 10.0  # at the end of a run whose server is down: how long to keep trying
 
 
 @dataclass
@@ -101,6 +103,9 @@ class TrackedRun:
             warning, after which the run logs nothing.
         system_metrics: sample CPU, memory (and GPU) use as ``system/*`` metrics while the run
             is open (MLflow's system metrics, every 10 s by default).
+        spool_dir: folder where what the backend could not take (server down) is kept, as
+            ``mlflow_unsent.json``, for ``python -m medkit_exp.send_unsent`` (the app passes the
+            checkpoint folder); None keeps it in memory only.
 
     If a run is already active in this thread (and neither ``run_id``, ``parent_run_id`` nor
     ``nested`` says otherwise), this object logs into it and leaves ending it to its owner.
@@ -122,6 +127,7 @@ class TrackedRun:
         flush_timeout_s: float = 60.0,
         required: bool = True,
         system_metrics: bool = False,
+        spool_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.experiment = experiment
         self.system_metrics = system_metrics
@@ -135,6 +141,9 @@ class TrackedRun:
         self.nested = nested
         self.flush_timeout_s = flush_timeout_s
         self.required = required
+        self.spool_path = Path(spool_dir) / SPOOL_FILE if spool_dir is not None else None
+        self._unsent_uploads: list[dict[str, Any]] = []  # artifact folders to upload when the server is back
+        self.unsent_summary: str | None = None  # set when the run ended with data kept in the spool file
 
         self.run_id: str | None = None
         self.experiment_id: str | None = None
@@ -238,11 +247,7 @@ class TrackedRun:
         """Upload the files of ``local_dir`` under ``artifact_path`` (e.g. ``plots``); a failure only warns."""
         if not self.logging or not Path(local_dir).is_dir():
             return
-        self._sender.flush(self.flush_timeout_s)  # keep the worker out of the client meanwhile
-        try:
-            self._client.log_artifacts(self.run_id, str(local_dir), artifact_path)
-        except Exception as exc:
-            log.warning("Could not upload %s to MLflow as %s: %s", local_dir, artifact_path, exc)
+        self._upload(Path(local_dir), artifact_path, {})
 
     def log_datasets(self, datasets: list[dict[str, Any]]) -> None:
         """Record each split as an input of the run (the UI's Dataset column and run page).
@@ -250,7 +255,7 @@ class TrackedRun:
         Each entry: ``name``, ``digest``, ``context`` (training, validation, test) and ``source``,
         a dict of what identifies it (folder, counts), stored as the dataset's source.
         """
-        if not self.logging or not datasets:
+        if not self.logging or not datasets or self._sender.offline:
             return
         from mlflow.data.code_dataset_source import CodeDatasetSource
         from mlflow.data.meta_dataset import MetaDataset
@@ -271,12 +276,41 @@ class TrackedRun:
         """Set run tags (values as strings)."""
         if self.logging and tags:
             tags = redact({k: str(v) for k, v in tags.items()})
-            self._sender.call(self._client.log_batch, self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            self._sender.call(self._client.log_batch, self.run_id, tags=[RunTag(k, v) for k, v in tags.items()],
+                              record={"tags": tags})
 
     def flush(self) -> None:
-        """Wait (up to ``flush_timeout_s``) until everything queued is in the store."""
+        """Wait (up to ``flush_timeout_s``; not while the server is down) until everything queued
+        is in the store; what the server could not take is written to the spool file."""
         if self.logging:
-            self._sender.flush(self.flush_timeout_s)
+            self._flush_or_spool()
+
+    @property
+    def offline(self) -> bool:
+        """True while the tracking backend fails (what is logged meanwhile is kept, see `spool_path`)."""
+        return self._sender is not None and self._sender.offline
+
+    def _flush_or_spool(self) -> None:
+        """Flush; keep on disk whatever the backend has not taken (a kill then loses nothing)."""
+        if self._sender.flush(self.flush_timeout_s) and not self._unsent_uploads:
+            if self.spool_path is not None and self.spool_path.is_file():
+                self.spool_path.unlink()
+            return
+        self._write_spool(status=None)
+
+    def _write_spool(self, status: str | None) -> Path | None:
+        if self.spool_path is None:
+            return None
+        try:
+            write_spool(self.spool_path, {
+                "run_id": self.run_id, "experiment": self.experiment, "status": status,
+                "tracking_uri": redact_text(self._client.tracking_uri),
+                **self._sender.backlog(), "uploads": self._unsent_uploads,
+            })
+            return self.spool_path
+        except OSError as exc:
+            log.warning("Could not keep the unsent MLflow data in %s: %s", self.spool_path, exc)
+            return None
 
     def finish(self, status: str = "FINISHED") -> None:
         """Send what is pending and end the run with ``status`` (if this object started it)."""
@@ -289,7 +323,8 @@ class TrackedRun:
         killed = _is_kill(exception)
         try:
             message = redact_text(f"{type(exception).__name__}: {exception}")[:5000]
-            self._sender.call(self._client.set_tag, self.run_id, "medkit.error", message)
+            self._sender.call(self._client.set_tag, self.run_id, "medkit.error", message,
+                              record={"tags": {"medkit.error": message}})
             # Someone pressing Ctrl-C does not want to wait for a slow server.
             self._finish("KILLED" if killed else "FAILED", timeout=min(self.flush_timeout_s, 10.0))
         except Exception as exc:
@@ -299,19 +334,35 @@ class TrackedRun:
         if self._finished or self._sender is None:
             return
         self._finished = True
-        lost = self._sender.close(timeout)
-        if lost:
-            log.warning("%d metric point(s) could not be sent to MLflow run %s", lost, self.run_id)
-        if not self._owns_run:
+        if self._sender.offline:  # one last probe, not the full wait: the server may never come back
+            timeout = min(timeout, LAST_TRY_OFFLINE_S)
+        self._sender.close(timeout)
+        ended = not self._owns_run
+        if self._owns_run:
+            try:
+                active = mlflow.active_run()
+                if active is not None and active.info.run_id == self.run_id:
+                    mlflow.end_run(status=status)  # leaves the run inactive here even if the server is down
+                else:
+                    self._client.set_terminated(self.run_id, status=status)
+                ended = True
+            except Exception as exc:
+                log.warning("Could not mark MLflow run %s as %s: %s", self.run_id, status,
+                            redact_text(str(exc)).splitlines()[0][:300])
+        if self._sender.all_sent and ended and not self._unsent_uploads:
+            if self.spool_path is not None and self.spool_path.is_file():
+                self.spool_path.unlink()
             return
-        try:
-            active = mlflow.active_run()
-            if active is not None and active.info.run_id == self.run_id:
-                mlflow.end_run(status=status)
-            else:
-                self._client.set_terminated(self.run_id, status=status)
-        except Exception as exc:
-            log.warning("Could not mark MLflow run %s as %s: %s", self.run_id, status, exc)
+        backlog = self._sender.backlog()
+        path = self._write_spool(status=None if ended else status)
+        if path is None:
+            log.warning("%d metric point(s) could not be sent to MLflow run %s", len(backlog["metrics"]), self.run_id)
+            return
+        self.unsent_summary = (f"MLflow unreachable: {len(backlog['metrics'])} metric point(s), "
+                               f"{len(backlog['calls'])} tag/artifact write(s), {len(self._unsent_uploads)} "
+                               f"upload(s) and the run's end kept in {path}; when the server is back, send them "
+                               f"with: python -m medkit_exp.send_unsent {path.parent}")
+        log.warning("%s", self.unsent_summary)
 
     # ------------------------------------------------------------------ metrics
     def log_step_metrics(self, logs: Mapping[str, float], step: int) -> None:
@@ -340,8 +391,10 @@ class TrackedRun:
                 self._sender.log_metrics(epoch_metrics(metrics, epoch_duration), step=epoch)
             entry = {**dict(metrics), "epoch": epoch}
             self.history = [e for e in self.history if e.get("epoch") != epoch] + [entry]
-            self._sender.call(self._client.log_text, self.run_id, redact_text(to_json(self.history)), "history.json")
-            self._sender.flush(self.flush_timeout_s)
+            text = redact_text(to_json(self.history))
+            self._sender.call(self._client.log_text, self.run_id, text, "history.json",
+                              record={"text": "history.json", "content": text})
+            self._flush_or_spool()
         except Exception as exc:
             log.warning("MLflow epoch logging failed: %s", exc)
 
@@ -352,7 +405,7 @@ class TrackedRun:
         if step is None:
             step = self.history[-1]["epoch"] if self.history else 0
         self._sender.log_metrics(prefixed_metrics("test", metrics), step=step)
-        self._sender.flush(self.flush_timeout_s)
+        self._flush_or_spool()
 
     def log_final_metrics(self, metrics: Mapping[str, Any]) -> None:
         """Log run-level numbers once (``best_eval_f1``...) at the last epoch's step, and wait until stored."""
@@ -361,7 +414,7 @@ class TrackedRun:
         step = self.history[-1]["epoch"] if self.history else 0
         numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         self._sender.log_metrics(numbers, step=step)
-        self._sender.flush(self.flush_timeout_s)
+        self._flush_or_spool()
 
     # ------------------------------------------------------------------ artifacts
 
@@ -371,10 +424,11 @@ class TrackedRun:
             return
         plain = redact(to_plain(obj))
         if name.endswith((".yaml", ".yml")):
-            self._sender.call(self._client.log_dict, self.run_id, plain, name)
+            self._sender.call(self._client.log_dict, self.run_id, plain, name, record={"dict": name, "content": plain})
         else:
-            self._sender.call(self._client.log_text, self.run_id, to_json(plain), name)
-        self._sender.flush(self.flush_timeout_s)
+            text = to_json(plain)
+            self._sender.call(self._client.log_text, self.run_id, text, name, record={"text": name, "content": text})
+        self._flush_or_spool()
 
     def log_config(self, resolved_cfg_yaml: str, name: str = "config.yaml") -> None:
         """Store the resolved config text (e.g. ``OmegaConf.to_yaml(cfg, resolve=True)``) as ``config.yaml``."""
@@ -384,8 +438,9 @@ class TrackedRun:
         """Write ``text`` as the artifact file ``name`` (e.g. ``notes/summary.md``)."""
         if self.start() is None:
             return
-        self._sender.call(self._client.log_text, self.run_id, redact_text(text), name)
-        self._sender.flush(self.flush_timeout_s)
+        text = redact_text(text)
+        self._sender.call(self._client.log_text, self.run_id, text, name, record={"text": name, "content": text})
+        self._flush_or_spool()
 
     def ui_command(self) -> str:
         """How to browse this run: the ``mlflow ui`` command for a SQLite store, else the run's URL."""
@@ -410,12 +465,12 @@ class TrackedRun:
                 self.best_checkpoint = record
             if self.logging:
                 local = redact_text(str(record.path.resolve()))
-                self._sender.call(self._client.set_tag, self.run_id, "checkpoint.last_path", local)
-                if record.is_best:
-                    self._sender.call(self._client.set_tag, self.run_id, "checkpoint.best_path", local)
+                tags = {"checkpoint.last_path": local, **({"checkpoint.best_path": local} if record.is_best else {})}
+                self.set_tags(tags)
                 # A resume replays only the steps after this checkpoint: the ones before it
-                # must be in the store now, not waiting in the coalescing buffer.
-                self._sender.flush(self.flush_timeout_s)
+                # must be in the store now (or, the server being down, on disk), not waiting
+                # in the coalescing buffer.
+                self._flush_or_spool()
             return record
         except Exception as exc:
             log.warning("MLflow checkpoint record failed: %s", exc)
@@ -450,15 +505,28 @@ class TrackedRun:
             value = getattr(record, key)
             if value is not None:
                 tags[f"{artifact_path}.{key}"] = str(value)
-        self._sender.flush(self.flush_timeout_s)  # keep the worker out of the client meanwhile
-        try:
-            self._client.log_artifacts(self.run_id, str(source), artifact_path)
-            self._client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-        except Exception as exc:
-            log.warning("Could not upload %s to MLflow as %s: %s", source, artifact_path, exc)
+        if not self._upload(source, artifact_path, tags):
             return False
         self._uploaded[artifact_path] = record.path.resolve()
         return True
+
+    def _upload(self, source: Path, artifact_path: str, tags: Mapping[str, str]) -> bool:
+        """Upload folder ``source`` as ``artifact_path`` and set ``tags``; while the server is down
+        (or if the upload fails) keep it in the spool file instead. True once uploaded."""
+        self._flush_or_spool()  # keep the worker out of the client meanwhile
+        if not self._sender.offline:
+            try:
+                self._client.log_artifacts(self.run_id, str(source), artifact_path)
+                if tags:
+                    self._client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+                return True
+            except Exception as exc:
+                log.warning("Could not upload %s to MLflow as %s: %s", source, artifact_path,
+                            redact_text(str(exc)).splitlines()[0][:300])
+        self._unsent_uploads.append({"local": str(source.resolve()), "artifact_path": artifact_path,
+                                     "tags": dict(tags)})
+        self._write_spool(status=None)
+        return False
 
     def upload_checkpoints(self, policy: str = "best") -> None:
         """Upload the best checkpoint (``best``), and the last one too (``best_and_last``); never raises."""
@@ -524,7 +592,9 @@ class TrackedRun:
         new = [Param(k, v) for k, v in flat.items() if k not in existing]
         if new:
             self._client.log_batch(self.run_id, params=new)
-        self._sender.call(self._client.log_text, self.run_id, to_json(nested), "params.json")
+        text = to_json(nested)
+        self._sender.call(self._client.log_text, self.run_id, text, "params.json",
+                          record={"text": "params.json", "content": text})
 
     def _load_history(self) -> None:
         try:

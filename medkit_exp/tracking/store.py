@@ -27,6 +27,10 @@ from medkit_exp.tracking.secrets import redact_text
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".init.lock"
+# MLflow's client retries a request to a server that is down 7 times with back-off: about 4
+# minutes per call. The run's own sender keeps what failed and tries again, so shorter retries
+# (about 10 s per call) let a run notice an outage quickly. A user's own setting wins.
+HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 LOCK_TIMEOUT_S = 300  # a first migration takes 5-7 s; several waiting processes queue behind it
 
 
@@ -77,7 +81,9 @@ def setup_tracking(
     db_path = _sqlite_path(uri)
     if db_path is None:
         if uri.startswith(("http://", "https://")):
-            _check_reachable(uri, check_timeout_s)
+            check_reachable(uri, check_timeout_s)
+            for name, value in HTTP_RETRY_DEFAULTS.items():
+                os.environ.setdefault(name, value)
         mlflow.set_tracking_uri(uri)
         try:
             experiment_id = mlflow.set_experiment(experiment).experiment_id
@@ -164,7 +170,7 @@ def _enable_wal(db_path: Path) -> None:
         log.debug("Could not switch %s to WAL: %s", db_path, exc)
 
 
-def _check_reachable(uri: str, timeout: float) -> None:
+def check_reachable(uri: str, timeout: float) -> None:
     # MLflow's own client retries with back-off for minutes; fail fast instead. The user part
     # of http://user:password@host is credentials, not a host name: leave it out of the probe.
     parts = urllib.parse.urlsplit(uri)
