@@ -57,6 +57,7 @@ RUN_ELSEWHERE_NOT_VERBATIM = {
     "curl -u admin:": "test_tracking_auth.py::auth_server (users/create)",
     "python scripts/ui_screenshots.py": "test_ui_browser.py (the script's functions: its sweep, server and pages)",
     "python scripts/kill_resume_soak.py": "test_cli.py::test_kill_9_then_resume_equals_an_uninterrupted_run (one round)",
+    "python -m medkit_exp.send_unsent ": "test_tracking_outage.py::test_a_server_that_never_comes_back_leaves_a_command_that_sends_everything (the command the run printed)",
 }
 
 # Lines with nothing to run in a test.
