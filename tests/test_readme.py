@@ -2,7 +2,7 @@
 
 - ``python -m medkit_exp ...`` lines are composed with ``--cfg all`` (the ``--cfg job`` config
   with Hydra's own) and each override is found with its value (a sweep job by job, until every
-  value was seen); those that are quick also run for real, here or in another test.
+  value was seen; an Optuna interval by its two ends); those that are quick also run for real, here or in another test.
 - The default run, the examples block, the ``predict`` lines, ``mlflow ui`` and the Python
   blocks run here, with the tiny model where README trains for minutes.
 - ``RUN_ELSEWHERE`` names the tests that run the other lines from README's own text
@@ -37,9 +37,6 @@ from readme_blocks import (
 )
 from servers import free_port, serving
 from test_cli import cli_env, client_for, run_cli
-
-# Lines left out while the Optuna sweeper is being replaced: empty this to check them again.
-NOT_YET = ("hparams_search", "hydra.sweeper", "hydra/sweeper")
 
 # README lines run for real by another test, which reads them with readme_blocks.command(<key>).
 RUN_ELSEWHERE = {
@@ -80,8 +77,6 @@ def is_app(text: str) -> bool:
 
 def how_checked(text: str) -> str | None:
     """Which test checks README line ``text``; None for a line no test checks."""
-    if any(marker in text for marker in NOT_YET):
-        return "left out for now (NOT_YET)"
     for table in (RUN_ELSEWHERE, RUN_ELSEWHERE_NOT_VERBATIM, NOTHING_TO_RUN):
         for prefix, where in table.items():
             if text.startswith(prefix):
@@ -106,7 +101,7 @@ def app_lines() -> list[ShellLine]:
     lines = [line for line in shell_lines() if is_app(line.text)]
     known = {line.text for line in lines}
     lines += [ShellLine(text) for text in inline_commands("python -m medkit_exp") if is_app(text) and text not in known]
-    return [line for line in lines if not any(marker in line.text for marker in NOT_YET)]
+    return lines
 
 
 def with_port(args: list[str], port: int) -> list[str]:
@@ -164,13 +159,25 @@ def split_args(args: list[str]) -> tuple[list[str], list[str]]:
     return flags, overrides
 
 
+def sweep_values(override) -> list[str]:
+    """The values a job of the sweep can get: each choice or range value; an interval's two ends
+    (what an Optuna search draws between)."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    value = override.value()
+    if isinstance(value, IntervalSweep):
+        ends = (value.start, value.end)
+        return [str(int(end)) if "int" in (value.tags or set()) else str(end) for end in ends]
+    return list(override.sweep_string_iterator()) if override.is_sweep_override() else [
+        override.get_value_element_as_str()]
+
+
 def jobs(overrides: list[str]) -> list[list[str]]:
     """The jobs of a sweep as override lists, enough of them for each swept value to appear once."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(overrides)
-    values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
-              for o in parsed]
+    values = [sweep_values(o) for o in parsed]
     count = max(len(v) for v in values) if values else 1
     return [[f"{o.get_key_element()}={v[i % len(v)]}" for o, v in zip(parsed, values)] for i in range(count)]
 
