@@ -2,7 +2,8 @@
 
 - ``python -m medkit_exp ...`` lines are composed with ``--cfg all`` (the ``--cfg job`` config
   with Hydra's own) and each override is found with its value (a sweep job by job, until every
-  value was seen; an Optuna interval by its two ends); those that are quick also run for real, here or in another test.
+  value was seen; an Optuna interval by its two ends); those that are quick also run for real,
+  here or in another test.
 - The default run, the examples block, the ``predict`` lines, ``mlflow ui`` and the Python
   blocks run here, with the tiny model where README trains for minutes.
 - ``RUN_ELSEWHERE`` names the tests that run the other lines from README's own text
