@@ -5,10 +5,13 @@ seed, the same trials and epochs per trial, one after the other, each in its own
 study and MLflow store). Printed: each search's training epochs, wall time and best objective
 (read from its ``search_summary.json``), then the two figures the issue names:
 
-    epochs pruned/unpruned: 0.xxx
     best eval_f1 difference (pruned - unpruned): +0.xxxx
+    epochs pruned/unpruned: 0.xxx
 
-    python bench/optuna_pruning.py --data-root ../shared/data/ncbi-disease --max-docs 150
+    python bench/optuna_pruning.py --data-root ../shared/data/ncbi-disease --max-docs 100 --trials 16 --epochs 4 --startup-trials 2
+
+More app overrides go after ``--`` (both sides get them): the smoke test runs it with the tiny
+model on the demo corpus, ``--experiment '' --model <tiny BERT> -- tracking=none``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def search(side: str, args: argparse.Namespace, workdir: Path) -> dict:
     overrides = ["hparams_search=ner_optuna", f"hydra.sweeper.n_trials={args.trials}",
                  f"hydra.sweeper.sampler.seed={args.seed}", f"trainer.epochs={args.epochs}",
                  f"data.max_docs={args.max_docs}", f"threads={args.threads}", "callbacks.progress_bars=false",
-                 f"tracking.experiment=bench_pruning_{side}", "tracking.log_model=false"]
+                 f"tracking.experiment=bench_pruning_{side}", "tracking.log_model=false", *args.overrides]
     if args.experiment:
         overrides.insert(0, f"+experiment={args.experiment}")
     if args.data_root:
@@ -67,6 +70,7 @@ def main() -> None:
     parser.add_argument("--startup-trials", type=int, default=2, help="trials the median pruner waits for")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", default=None, help="trainer.precision (default: the preset's)")
+    parser.add_argument("overrides", nargs="*", help="more app overrides for both searches (after --)")
     args = parser.parse_args()
 
     results = {}
