@@ -196,3 +196,26 @@ def test_a_bad_pruner_or_a_study_made_by_another_search_is_refused_in_one_line(w
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("medkit_exp: error: Optuna study mine in sqlite:///") and "was made by another search" in line
+
+
+def test_a_trial_is_pruned_before_its_last_epoch_never_after_it(tmp_path):
+    """A pruner that prunes every report (a threshold no value reaches): the trial stops after
+    epoch 1 of 3, while a trial reporting its last planned epoch completes."""
+    import optuna
+
+    from medkit_exp.tracking.optuna_trial import OptunaTrialReporter
+    from medkit_exp.training.trainer import StopTraining
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    always = optuna.pruners.ThresholdPruner(lower=2.0)  # an F1 is never above 2: every report prunes
+    first, last = study.ask().number, study.ask().number
+    pruned = OptunaTrialReporter(storage, "s", first, "eval_f1", epochs=3, pruner=always)
+    with pytest.raises(StopTraining, match="pruned by Optuna after epoch 1"):
+        pruned.on_epoch_end({"eval": {"f1": 0.5}}, epoch=1)
+    assert pruned.pruned_at_epoch == 1
+
+    completes = OptunaTrialReporter(storage, "s", last, "eval_f1", epochs=1, pruner=always)
+    completes.on_epoch_end({"eval": {"f1": 0.5}}, epoch=1)
+    assert completes.pruned_at_epoch is None
+    assert study.trials[last].intermediate_values == {1: 0.5}

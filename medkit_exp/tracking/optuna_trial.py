@@ -82,7 +82,8 @@ class OptunaTrialReporter:
         self.study_name = study_name
         self.objective = objective
         self.pruned_at_epoch: int | None = None
-        self.trial.set_user_attr(EPOCHS_PLANNED, int(epochs))
+        self.epochs_planned = int(epochs)
+        self.trial.set_user_attr(EPOCHS_PLANNED, self.epochs_planned)
         self.trial.set_user_attr(EPOCHS_RUN, 0)
         if not objective.startswith("eval_"):
             log.warning("objective %s is not an eval metric: trial %d reports nothing per epoch and is never "
@@ -107,7 +108,9 @@ class OptunaTrialReporter:
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             return
         self.trial.report(float(value), epoch)
-        if self.trial.should_prune():
+        # Pruning after the last planned epoch saves nothing and would cost the trial its test
+        # score and its chance to be the best: it completes instead.
+        if epoch < self.epochs_planned and self.trial.should_prune():
             from medkit_exp.training.trainer import StopTraining
 
             self.pruned_at_epoch = epoch
