@@ -196,6 +196,10 @@ def test_a_bad_pruner_or_a_study_made_by_another_search_is_refused_in_one_line(w
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("medkit_exp: error: Optuna study mine in sqlite:///") and "was made by another search" in line
+    # Refused before any trial ran: no empty FAILED parent run is left in MLflow.
+    client = client_for(workdir)
+    experiment = client.get_experiment_by_name("search")
+    assert experiment is None or client.search_runs([experiment.experiment_id]) == []
 
 
 def test_a_trial_is_pruned_before_its_last_epoch_never_after_it(tmp_path):

@@ -226,8 +226,20 @@ class MLflowSweepCallback(Callback):
         try:
             from mlflow.tracking import MlflowClient
 
-            MlflowClient().set_terminated(self.parent_run_id, status=status)
+            client = MlflowClient()
+            if status == "FAILED" and not _has_children(client, self.parent_run_id):
+                # Refused before any job ran (a bad search setting): no empty parent left behind.
+                client.delete_run(self.parent_run_id)
+            else:
+                client.set_terminated(self.parent_run_id, status=status)
         except Exception as exc:  # noqa: BLE001 - ending a parent run must never hide the sweep's own error
             log.warning("could not end the sweep's parent run %s: %s", self.parent_run_id, exc)
         os.environ.pop(PARENT_ENV, None)
         os.environ.pop(SWEEP_ENV, None)
+
+
+def _has_children(client: Any, parent_run_id: str) -> bool:
+    """Whether any run was started under ``parent_run_id``."""
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=1)
+    return bool(children)
