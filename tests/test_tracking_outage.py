@@ -139,3 +139,52 @@ def test_a_server_that_never_comes_back_leaves_a_command_that_sends_everything(s
                            env=cli_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "sent 0 metric point(s)" in again.stdout  # nothing twice
     assert_complete(client, run_id, str(workdir / "dl2"))
+
+
+def test_a_run_killed_during_an_outage_sends_what_it_kept_when_resumed(mlflow_root, tmp_path, monkeypatch):
+    """Epoch 2 is logged while the backend refuses metrics, then the process 'dies' (the run is
+    never finished): the spool holds epoch 2; the resumed run sends it first and logs on from
+    there; another run started in the same folder sets a foreign spool aside instead of
+    overwriting it."""
+    from mlflow import MlflowClient
+
+    from medkit_exp.tracking.run import TrackedRun
+    from test_tracking_callback import entry
+
+    settings = dict(experiment="tests", tracking_root=mlflow_root, spool_dir=tmp_path / "ckpt", flush_timeout_s=5)
+    first = TrackedRun(**settings)
+    first.start()
+    first.log_epoch(entry(1, 1.0, 0.5), epoch=1)
+    real_log_batch = MlflowClient.log_batch
+
+    def refuse_metrics(self, run_id, metrics=(), *args, **kwargs):
+        if metrics:
+            raise ConnectionError("server gone")
+        return real_log_batch(self, run_id, metrics, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", refuse_metrics)
+    first.log_epoch(entry(2, 0.5, 0.6), epoch=2)
+    spool = tmp_path / "ckpt" / "mlflow_unsent.json"
+    assert sorted({step for key, _, _, step in json.loads(spool.read_text())["metrics"] if key == "eval_f1"}) == [2]
+    first._sender.close(0)  # the process dies: the run is never finished
+    import mlflow
+
+    mlflow.end_run()
+    monkeypatch.undo()
+
+    client = MlflowClient()
+    assert [m.step for m in client.get_metric_history(first.run_id, "eval_f1")] == [1]
+    resumed = TrackedRun(**settings, run_id=first.run_id)
+    resumed.start()
+    assert sorted(m.step for m in client.get_metric_history(first.run_id, "eval_f1")) == [1, 2]
+    assert not spool.exists() and (tmp_path / "ckpt" / "mlflow_unsent.json.sent").is_file()
+    resumed.log_epoch(entry(2, 0.5, 0.6), epoch=2)  # the checkpoint was of epoch 1: epoch 2 again
+    resumed.log_epoch(entry(3, 0.4, 0.7), epoch=3)
+    resumed.finish()
+    assert sorted(m.step for m in client.get_metric_history(first.run_id, "eval_f1")) == [1, 2, 3]
+
+    spool.write_text(json.dumps({"run_id": first.run_id, "metrics": [], "calls": []}))
+    other = TrackedRun(**settings)
+    other.start()
+    assert (tmp_path / "ckpt" / f"mlflow_unsent.{first.run_id}.json").is_file() and not spool.exists()
+    other.finish()

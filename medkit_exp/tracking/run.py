@@ -50,7 +50,7 @@ from medkit_exp.tracking.metrics import (
 from medkit_exp.tracking.params import flatten_params, to_plain
 from medkit_exp.tracking.secrets import redact, redact_text
 from medkit_exp.tracking.sender import BackgroundSender
-from medkit_exp.tracking.spool import SPOOL_FILE, write_spool
+from medkit_exp.tracking.spool import SENT_SUFFIX, SPOOL_FILE, read_spool, send_spool, write_spool
 from medkit_exp.tracking.store import setup_tracking, tracking_username
 from medkit_exp.tracking.tags import git_tags
 from medkit_exp.training.checkpoint import MODEL_DIR, STATE_JSON
@@ -203,6 +203,7 @@ class TrackedRun:
             run = mlflow.start_run(run_id=self.resume_run_id, run_name=run_name, tags=tags,
                                    log_system_metrics=self.system_metrics)
             self._owns_run = True
+            self._send_earlier_spool()  # before reading what the run holds: the kept points count too
             self._load_history()
             self._logged_until_step = self._last_step(STEP_PREFIX + "train_loss")
             self._logged_until_epoch = self._last_step("train_loss")
@@ -221,7 +222,38 @@ class TrackedRun:
             self._owns_run = True
         self.run_id = run.info.run_id
         self._sender = BackgroundSender(self._client, self.run_id)
+        self._set_aside_foreign_spool()
         return self.run_id
+
+    def _send_earlier_spool(self) -> None:
+        """Resuming a run whose earlier process kept data while its server was down: send it now."""
+        if self.spool_path is None or not self.spool_path.is_file():
+            return
+        try:
+            payload = read_spool(self.spool_path)
+            if payload["run_id"] != self.resume_run_id:
+                return  # another run's: set aside by _set_aside_foreign_spool
+            payload["status"] = None  # the run goes on
+            sent = send_spool(payload, self._client)
+            self.spool_path.rename(self.spool_path.with_name(self.spool_path.name + SENT_SUFFIX))
+            log.warning("Sent what an earlier process of run %s kept while MLflow was unreachable (%d metric "
+                        "point(s))", self.resume_run_id, sent["metrics"])
+        except Exception as exc:  # noqa: BLE001 - kept on disk: _set_aside_foreign_spool names it
+            log.warning("Could not send %s: %s", self.spool_path, redact_text(str(exc)).splitlines()[0][:300])
+
+    def _set_aside_foreign_spool(self) -> None:
+        """A spool file this run would overwrite (another run's, or one that could not be sent)
+        is renamed, never lost, and the way to send it is logged."""
+        if self.spool_path is None or not self.spool_path.is_file():
+            return
+        try:
+            owner = read_spool(self.spool_path)["run_id"]
+        except (OSError, ValueError, KeyError):
+            owner = "unknown"
+        kept = self.spool_path.with_name(f"mlflow_unsent.{owner}.json")
+        self.spool_path.rename(kept)
+        log.warning("Unsent MLflow data of run %s kept in %s; send it with: python -m medkit_exp.send_unsent %s",
+                    owner, kept, kept)
 
     def _last_step(self, metric: str) -> int | None:
         history = self._client.get_metric_history(self.resume_run_id, metric)
