@@ -296,7 +296,7 @@ def _log_model(component: Any, tracker: Any, model_dir: Path, epoch: int, regist
     """Log the best checkpoint as the component's MLflow model; only ``register_as`` makes a failure fatal."""
     import mlflow
 
-    if tracker.offline:
+    if tracker.offline and not tracker.wait_until_online():
         reason = "the tracking server is unreachable; send_unsent uploads the best checkpoint later"
         if register_as:
             raise UserError(f"tracking.register_as={register_as}: the model could not be registered ({reason})")

@@ -227,6 +227,7 @@ def test_register_as_without_a_logged_model_is_a_one_line_error(tmp_path):
 
 class _Tracker:
     run_id = "not-active"
+    offline = False
 
 
 class _Component:

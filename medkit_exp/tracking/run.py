@@ -369,6 +369,8 @@ class TrackedRun:
         if self._sender.offline:  # one last probe, not the full wait: the server may never come back
             timeout = min(timeout, LAST_TRY_OFFLINE_S)
         self._sender.close(timeout)
+        if self._sender.all_sent and self._unsent_uploads:  # the server came back: upload what waited
+            self._retry_uploads()
         ended = not self._owns_run
         if self._owns_run:
             try:
@@ -541,6 +543,22 @@ class TrackedRun:
             return False
         self._uploaded[artifact_path] = record.path.resolve()
         return True
+
+    def wait_until_online(self, timeout: float = LAST_TRY_OFFLINE_S) -> bool:
+        """While the backend fails, wait up to ``timeout`` s for one more try; True when it answers."""
+        return self.logging and self._sender.wait_for_probe(timeout)
+
+    def _retry_uploads(self) -> None:
+        waiting, self._unsent_uploads = self._unsent_uploads, []
+        for upload in waiting:
+            try:
+                self._client.log_artifacts(self.run_id, upload["local"], upload["artifact_path"])
+                if upload["tags"]:
+                    self._client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in upload["tags"].items()])
+            except Exception as exc:  # noqa: BLE001 - kept for send_unsent
+                log.warning("Could not upload %s to MLflow as %s: %s", upload["local"], upload["artifact_path"],
+                            redact_text(str(exc)).splitlines()[0][:300])
+                self._unsent_uploads.append(upload)
 
     def _upload(self, source: Path, artifact_path: str, tags: Mapping[str, str]) -> bool:
         """Upload folder ``source`` as ``artifact_path`` and set ``tags``; while the server is down

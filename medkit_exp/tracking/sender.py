@@ -114,6 +114,16 @@ class BackgroundSender:
                 self._reap()
         return self.all_sent
 
+    def wait_for_probe(self, timeout: float) -> bool:
+        """While offline, send a probe (if none is out) and wait up to ``timeout`` s for its answer;
+        True when the backend answers (online)."""
+        self._reap()
+        self._send_backlog()
+        if self.offline and self._pending:
+            wait_futures([future for future, _ in self._pending], timeout=timeout, return_when="FIRST_COMPLETED")
+            self._reap()
+        return not self.offline
+
     @property
     def all_sent(self) -> bool:
         """Nothing waiting, in flight or kept for a retry."""
