@@ -217,7 +217,9 @@ def test_a_failing_backend_never_stops_training_and_unsent_metrics_are_retried(m
     with caplog.at_level(logging.WARNING, logger="medkit_exp.tracking"):
         for step in range(1, 7):
             callback.on_log(logs={"train_loss": float(step), "lr": 1e-5}, global_step=step)
-            callback.run._sender.flush(5)  # make each send finish before the next call, as at epoch ends
+            # Each send answers before the next step (flush does not wait while offline: the probe does).
+            callback.run._sender.flush(5)
+            callback.run._sender.wait_for_probe(5)
         callback.on_epoch_end(metrics=entry(1, 0.5, 0.6), epoch=1, epoch_duration=1.0)
         callback.on_train_end()
     assert caplog.text.count("MLflow logging failed") == 1

@@ -144,8 +144,12 @@ class BackgroundSender:
             left = None if deadline is None else deadline - time.monotonic()
             if not self._pending or (left is not None and left <= 0):
                 break
+            was_offline = self.offline
             wait_futures([future for future, _ in self._pending], timeout=left,
-                         return_when="FIRST_COMPLETED" if self.offline else "ALL_COMPLETED")
+                         return_when="FIRST_COMPLETED" if was_offline else "ALL_COMPLETED")
+            self._reap()
+            if was_offline and self.offline:
+                break  # the last probe failed too: keep the rest for later
         self._reap()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
