@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import load_ncbi, machine_line, packaged_model, peak_rss_mb
+from common import add_fork_option, load_ncbi, machine_line, packaged_model, peak_rss_mb, run_python
 
 VARIANTS = {  # (environment, settings); "bucket" is trainer.pad_to_multiple_of (0: the longest example)
     "fp32": ({}, {"precision": "fp32", "bucket": 0}),
@@ -74,6 +73,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    add_fork_option(parser)
     args = parser.parse_args()
     if args.settings:
         return one_variant(args)
@@ -81,10 +81,11 @@ def main() -> None:
     for name in args.variants:
         env_extra, settings = VARIANTS[name]
         with tempfile.TemporaryDirectory() as tmp:
-            command = [sys.executable, __file__, "--settings", json.dumps(settings), "--workdir", tmp,
+            command = [__file__, "--settings", json.dumps(settings), "--workdir", tmp,
                        "--data-root", args.data_root, "--max-docs", str(args.max_docs)]
             command += ["--model", args.model] if args.model else []
-            out = subprocess.run(command, env={**os.environ, **env_extra}, capture_output=True, text=True)
+            # A variant that sets the environment of the libraries needs a fresh interpreter, even with --fork.
+            out = run_python(command, env={**os.environ, **env_extra}, capture=True, fork=args.fork and not env_extra)
         if out.returncode:
             raise SystemExit(f"{name} failed: {out.stderr[-2000:]}")
         result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: data, model, timing, memory and the machine line.
+"""Helpers shared by the benchmark scripts: data, model, timing, memory, the machine line, and
+the launch of a side or an app run (a fresh interpreter, or with ``--fork`` a fork of this one).
 
 Scripts import it as ``from common import ...`` (they run as ``python bench/NAME.py``, which
 puts bench/ on sys.path). Nothing here is part of the medkit_exp package.
@@ -13,6 +14,7 @@ import resource
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +60,9 @@ def peak_rss_mb() -> float:
 def machine_line() -> str:
     import torch
 
+    forked = "; --fork: sides and app runs were forks of this process (smoke mode, not the benchmark's times)"
     return (f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-            f"python {platform.python_version()}")
+            f"python {platform.python_version()}{forked if _FORKED else ''}")
 
 
 def epoch_timer():
@@ -81,21 +84,144 @@ def epoch_timer():
 
 
 def run_side(script: Path, side: str, args: list[str], workdir: Path, threads: int | None = None,
-             name: str | None = None) -> dict[str, Any]:
-    """Run one side of a benchmark in a fresh process (so that its time and peak memory are its own).
+             name: str | None = None, fork: bool = False) -> dict[str, Any]:
+    """Run one side of a benchmark in a process of its own (so that its time and peak memory are its own).
 
     The script is called with ``--side SIDE --result FILE`` plus ``args`` and must write a
     JSON object to FILE. ``threads`` caps torch's threads there (for sides run concurrently).
+    ``fork``: in a fork of this process rather than a fresh interpreter (see ``FORK_HELP``).
     """
     result_file = workdir / f"{name or side}.json"
-    command = [sys.executable, str(script), "--side", side, "--result", str(result_file), *args]
+    command = [str(script), "--side", side, "--result", str(result_file), *args]
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    completed = subprocess.run(command, cwd=REPO, env=env)
+    completed = run_python(command, cwd=REPO, env=env, fork=fork)
     if completed.returncode != 0:
-        raise SystemExit(f"the {side} side failed (exit {completed.returncode}): {' '.join(command)}")
+        raise SystemExit(f"the {side} side failed (exit {completed.returncode}): {' '.join(completed.args)}")
     return json.loads(result_file.read_text())
+
+
+# ---------------------------------------------------------------- fork mode (the smoke tests)
+FORK_HELP = ("run each side (or app run) in a fork of this process, its heavy modules imported once, instead of "
+             "a fresh python: saves the seconds of imports of each (the smoke tests), but the times measured then "
+             "leave out the interpreter's start and are not the benchmark's figures")
+# What the sides and app runs import: imported once by the process that forks them.
+PRELOAD = ("torch", "transformers", "transformers.models.bert.modeling_bert", "transformers.trainer",
+           "medkit_exp.core", "medkit_exp.io", "medkit_exp.text.ner", "medkit_exp.text.ner.evaluation",
+           "medkit_exp.text.metrics", "medkit_exp.training", "seqeval.metrics", "hydra", "omegaconf",
+           "medkit_exp.app", "medkit_exp.tracking", "mlflow", "mlflow.store.tracking.sqlalchemy_store",
+           "mlflow.pyfunc", "optuna", "matplotlib.pyplot")
+_FORKED = False  # whether this process forked a side (the machine line says so)
+
+
+def add_fork_option(parser) -> None:
+    parser.add_argument("--fork", action="store_true", help=FORK_HELP)
+
+
+def preload(modules: tuple[str, ...] = PRELOAD) -> None:
+    """Import ``modules`` (those missing from the environment are skipped) before forking."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+def run_python(args: list[str], cwd: str | Path | None = None, env: dict[str, str] | None = None,
+               capture: bool = False, fork: bool = False, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """``python ARGS`` (a script or ``-m MODULE``, then its arguments): a fresh interpreter, or with ``fork``
+    a fork of this process that runs it with runpy (``PRELOAD`` imported first; see ``FORK_HELP``).
+
+    Returns the CompletedProcess (its output as text when ``capture``); a forked run's also holds
+    ``peak_rss_kb``, the peak resident memory of the fork.
+    """
+    if not fork:
+        return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=capture, text=True,
+                              timeout=timeout)
+    import tempfile
+
+    global _FORKED
+    _FORKED = True
+    preload()
+    outputs = [tempfile.TemporaryFile(), tempfile.TemporaryFile()] if capture else []
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        _forked_child(args, cwd, env, [f.fileno() for f in outputs])  # never returns
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            done, status, usage = os.wait4(pid, 0 if deadline is None else os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired([sys.executable, *args], timeout)
+            time.sleep(0.02)
+    except BaseException:  # a timeout or an interrupt: the fork and what it started go too
+        try:
+            os.killpg(pid, 9)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        raise
+    texts = []
+    for output in outputs:
+        output.seek(0)
+        texts.append(output.read().decode(errors="replace"))
+        output.close()
+    completed = subprocess.CompletedProcess([sys.executable, *args], os.waitstatus_to_exitcode(status),
+                                            *(texts or [None, None]))
+    completed.peak_rss_kb = usage.ru_maxrss
+    return completed
+
+
+def _forked_child(args: list[str], cwd, env, fds: list[int]) -> None:
+    """In the fork: run ``python ARGS`` as a fresh interpreter would, then exit with its status."""
+    import atexit
+    import runpy
+
+    global _FORKED
+    _FORKED = False  # the parent's forks are not this run's
+    code = 1
+    try:
+        os.setpgid(0, 0)  # a timeout kills the fork's own subprocesses too
+        atexit._clear()  # the parent's exit handlers (its temporary folders) are not the fork's to run
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        for fd, target in zip(fds, (1, 2)):
+            os.dup2(fd, target)
+        if cwd is not None:
+            os.chdir(cwd)
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        if "torch" in sys.modules and os.environ.get("OMP_NUM_THREADS", "").isdigit():
+            sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        if args[0] == "-m":
+            sys.argv = [args[1], *args[2:]]
+            sys.path.insert(0, os.getcwd())
+            runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = list(args)
+            sys.path.insert(0, str(Path(args[0]).resolve().parent))
+            runpy.run_path(args[0], run_name="__main__")
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    try:
+        atexit._run_exitfuncs()  # those the run registered (MLflow ends its runs there)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
 
 
 def write_result(path: str | Path, result: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import load_ncbi, machine_line, ncbi_parser, packaged_model, run_side, write_result
+from common import add_fork_option, load_ncbi, machine_line, ncbi_parser, packaged_model, run_side, write_result
 
 
 def train(args, compiled: bool, workdir: Path) -> dict:
@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
     parser.add_argument("--side", choices=("eager", "compiled"), help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
+    add_fork_option(parser)
     args = parser.parse_args()
     if args.side:
         with tempfile.TemporaryDirectory() as tmp:
@@ -71,7 +72,7 @@ def main() -> None:
     sides = {}
     with tempfile.TemporaryDirectory() as tmp:
         for side in ("eager", "compiled"):
-            sides[side] = run_side(Path(__file__), side, passed, Path(tmp))
+            sides[side] = run_side(Path(__file__), side, passed, Path(tmp), fork=args.fork)
             epochs = [sum(e) for e in sides[side]["epochs"]]
             print(f"{side:8s}: epochs " + ", ".join(f"{s:.1f}s" for s in epochs)
                   + f" ({sides[side]['sentences']} sentences, {len(sides[side]['epochs'][0])} steps each), "

@@ -37,8 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (counting, epoch_timer, load_ncbi, machine_line, ncbi_parser, ner_examples, packaged_model,
-                    run_side, write_result)
+from common import (add_fork_option, counting, epoch_timer, load_ncbi, machine_line, ncbi_parser, ner_examples,
+                    packaged_model, run_side, write_result)
 
 SIDES = ("ours", "ours-bf16", "hf-random", "hf-grouped", "hf-grouped-bf16")
 GOALS = (("ours", "hf-random", 0.65), ("ours", "hf-grouped", 1.0), ("ours-bf16", "hf-random", 0.40),
@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the GPU version of the benchmark)")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
+    add_fork_option(parser)
     args = parser.parse_args()
     if args.side:
         return one_side(args)
@@ -140,7 +141,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             for side in args.sides:
-                r = run_side(Path(__file__), side, passed, Path(tmp), name=f"{side}-{repeat}")
+                r = run_side(Path(__file__), side, passed, Path(tmp), name=f"{side}-{repeat}", fork=args.fork)
                 epochs[side].append(sum(r["train_epoch_s"]) / len(r["train_epoch_s"]))
                 print(f"{side:16s}: train epoch {epochs[side][-1]:.1f} s ({r['sentences']} sentences), padded tokens "
                       f"{r['padded_tokens']:,.0f}, peak RSS {r['peak_rss_mb']:.0f} MB, dev F1 {r['dev_f1']:.4f}",

@@ -24,7 +24,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import DEFAULT_NCBI_ROOT, REPO, machine_line
+from common import DEFAULT_NCBI_ROOT, REPO, add_fork_option, machine_line, run_python
 
 TIME = shutil.which("time") or "/usr/bin/time"
 
@@ -34,21 +34,28 @@ def one_run(precision: str, seed: int, args, workdir: Path, threads: int | None)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     folder = workdir / f"{precision}-{seed}"
-    command = [sys.executable, "-m", "medkit_exp", "+experiment=ncbi_disease", f"trainer.precision={precision}",
+    command = ["-m", "medkit_exp", "+experiment=ncbi_disease", f"trainer.precision={precision}",
                f"trainer.seed={seed}", "tracking=none", "callbacks.progress_bars=false", f"hydra.run.dir={folder}",
                f"data.root={args.data_root}", *([f"threads={threads}"] if threads else []), *args.overrides]
-    if Path(TIME).exists():
-        command = [TIME, "-f", "peak_rss_kb=%M", *command]
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    peak_kb = None
+    if args.fork:  # the fork's peak RSS comes with it
+        done = run_python(command, cwd=REPO, env=env, capture=True, fork=True)
+        peak_kb = done.peak_rss_kb
+    elif Path(TIME).exists():
+        done = subprocess.run([TIME, "-f", "peak_rss_kb=%M", sys.executable, *command], cwd=REPO, env=env,
+                              capture_output=True, text=True)
+    else:
+        done = run_python(command, cwd=REPO, env=env, capture=True)
     if done.returncode != 0:
         raise SystemExit(f"{precision} seed {seed} failed:\n{done.stderr[-3000:]}")
     test = re.search(r"test\s+: precision=([0-9.]+), recall=([0-9.]+), f1=([0-9.]+)", done.stdout)
     dev = re.search(r"eval \(dev\)\s+: precision=[0-9.]+, recall=[0-9.]+, f1=([0-9.]+)", done.stdout)
     rss = re.search(r"peak_rss_kb=(\d+)", done.stderr)
+    peak_kb = int(rss.group(1)) if rss else peak_kb
     epochs = [float(s) for s in re.findall(r"^Epoch \d+ \(([0-9.]+)s\)", done.stderr, flags=re.M)]
     return {"precision": precision, "seed": seed, "test_p": float(test.group(1)), "test_r": float(test.group(2)),
             "test_f1": float(test.group(3)), "dev_f1": float(dev.group(1)), "epochs_s": epochs,
-            "peak_rss_mb": int(rss.group(1)) / 1024 if rss else float("nan")}
+            "peak_rss_mb": peak_kb / 1024 if peak_kb is not None else float("nan")}
 
 
 def main() -> None:
@@ -58,6 +65,7 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "auto"])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("overrides", nargs="*", help="more app overrides (after --)")
+    add_fork_option(parser)
     args = parser.parse_args()
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     runs = [(precision, seed) for seed in args.seeds for precision in args.precisions]

@@ -29,8 +29,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import (epoch_timer, load_ncbi, machine_line, ncbi_parser, ner_examples, packaged_model, run_side,
-                    write_result)
+from common import (add_fork_option, epoch_timer, load_ncbi, machine_line, ncbi_parser, ner_examples, packaged_model,
+                    run_side, write_result)
 
 ORDERS = ("random", "length_grouped")
 # What transformers' Trainer is given in ../shared/notes/reference-figures.md: its own default
@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--side", choices=("ours", "hf"), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
+    add_fork_option(parser)
     args = parser.parse_args()
     if args.side:
         return one_side(args)
@@ -189,7 +190,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {"ours": [], "hf": []}
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run_side, Path(__file__), side, [*side_args[side], f"--seed={seed}"], Path(tmp), threads,
-                               f"{side}-{seed}") for seed, side in runs]
+                               f"{side}-{seed}", args.fork) for seed, side in runs]
         for (seed, side), future in zip(runs, futures):
             result = future.result()
             results[side].append(result)

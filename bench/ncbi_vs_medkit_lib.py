@@ -63,7 +63,8 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from common import REPO, epoch_timer, load_ncbi, machine_line, ncbi_parser, packaged_model, run_side, write_result
+from common import (REPO, add_fork_option, epoch_timer, load_ncbi, machine_line, ncbi_parser, packaged_model, run_side,
+                    write_result)
 
 MEDKIT_LIB = "medkit-lib[hf-entity-matcher,training]==0.17.0"
 WORKER = Path(__file__).resolve().parent / "_medkit_lib_worker.py"
@@ -225,6 +226,7 @@ def main() -> None:
     parser.add_argument("--side", choices=("ours",), help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--sentences", help=argparse.SUPPRESS)
+    add_fork_option(parser)
     args = parser.parse_args()
     if args.side:
         return write_result(args.result, train_ours(args))
@@ -242,7 +244,7 @@ def main() -> None:
               f"documents), labels {labels}", flush=True)
         passed = ["--sentences", str(sentences), "--epochs", str(args.epochs), "--lr", str(args.lr),
                   "--max-grad-norm", str(args.max_grad_norm)]
-        results["ours"] = run_side(Path(__file__), "ours", passed, Path(tmp))
+        results["ours"] = run_side(Path(__file__), "ours", passed, Path(tmp), fork=args.fork)  # medkit-lib: its venv
         results["medkit-lib"] = train_medkit_lib(python, sentences, args, Path(tmp))
     results["medkit-lib"]["dev_f1"] = dev_f1(results["medkit-lib"].pop("dev_tags", None))
 

@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from common import add_fork_option, run_python
 
 
 def search(side: str, args: argparse.Namespace, workdir: Path) -> dict:
@@ -47,8 +46,7 @@ def search(side: str, args: argparse.Namespace, workdir: Path) -> dict:
     env = dict(os.environ, HF_HUB_OFFLINE="1", MLFLOW_DISABLE_TELEMETRY="true", TOKENIZERS_PARALLELISM="false",
                OMP_NUM_THREADS=str(args.threads))
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "medkit_exp", *overrides], cwd=workdir, env=env,
-                            capture_output=True, text=True)
+    result = run_python(["-m", "medkit_exp", *overrides], cwd=workdir, env=env, capture=True, fork=args.fork)
     wall = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"the {side} search failed ({result.returncode}): {result.stderr.strip().splitlines()[-1:]}")
@@ -71,6 +69,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", default=None, help="trainer.precision (default: the preset's)")
     parser.add_argument("overrides", nargs="*", help="more app overrides for both searches (after --)")
+    add_fork_option(parser)
     args = parser.parse_args()
 
     results = {}

@@ -1,10 +1,17 @@
-"""Each benchmark script runs end to end on a tiny input (figures are measured outside CI)."""
+"""Each benchmark script runs end to end on a tiny input (figures are measured outside CI).
+
+The scripts run in forks of one server that imported torch, transformers, MLflow and the app
+once (tests/bench_forkserver.py), and with ``--fork`` they fork their sides and app runs too:
+each script still runs end to end, minus 3-6 s of imports per process.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import re
+import select
 import subprocess
 import sys
 
@@ -19,9 +26,35 @@ def last_line(result: subprocess.CompletedProcess) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def run_bench(script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO_ROOT / "bench" / script), *args], cwd=REPO_ROOT, env=cli_env(),
-                          capture_output=True, text=True, timeout=300)
+@pytest.fixture(scope="module")
+def run_bench(tmp_path_factory):
+    """``run_bench(SCRIPT, *ARGS, timeout=300)``: ``python bench/SCRIPT ARGS`` run by the fork server."""
+    log = tmp_path_factory.mktemp("bench-forkserver") / "stderr.txt"
+    with log.open("w") as stderr:
+        server = subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "bench_forkserver.py")], cwd=REPO_ROOT,
+                                  env=cli_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                  text=True)
+    assert server.stdout.readline(), f"the fork server did not start: {log.read_text()[-3000:]}"
+
+    def run(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+        command = [str(REPO_ROOT / "bench" / script), *args]
+        server.stdin.write(json.dumps({"args": command, "cwd": str(REPO_ROOT), "env": cli_env(),
+                                       "timeout": timeout}) + "\n")
+        server.stdin.flush()
+        if not select.select([server.stdout], [], [], timeout + 60)[0]:  # the server enforces timeout itself
+            server.kill()
+            raise AssertionError(f"the fork server hangs: {log.read_text()[-3000:]}")
+        line = server.stdout.readline()
+        assert line, f"the fork server died: {log.read_text()[-3000:]}"
+        reply = json.loads(line)
+        if reply.get("timeout"):
+            raise subprocess.TimeoutExpired([sys.executable, *command], timeout)
+        return subprocess.CompletedProcess([sys.executable, *command], reply["returncode"], reply["stdout"],
+                                           reply["stderr"])
+
+    yield run
+    server.stdin.close()
+    server.wait(timeout=60)
 
 
 def figures(line: str, pattern: str) -> list[float]:
@@ -44,17 +77,17 @@ def test_a_figure_not_in_its_printed_form_fails(line):
     assert figures("ratio tracked/untracked: 1.234", r"ratio tracked/untracked: (\d+\.\d{3})") == [1.234]
 
 
-def test_tracking_overhead_prints_its_ratio(tiny_bert_dir):
+def test_tracking_overhead_prints_its_ratio(run_bench, tiny_bert_dir):
     result = run_bench("tracking_overhead.py", "--pairs", "1", "--epochs", "1", "--model", str(tiny_bert_dir))
     (ratio,) = figures(last_line(result), r"ratio tracked/untracked: (\d+\.\d{3})")
     assert ratio > 0
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "ncbi-disease").is_dir(), reason="NCBI-disease data not found")
-def test_ncbi_vs_hf_trainer_prints_the_f1_difference(tiny_bert_dir):
+def test_ncbi_vs_hf_trainer_prints_the_f1_difference(run_bench, tiny_bert_dir):
     sides = [] if importlib.util.find_spec("accelerate") else ["--only", "ours"]  # accelerate: bench extra only
     result = run_bench("ncbi_vs_hf_trainer.py", "--model", str(tiny_bert_dir), "--epochs", "1", "--max-docs", "4",
-                       "--seeds", "0", *sides)
+                       "--seeds", "0", "--fork", *sides)
     lines = result.stdout.strip().splitlines()
     means = {}
     for side in ("ours", "hf") if not sides else ("ours",):
@@ -70,12 +103,11 @@ NO_INDEX = ("(from versions: none)", "NewConnectionError", "Max retries exceeded
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "ncbi-disease").is_dir(), reason="NCBI-disease data not found")
-def test_ncbi_vs_medkit_lib_prints_the_epoch_ratio(tiny_bert_dir):
+def test_ncbi_vs_medkit_lib_prints_the_epoch_ratio(run_bench, tiny_bert_dir):
     # The first run builds medkit-lib's venv in the user cache (about 70 s, from the package
     # index); later runs reuse it. Skipped only when no package index can be reached.
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "ncbi_vs_medkit_lib.py"),
-                             "--model", str(tiny_bert_dir), "--max-docs", "3"],
-                            cwd=REPO_ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
+    # Our side without --fork: this smoke test keeps run_side's fresh interpreter (the benchmarks' way) checked.
+    result = run_bench("ncbi_vs_medkit_lib.py", "--model", str(tiny_bert_dir), "--max-docs", "3", timeout=600)
     if result.returncode == 3 and any(sign in result.stderr for sign in NO_INDEX):  # VENV_BUILD_FAILED
         pytest.skip("medkit-lib's venv cannot be built: no package index reachable")
     (ratio,) = figures(last_line(result), r"train-epoch ratio ours / medkit-lib: (\d+\.\d{3}) \(goal <= 0\.55\)")
@@ -89,8 +121,8 @@ RATIO = r"(\d+\.\d{3}) \(goal <= [0-9.]+\)"  # a finite number, not nan
 
 
 @needs_ncbi
-def test_ncbi_epoch_vs_hf_trainer_prints_every_ratio(tiny_bert_dir):
-    result = run_bench("ncbi_epoch_vs_hf_trainer.py", "--model", str(tiny_bert_dir), "--max-docs", "3",
+def test_ncbi_epoch_vs_hf_trainer_prints_every_ratio(run_bench, tiny_bert_dir):
+    result = run_bench("ncbi_epoch_vs_hf_trainer.py", "--model", str(tiny_bert_dir), "--max-docs", "3", "--fork",
                        "--sides", "ours", "ours-bf16", "hf-random", "hf-grouped", "hf-grouped-bf16")
     lines = result.stdout.strip().splitlines()
     assert last_line(result).startswith("train-epoch ratio ours-bf16 / hf-grouped-bf16: ")
@@ -105,7 +137,7 @@ def test_ncbi_epoch_vs_hf_trainer_prints_every_ratio(tiny_bert_dir):
 
 
 @needs_ncbi
-def test_trainer_vs_hand_loop_prints_both_ratios(tiny_bert_dir):
+def test_trainer_vs_hand_loop_prints_both_ratios(run_bench, tiny_bert_dir):
     result = run_bench("trainer_vs_hand_loop.py", "--model", str(tiny_bert_dir), "--max-docs", "3", "--repeats", "1",
                        "--dummy-examples", "64", "--ner-sentences", "20")
     ratios = figures(last_line(result),
@@ -114,7 +146,7 @@ def test_trainer_vs_hand_loop_prints_both_ratios(tiny_bert_dir):
 
 
 @needs_ncbi
-def test_inference_vs_pipeline_finds_the_same_entities(tiny_bert_dir, tmp_path):
+def test_inference_vs_pipeline_finds_the_same_entities(run_bench, tiny_bert_dir, tmp_path):
     from medkit_exp.text.ner import HFEntityMatcher
 
     checkpoint = tmp_path / "ner"  # an untrained tiny model, saved as a NER checkpoint
@@ -140,7 +172,7 @@ def test_inference_vs_pipeline_finds_the_same_entities(tiny_bert_dir, tmp_path):
 
 
 @needs_ncbi
-def test_epoch_scaling_prints_relative_times(tiny_bert_dir):
+def test_epoch_scaling_prints_relative_times(run_bench, tiny_bert_dir):
     result = run_bench("epoch_scaling.py", "--model", str(tiny_bert_dir), "--max-docs", "5", "--base", "8")
     relative = figures(last_line(result), r"time per sentence relative to 1x: 2x (\d+\.\d{3}), 4x (\d+\.\d{3}) "
                                           r"\(goal within 0\.9-1\.1\)")
@@ -148,8 +180,8 @@ def test_epoch_scaling_prints_relative_times(tiny_bert_dir):
 
 
 @needs_ncbi
-def test_overheads_prints_the_cfg_job_time(tiny_bert_dir):
-    result = run_bench("overheads.py", "--model", str(tiny_bert_dir), "--max-docs", "3", "--repeats", "1")
+def test_overheads_prints_the_cfg_job_time(run_bench, tiny_bert_dir):
+    result = run_bench("overheads.py", "--model", str(tiny_bert_dir), "--max-docs", "3", "--repeats", "1", "--fork")
     (seconds,) = figures(last_line(result), r"--cfg job wall time: (\d+\.\d\d) s \(median of 1; goal < 1\.5 s\)")
     assert seconds > 0
     lines = result.stdout.strip().splitlines()
@@ -164,8 +196,8 @@ def test_overheads_prints_the_cfg_job_time(tiny_bert_dir):
 
 
 @needs_ncbi
-def test_ncbi_precision_quality_prints_the_bf16_difference(tiny_bert_dir):
-    result = run_bench("ncbi_precision_quality.py", "--seeds", "0", "--jobs", "1", "--",
+def test_ncbi_precision_quality_prints_the_bf16_difference(run_bench, tiny_bert_dir):
+    result = run_bench("ncbi_precision_quality.py", "--seeds", "0", "--jobs", "1", "--fork", "--",
                        f"component.model={tiny_bert_dir}", "data.max_docs=3", "trainer.epochs=1")
     lines = result.stdout.strip().splitlines()
     (difference,) = figures(last_line(result), r"mean test F1 difference bf16 - fp32: ([+-]\d\.\d{4}) \(goal within 0\.005\)")
@@ -181,9 +213,9 @@ def test_ncbi_precision_quality_prints_the_bf16_difference(tiny_bert_dir):
 
 
 @needs_ncbi
-def test_bf16_memory_probe_prints_each_variants_epoch_and_peak(tiny_bert_dir):
+def test_bf16_memory_probe_prints_each_variants_epoch_and_peak(run_bench, tiny_bert_dir):
     result = run_bench("bf16_memory_probe.py", "--model", str(tiny_bert_dir), "--max-docs", "2",
-                       "--variants", "fp32", "bf16")
+                       "--variants", "fp32", "bf16", "--fork")
     lines = result.stdout.strip().splitlines()
     assert last_line(result).startswith("bf16 ")
     for variant in ("fp32", "bf16"):
@@ -193,19 +225,20 @@ def test_bf16_memory_probe_prints_each_variants_epoch_and_peak(tiny_bert_dir):
 
 
 @needs_ncbi
-def test_compile_vs_eager_prints_the_break_even(tiny_bert_dir):
+def test_compile_vs_eager_prints_the_break_even(run_bench, tiny_bert_dir):
     result = run_bench("compile_vs_eager.py", "--model", str(tiny_bert_dir), "--max-docs", "2", "--epochs", "2",
-                       "--precision", "fp32")
+                       "--precision", "fp32", "--fork")
     (ratio,) = figures(last_line(result), r"steady epoch ratio compiled / eager: (\d+\.\d{3}); break-even: "
                                           r"(?:\d+ steps|never)")
     assert ratio > 0
     assert re.search(r"compile cost: -?\d+\.\d s", result.stdout)
 
 
-def test_optuna_pruning_prints_both_searches_and_their_ratios(tiny_bert_dir):
+def test_optuna_pruning_prints_both_searches_and_their_ratios(run_bench, tiny_bert_dir):
     # The demo corpus (no preset) and no MLflow store: half the time of the NCBI preset with tracking.
     result = run_bench("optuna_pruning.py", "--experiment", "", "--model", str(tiny_bert_dir), "--max-docs", "4",
-                       "--trials", "2", "--epochs", "2", "--startup-trials", "1", "--threads", "1", "--", "tracking=none")
+                       "--trials", "2", "--epochs", "2", "--startup-trials", "1", "--threads", "1", "--fork", "--",
+                       "tracking=none")
     lines = result.stdout.strip().splitlines()
     sides = {}
     for side in ("unpruned", "pruned"):
