@@ -198,6 +198,9 @@ def _forked_child(args: list[str], cwd, env, fds: list[int]) -> None:
         if env is not None:
             os.environ.clear()
             os.environ.update(env)
+        for entry in reversed([p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]):
+            if entry not in sys.path:  # as a fresh interpreter would put it
+                sys.path.insert(0, entry)
         if "torch" in sys.modules and os.environ.get("OMP_NUM_THREADS", "").isdigit():
             sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
         if args[0] == "-m":

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from forked_cli import run_python
+
 from conftest import REPO_ROOT
 from readme_blocks import command
 
@@ -25,8 +27,8 @@ def cli_env() -> dict[str, str]:
 
 
 def run_cli(args: list[str], cwd: Path, module: str = "medkit_exp", timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=cli_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    """``python -m MODULE ARGS`` in ``cwd`` (in a fork of a preloaded process: tests/forked_cli.py)."""
+    return run_python(["-m", module, *args], cwd, cli_env(), timeout)
 
 
 def quick_args(model_dir: Path) -> list[str]:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from forked_cli import run_python
+
 from conftest import REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -30,8 +32,7 @@ def run_user_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.C
     env.pop("MEDKIT_EXP_PARENT_RUN_ID", None)
     flags = [a for a in args if a.startswith("-") and not a.startswith("~")]  # Hydra's flags come first
     overrides = [a for a in args if a not in flags]
-    return subprocess.run([sys.executable, "-m", "medkit_exp", *flags, *USER_ARGS, *overrides], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_python(["-m", "medkit_exp", *flags, *USER_ARGS, *overrides], cwd, env, timeout)
 
 
 def client_for(workdir: Path):
