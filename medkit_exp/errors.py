@@ -66,3 +66,20 @@ def one_line(exc: BaseException) -> str:
                 parts.append(line.rstrip("."))  # a cause that the message already quotes is not repeated
         current = current.__cause__
     return _clearer("; ".join(parts)) or type(exc).__name__
+
+
+def run_command(prog: str, body, also_user_errors: tuple[type[BaseException], ...] = ()) -> int:
+    """Run a command's ``body()`` and return its exit code: a user error (or one of
+    ``also_user_errors``) is one line ``<prog>: error: ...`` on stderr and exit 2; Ctrl-C exits 130;
+    anything else propagates with its traceback (a bug, not bad input)."""
+    import sys
+
+    try:
+        return body()
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - top-level reporter
+        if is_user_error(exc) or isinstance(exc, also_user_errors):
+            print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+            return 2
+        raise

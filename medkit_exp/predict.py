@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from medkit_exp.errors import UserError, is_user_error, one_line
+from medkit_exp.errors import UserError, run_command
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -81,15 +81,7 @@ def model_from_run(run_id: str, tracking_uri: str | None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return _main(parse_args(argv))
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # noqa: BLE001 - top-level reporter
-        if is_user_error(exc):
-            print(f"medkit_exp.predict: error: {one_line(exc)}", file=sys.stderr)
-            return 2
-        raise
+    return run_command("medkit_exp.predict", lambda: _main(parse_args(argv)))
 
 
 def _main(args: argparse.Namespace) -> int:

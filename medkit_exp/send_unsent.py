@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from medkit_exp.errors import UserError, is_user_error, one_line
+from medkit_exp.errors import UserError, one_line, run_command
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -30,15 +30,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return _main(parse_args(argv))
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # noqa: BLE001 - top-level reporter
-        if is_user_error(exc) or isinstance(exc, (FileNotFoundError, ValueError)):
-            print(f"medkit_exp.send_unsent: error: {one_line(exc)}", file=sys.stderr)
-            return 2
-        raise
+    # A missing or foreign spool file (read_spool's FileNotFoundError/ValueError) is bad input too.
+    return run_command("medkit_exp.send_unsent", lambda: _main(parse_args(argv)),
+                       also_user_errors=(FileNotFoundError, ValueError))
 
 
 def _main(args: argparse.Namespace) -> int:
