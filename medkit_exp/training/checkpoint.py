@@ -208,6 +208,28 @@ def resolve_checkpoint(resume_from: str, output_dir: Path) -> Path:
     return path
 
 
+def check_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any], resume_from: str) -> None:
+    """Raise `CheckpointError` unless the saved optimizer state fits ``optimizer``'s parameters,
+    one by one (torch checks only their number, and a mismatch would fail at the first step)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    saved_ids = [i for group in saved.get("param_groups", []) for i in group["params"]]
+    problem = None
+    if len(saved_ids) != len(params):
+        problem = f"{len(saved_ids)} parameters, the model being resumed {len(params)}"
+    else:
+        for position, (param, saved_id) in enumerate(zip(params, saved_ids)):
+            moment = saved.get("state", {}).get(saved_id, {}).get("exp_avg")
+            if isinstance(moment, torch.Tensor) and moment.shape != param.shape:
+                problem = f"parameter {position} of shape {tuple(moment.shape)}, the model's is {tuple(param.shape)}"
+                break
+    if problem:
+        raise CheckpointError(
+            f"trainer.resume_from={resume_from}: its optimizer state has {problem}; resume with the training "
+            "data and component settings of the run that wrote it (the trained embedding rows are those of the "
+            "training data's tokens), or start a new run from its model/ folder"
+        )
+
+
 def load_trainer_state(checkpoint_dir: Path) -> dict[str, Any]:
     """The trainer state of a checkpoint, read with ``weights_only=True``: tensors and plain data
     only, so a state file from elsewhere cannot run code when it is loaded."""

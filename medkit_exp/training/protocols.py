@@ -47,7 +47,10 @@ class TrainableComponent(Protocol, metaclass=_ComponentCheck):
     default). The Trainer weights micro-batches by it so that gradient accumulation and
     data-parallel training give exactly the update of the whole batch. An attribute
     ``pad_to_multiple_of``, when the component has one, is set by the Trainer
-    (``trainer.pad_to_multiple_of``: 16 in bf16 on CPU) for ``collate`` to round batch lengths.
+    (``trainer.pad_to_multiple_of``: 8 in bf16 on CPU) for ``collate`` to round batch lengths.
+    ``prepare_for_training(examples)``, when the component has it, is called with the
+    preprocessed training examples before ``create_optimizer`` (the HF components train only
+    the embedding rows of the tokens those examples use).
     """
 
     device: torch.device

@@ -300,6 +300,9 @@ class Trainer:
         train_examples = self._preprocess(self.train_data)
         eval_examples = self._preprocess(self.eval_data)
         train_lengths = [example_length(self.component, e) for e in train_examples]
+        prepare = getattr(self.component, "prepare_for_training", None)
+        if callable(prepare):
+            prepare(train_examples)
         self._train_weights = [example_weight(self.component, e) for e in train_examples]
 
         resume_state = None
@@ -320,6 +323,7 @@ class Trainer:
             self.scheduler = build_scheduler(self.lr_scheduler_builder, self.optimizer, horizon)
 
         if resume_state is not None:
+            ckpt.check_optimizer_state(self.optimizer, resume_state["optimizer"], cfg.resume_from)
             self.optimizer.load_state_dict(resume_state["optimizer"])
             if self.scheduler is not None and resume_state.get("scheduler") is not None:
                 self.scheduler.load_state_dict(resume_state["scheduler"])
