@@ -101,6 +101,20 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
+def cast_linear_layers_bf16(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with its linear layers' weights cast to bf16 once, for inference under bf16 autocast.
+
+    Autocast casts those weights to bf16 at every forward pass anyway (its cache lasts one
+    autocast context, and an inference model's weights need no gradient, so they are not even
+    cached): the results are the same, without the casts. Norms and embeddings stay fp32,
+    as autocast computes them.
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.to(torch.bfloat16)
+    return model
+
+
 def as_device(device: str | int | torch.device) -> torch.device:
     """A torch device; an int numbers it as transformers' pipelines and medkit do: -1 the CPU,
     ``n >= 0`` the n-th GPU."""

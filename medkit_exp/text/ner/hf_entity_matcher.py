@@ -18,6 +18,7 @@ from medkit_exp.text.ner.codec import CharMention, NerCodec
 from medkit_exp.text.ner.hf_entity_matcher_trainable import HFEntityMatcherTrainable, collate_windows
 from medkit_exp.text.hf_model import (
     as_device,
+    cast_linear_layers_bf16,
     config_labels,
     inference_precision,
     input_token_limit,
@@ -88,6 +89,8 @@ class HFEntityMatcher:
         self.precision = inference_precision(precision, self.device)
         if self.precision == "int8":
             self.model = quantize_int8(self.model)
+        elif self.precision == "bf16":
+            self.model = cast_linear_layers_bf16(self.model)
         if compile:
             compile_model(self, "the matcher")
         settings = NerSettings.load(self.model_name_or_path) if Path(self.model_name_or_path).is_dir() else None
