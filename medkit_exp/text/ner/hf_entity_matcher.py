@@ -52,8 +52,9 @@ class HFEntityMatcher:
             transformers' token-classification pipeline does.
         attrs_to_copy: labels of the input segment's attributes copied onto its entities.
         hf_auth_token: token for private hub models.
-        precision: ``"fp32"`` (default); ``"bf16"`` runs the model under bf16 autocast (several
-            times faster on CPUs with AMX/AVX512-BF16 and on GPUs); ``"int8"`` quantizes its
+        precision: ``"fp32"`` (default); ``"bf16"`` runs the model under bf16 autocast, its linear
+            layers cast to bf16 once at load (several times faster on CPUs with AMX/AVX512-BF16
+            and on GPUs); ``"int8"`` quantizes its
             linear layers to int8 (dynamic quantization, CPU only); ``"auto"``: bf16 where the
             device computes it natively, else fp32.
         compile: compile the model with torch.compile (Inductor, dynamic shapes); the first
