@@ -6,7 +6,7 @@ never occurs in a training batch has a gradient of exactly zero at every step, s
 without weight decay never moves it (its moments stay zero, and so does its update) and it
 adds nothing to the gradient norm. Giving the used rows a parameter of their own and
 freezing the full matrix is therefore the same training, up to float rounding, without
-the zero-filling, clipping and AdamW updates of ~20k rows at every step, nor their
+the zero-filling, clipping and AdamW updates of the other rows at every step, nor their
 gradient and two moments in memory.
 """
 
@@ -22,9 +22,10 @@ class TrainedEmbeddingRows:
     """The used rows of ``embedding`` as one parameter (``rows``); the full matrix is frozen.
 
     A forward hook makes the embedding read those rows, so the model computes exactly as
-    before. ``write_back`` copies them into the embedding's weight (before saving: the saved
-    model is a plain HF model), ``read_back`` the other way (after weights were loaded), and
-    ``remove`` restores the plain, fully trainable embedding.
+    before. ``write_back`` copies them into the embedding's weight (after each optimizer step,
+    so that the model and what it saves stay a plain, current HF model), ``read_back`` the
+    other way (after weights were loaded), and ``remove`` restores the plain, fully trainable
+    embedding.
     """
 
     def __init__(self, embedding: torch.nn.Embedding, token_ids: Iterable[int]) -> None:

@@ -322,8 +322,6 @@ class HFTrainableModel:
         """Write the model and tokenizer to ``path`` (created if needed); return it as a Path."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        if self._embedding_rows is not None:
-            self._embedding_rows.write_back()
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         return path
