@@ -15,7 +15,9 @@ prints its peak RSS and epoch time. The variants isolate one suspect each:
 - bf16-arena2: glibc limited to 2 malloc arenas;
 - bf16-bucket16-allrows: AdamW over every row of the input embedding, not only the rows of
   the training tokens (the Trainer's behaviour before `prepare_for_training`);
-- trainer-default-bf16: the Trainer's default in bf16 (``pad_to_multiple_of=None``: 16 on CPU).
+- trainer-default-bf16: the Trainer's default in bf16 (``pad_to_multiple_of=None``: 16 on CPU);
+- fp32-mmap128k, fp32-mmap1m, bf16-mmap1m: glibc's mmap threshold fixed at 128 KB or 1 MB
+  (``MALLOC_MMAP_THRESHOLD_``) instead of rising up to 32 MB as tensors are freed.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ VARIANTS = {  # (environment, settings); "bucket" is trainer.pad_to_multiple_of 
     "fp32-bucket16": ({}, {"precision": "fp32", "bucket": 16}),
     "bf16-bucket16-allrows": ({}, {"precision": "bf16", "bucket": 16, "embedding_rows": False}),
     "trainer-default-bf16": ({}, {"precision": "bf16", "bucket": None}),
+    # glibc serves blocks above its mmap threshold with their own mapping, returned on free; below it,
+    # from heaps that keep freed memory. Its default threshold rises to 32 MB as tensors are freed.
+    "fp32-mmap128k": ({"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}, {"precision": "fp32", "bucket": 0}),
+    "fp32-mmap1m": ({"MALLOC_MMAP_THRESHOLD_": str(1024 * 1024)}, {"precision": "fp32", "bucket": 0}),
+    "bf16-mmap1m": ({"MALLOC_MMAP_THRESHOLD_": str(1024 * 1024)}, {"precision": "bf16", "bucket": None}),
 }
 
 

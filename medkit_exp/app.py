@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from medkit_exp.build import build_node, check_node, target_name
 from medkit_exp.errors import UserError
 from medkit_exp.output_redaction import redact_process_output
+from medkit_exp.training.host_memory import set_malloc_mmap_threshold
 
 log = logging.getLogger("medkit_exp")
 
@@ -109,6 +110,10 @@ def run(cfg: DictConfig) -> float | None:
     for group in BUILT_GROUPS:
         check_node(group, cfg.get(group))
     check_tracking_settings(cfg.tracking)
+    try:
+        set_malloc_mmap_threshold(cfg.malloc_mmap_threshold_kib)  # before training allocates anything
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     if cfg.get("objective_mode") not in (None, "max", "min"):
         raise UserError(f"objective_mode={cfg.objective_mode} must be max, min or null (the sweeper's direction, "
                         "else trainer.checkpoint_mode)")

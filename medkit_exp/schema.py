@@ -60,6 +60,9 @@ class AppConfig:
     # is eval_<trainer.checkpoint_metric>, else max.
     objective_mode: Optional[str] = None
     threads: Optional[int] = None  # torch threads; null keeps torch's default
+    # glibc's mmap threshold (KiB): larger freed blocks go back to the system instead of staying
+    # in the heap (medkit_exp.training.host_memory); null keeps glibc's own adjustment.
+    malloc_mmap_threshold_kib: Optional[int] = 1024
 
 
 def register_configs() -> None:

@@ -139,6 +139,7 @@ def test_a_grid_sweep_makes_one_run_per_job_under_a_parent(workdir, tiny_bert_di
         ("data=nope", "Could not find 'data/nope'"),
         ("trainer.batch_size=0", "trainer.batch_size must be >= 1"),
         ("trainer.lr=-1", "trainer.lr must be > 0"),
+        ("malloc_mmap_threshold_kib=0", "malloc_mmap_threshold_kib=0 must be an integer from 1 to 32768"),
     ],
 )
 def test_bad_config_fails_with_one_line_and_exit_code_2(tmp_path, override, expected):

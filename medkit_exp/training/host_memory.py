@@ -1,0 +1,49 @@
+"""Keep a training process from holding on to the memory of freed tensors (glibc's malloc).
+
+glibc serves a block at or above its *mmap threshold* with a memory mapping of its own, given
+back to the system when the block is freed, and smaller blocks from heaps that keep freed
+memory for reuse. The threshold starts at 128 KiB, but every time a mapped block is freed
+glibc raises it to that block's size (up to 32 MiB). After the first training steps nearly
+every activation therefore comes from the heaps, and batches of ever new lengths leave them
+fragmented: the process's resident memory grows by hundreds of MB that it never uses again.
+Fixing the threshold stops that adjustment.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
+MAX_THRESHOLD_KIB = 32 * 1024  # glibc refuses larger values on 64-bit systems
+
+
+def check_mmap_threshold(kib: int | None) -> None:
+    """Raise ``ValueError`` (one line) for a threshold glibc would refuse."""
+    if kib is None:
+        return
+    if isinstance(kib, bool) or not isinstance(kib, int) or not 0 < kib <= MAX_THRESHOLD_KIB:
+        raise ValueError(f"malloc_mmap_threshold_kib={kib!r} must be an integer from 1 to {MAX_THRESHOLD_KIB} "
+                         "(KiB), or null to keep glibc's own adjustment")
+
+
+def set_malloc_mmap_threshold(kib: int | None) -> bool:
+    """Fix glibc's mmap threshold at ``kib`` KiB for this process; None leaves it alone.
+
+    Blocks of that size or more are then mapped on their own and returned to the system when
+    freed. Returns True when the threshold was set, False where it cannot be (not Linux, or a C
+    library other than glibc) or ``kib`` is None. Call it early: memory the heaps already hold
+    stays with them.
+    """
+    check_mmap_threshold(kib)
+    if kib is None or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 - glibc only: another libc's mallopt takes other numbers
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, kib * 1024))
