@@ -62,7 +62,7 @@ class AppConfig:
     threads: Optional[int] = None  # torch threads; null keeps torch's default
     # glibc's mmap threshold (KiB): larger freed blocks go back to the system instead of staying
     # in the heap (medkit_exp.training.host_memory); null keeps glibc's own adjustment.
-    malloc_mmap_threshold_kib: Optional[int] = 1024
+    malloc_mmap_threshold_kib: Optional[int] = None
 
 
 def register_configs() -> None:
