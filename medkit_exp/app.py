@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from medkit_exp.build import build_node, check_node, target_name
 from medkit_exp.errors import UserError
 from medkit_exp.output_redaction import redact_process_output
-from medkit_exp.training.host_memory import set_malloc_mmap_threshold
+from medkit_exp.training.host_memory import release_free_heap, set_malloc_mmap_threshold
 
 log = logging.getLogger("medkit_exp")
 
@@ -220,6 +220,7 @@ def _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, track
 
     trainer.optimizer = trainer.scheduler = None  # free the optimizer's moments before testing
     gc.collect()
+    release_free_heap()  # what training freed would otherwise stay in the heap under the test's peak
     test_metrics: dict[str, float] = {}
     if data.splits["test"] and not pruned:  # a pruned trial's test score would only cost time
         test_metrics = _score_test(component, trainer, best_dir / MODEL_DIR, data.splits["test"], output_dir)

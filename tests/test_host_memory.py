@@ -53,3 +53,35 @@ def test_none_leaves_malloc_alone_and_bad_values_are_refused():
     for bad in (0, -1, 32 * 1024 + 1, 1.5, True, "1024"):
         with pytest.raises(ValueError, match="must be an integer from 1 to 32768"):
             check_mmap_threshold(bad)
+
+
+# Fills 200 MB of 1 KiB blocks, frees all but the last (which pins the heap's top, so glibc cannot
+# shrink it by itself), then prints the resident MB before and after release_free_heap.
+TRIM_PROBE = textwrap.dedent("""
+    import ctypes
+    from medkit_exp.training.host_memory import release_free_heap
+
+    def rss_mb():
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) // 1024
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    blocks = [libc.malloc(1024) for _ in range(200 * 1024)]
+    for block in blocks:
+        ctypes.memset(block, 1, 1024)
+    for block in blocks[:-1]:
+        libc.free(block)
+    before = rss_mb()
+    assert release_free_heap()
+    print(before, rss_mb())
+""")
+
+
+@glibc
+def test_release_free_heap_gives_freed_heap_memory_back():
+    result = subprocess.run([sys.executable, "-c", TRIM_PROBE], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    before, after = map(int, result.stdout.split())
+    assert before - after > 150, (before, after)  # the 200 MB freed, kept by the heap until trimmed

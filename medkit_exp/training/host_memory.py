@@ -6,7 +6,9 @@ memory for reuse. The threshold starts at 128 KiB, but every time a mapped block
 glibc raises it to that block's size (up to 32 MiB). After the first training steps nearly
 every activation therefore comes from the heaps, and batches of ever new lengths leave them
 fragmented: the process's resident memory grows by hundreds of MB that it never uses again.
-Fixing the threshold stops that adjustment.
+Fixing the threshold stops that adjustment, at a price: every such block costs page faults
+again (measured in bench/README.md), so it is a setting. ``release_free_heap`` is the cheap
+half: at the end of a phase it hands back what the heaps hold free.
 """
 
 from __future__ import annotations
@@ -27,6 +29,28 @@ def check_mmap_threshold(kib: int | None) -> None:
                          "(KiB), or null to keep glibc's own adjustment")
 
 
+def _glibc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 - glibc only: another libc's mallopt takes other numbers
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def release_free_heap() -> bool:
+    """Give the free memory of glibc's heaps back to the system (``malloc_trim``); cheap, so
+    call it between phases (after training, before testing). False where glibc is not used."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    libc.malloc_trim(0)
+    return True
+
+
 def set_malloc_mmap_threshold(kib: int | None) -> bool:
     """Fix glibc's mmap threshold at ``kib`` KiB for this process; None leaves it alone.
 
@@ -36,14 +60,10 @@ def set_malloc_mmap_threshold(kib: int | None) -> bool:
     stays with them.
     """
     check_mmap_threshold(kib)
-    if kib is None or not sys.platform.startswith("linux"):
+    libc = _glibc() if kib is not None else None
+    if libc is None:
         return False
-    try:
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018 - glibc only: another libc's mallopt takes other numbers
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
+    mallopt = libc.mallopt
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, kib * 1024))
