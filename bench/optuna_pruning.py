@@ -8,7 +8,7 @@ study and MLflow store). Printed: each search's training epochs, wall time and b
     best eval_f1 difference (pruned - unpruned): +0.xxxx
     epochs pruned/unpruned: 0.xxx
 
-    python bench/optuna_pruning.py --data-root ../shared/data/ncbi-disease --max-docs 100 --trials 16 --epochs 4 --startup-trials 2
+    python bench/optuna_pruning.py --data-root ../shared/data/ncbi-disease --max-docs 100 --trials 16 --epochs 4 --precision bf16
 
 More app overrides go after ``--`` (both sides get them): the smoke test runs it with the tiny
 model on the demo corpus, ``--experiment '' --model <tiny BERT> -- tracking=none``.
@@ -65,7 +65,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed, the same on both sides")
-    parser.add_argument("--startup-trials", type=int, default=2, help="trials the median pruner waits for")
+    parser.add_argument("--startup-trials", type=int, default=1,
+                        help="complete trials the median pruner waits for before it prunes")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", default=None, help="trainer.precision (default: the preset's)")
     parser.add_argument("overrides", nargs="*", help="more app overrides for both searches (after --)")
