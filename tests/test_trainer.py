@@ -478,3 +478,18 @@ def test_a_component_with_medkits_configure_optimizer_is_a_trainable_component()
     assert isinstance(DummyClassifier(), TrainableComponent)
     assert isinstance(MedkitSpelling(), TrainableComponent)
     assert not isinstance(NoOptimizer(), TrainableComponent) and not isinstance(object(), TrainableComponent)
+
+
+def test_freed_heap_is_given_back_around_each_evaluation(tmp_path, monkeypatch):
+    # glibc keeps freed activations in its heaps: the Trainer hands them back after each training
+    # epoch (before evaluation allocates) and after evaluation, so the process does not grow by
+    # a fragmented heap every epoch (host_memory.release_free_heap; its effect: test_host_memory.py)
+    from medkit_exp.training import trainer as trainer_module
+
+    recorder = Recorder()
+    monkeypatch.setattr(trainer_module, "release_free_heap", lambda: recorder.events.append("release"))
+    Trainer(DummyClassifier(), config(tmp_path, epochs=2), TRAIN, EVAL, metrics_computer=AccuracyMetrics(),
+            callbacks=[recorder]).train()
+    per_epoch = [e for e in recorder.events if e == "release" or e.startswith(("evaluate", "epoch_begin"))]
+    assert per_epoch == ["epoch_begin:1", "release", "evaluate:1", "release",
+                         "epoch_begin:2", "release", "evaluate:2", "release"]

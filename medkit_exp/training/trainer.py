@@ -29,6 +29,7 @@ from medkit_exp.training.batching import plan_batches
 from medkit_exp.training.callbacks import DefaultPrinterCallback, TrainerCallback
 from medkit_exp.training.config import TrainerConfig, as_trainer_config
 from medkit_exp.training.distributed import DistributedContext
+from medkit_exp.training.host_memory import release_free_heap
 from medkit_exp.training.precision import autocast, compile_model, resolve_precision
 from medkit_exp.training.protocols import MetricsComputer, create_optimizer
 from medkit_exp.training.schedulers import SchedulerBuilder, build_scheduler, is_plateau
@@ -335,9 +336,13 @@ class Trainer:
             epoch_start = time.perf_counter()
             self.callbacks.on_epoch_begin(epoch=epoch)
             train_metrics, samples_per_s = self._train_epoch(epoch, train_examples, train_lengths)
+            # glibc keeps freed activations in fragmented heaps; without this, evaluation's larger
+            # batches grow the process on top of them, a little more every epoch (host_memory.py)
+            release_free_heap()
             entry: dict[str, Any] = {"epoch": epoch, "train": train_metrics}
             if eval_examples:
                 entry["eval"] = self.evaluate_examples(eval_examples, epoch=epoch)
+                release_free_heap()
             entry["train_samples_per_s"] = samples_per_s
             self._step_scheduler_per_epoch(entry)
             entry["lr"] = self.optimizer.param_groups[0]["lr"]  # after this epoch's scheduler steps
