@@ -14,6 +14,7 @@ half: at the end of a phase it hands back what the heaps hold free.
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
@@ -29,7 +30,9 @@ def check_mmap_threshold(kib: int | None) -> None:
                          "(KiB), or null to keep glibc's own adjustment")
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
+    """This process's C library with the two calls typed, or None where it is not glibc."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -37,6 +40,8 @@ def _glibc() -> ctypes.CDLL | None:
         libc.gnu_get_libc_version  # noqa: B018 - glibc only: another libc's mallopt takes other numbers
     except (OSError, AttributeError):
         return None
+    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return libc
 
 
@@ -46,7 +51,6 @@ def release_free_heap() -> bool:
     libc = _glibc()
     if libc is None:
         return False
-    libc.malloc_trim.argtypes = [ctypes.c_size_t]
     libc.malloc_trim(0)
     return True
 
@@ -63,7 +67,4 @@ def set_malloc_mmap_threshold(kib: int | None) -> bool:
     libc = _glibc() if kib is not None else None
     if libc is None:
         return False
-    mallopt = libc.mallopt
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, kib * 1024))
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, kib * 1024))
