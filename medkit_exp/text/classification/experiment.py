@@ -120,6 +120,7 @@ def hf_segment_classifier(
     max_length: Optional[int] = 128,
     labels: Optional[List[str]] = None,
     predict_batch_size: int = 64,
+    fast_dropout: bool = True,
     *,
     train_data: Sequence[TextDocument] = (),
     device: Any = "cpu",
@@ -136,5 +137,5 @@ def hf_segment_classifier(
         resolve_model(model), classes, attr_label=attr_label, context=context, context_chars=context_chars,
         start_marker=start_marker, end_marker=end_marker, max_length=max_length, device=device,
         source=source, segment_label=segment_label, item_labels=labels, train_labels=train_labels,
-        predict_batch_size=predict_batch_size,
+        predict_batch_size=predict_batch_size, fast_dropout=fast_dropout,
     )

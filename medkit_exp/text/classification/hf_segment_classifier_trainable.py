@@ -45,6 +45,8 @@ class HFSegmentClassifierTrainable(HFTrainableModel):
             at most 512); longer contexts are cut around the mention.
         device: torch device of the model.
         hf_auth_token: token for private hub models.
+        fast_dropout: draw dropout masks on CPU with `medkit_exp.training.fast_dropout` (True,
+            default) or with PyTorch's own ``bernoulli_`` (False); see `HFEntityMatcherTrainable`.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class HFSegmentClassifierTrainable(HFTrainableModel):
         max_length: int | None = None,
         device: str | int | torch.device = "cpu",
         hf_auth_token: str | None = None,
+        fast_dropout: bool = True,
     ) -> None:
         from transformers import AutoConfig
 
@@ -78,6 +81,7 @@ class HFSegmentClassifierTrainable(HFTrainableModel):
         max_length = input_token_limit(config, self.tokenizer, max_length, "max_length", minimum=8)
         self.encoder = SegmentEncoder(self.tokenizer, context_settings, max_length)
         self.model = self._load_model(self.model_name_or_path)
+        self._set_fast_dropout(fast_dropout)
         self.device = as_device(device)
         self.model.to(self.device)
 

@@ -96,6 +96,7 @@ def hf_ner(
     max_length: Optional[int] = 128,
     window_stride: Optional[int] = None,
     attention_dropout: Optional[float] = None,
+    fast_dropout: bool = True,
     split_sentences: bool = False,
     predict_batch_size: int = 32,
     predict_precision: str = "fp32",
@@ -106,7 +107,8 @@ def hf_ner(
     """The ``hf_ner`` component: a token classifier over ``model`` for ``labels`` (default: the
     entity labels of ``train_data``). ``max_length`` is the tokens per window (longer texts are
     split into overlapping windows, ``window_stride`` tokens apart); ``attention_dropout`` 0 lets
-    PyTorch use its fused attention kernel (less memory); ``predict_precision`` is the precision
+    PyTorch use its fused attention kernel (less memory); ``fast_dropout`` false draws dropout
+    masks with PyTorch's own (slower) CPU dropout; ``predict_precision`` is the precision
     of test prediction and of the logged model (``fp32``, ``bf16``, ``int8``, ``auto``)."""
     labels = list(labels) if labels else entity_labels(train_data)
     if not labels:
@@ -119,6 +121,7 @@ def hf_ner(
         tokenizer_max_length=max_length,
         window_stride=window_stride,
         attention_dropout=attention_dropout,
+        fast_dropout=fast_dropout,
         device=device,
         split_sentences=split_sentences,
         predict_batch_size=predict_batch_size,

@@ -135,6 +135,7 @@ class HFEntityMatcher:
         device: str | int | torch.device = "cpu",
         hf_auth_token: str | None = None,
         attention_dropout: float | None = None,
+        fast_dropout: bool = True,
     ) -> HFEntityMatcherTrainable:
         """A trainable component to fine-tune ``model_name_or_path`` on ``labels`` (see
         `HFEntityMatcherTrainable` for the arguments)."""
@@ -148,6 +149,7 @@ class HFEntityMatcher:
             device=device,
             hf_auth_token=hf_auth_token,
             attention_dropout=attention_dropout,
+            fast_dropout=fast_dropout,
         )
 
     # ------------------------------------------------------------------ inference

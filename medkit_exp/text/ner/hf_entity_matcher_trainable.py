@@ -47,6 +47,9 @@ class HFEntityMatcherTrainable(HFTrainableModel):
         attention_dropout: dropout on attention probabilities while training (default: the
             model's own, 0.1 for BERTs). 0 lets PyTorch use its fused attention kernel, which
             never stores the attention matrices: less memory and faster steps on CPU.
+        fast_dropout: draw dropout masks on CPU with `medkit_exp.training.fast_dropout` (True,
+            default: the same dropout, a training step about a fifth faster) or with PyTorch's
+            own ``bernoulli_`` (False). No effect on GPUs, whose dropout is already fused.
         device: torch device of the model, or its number as medkit takes it (-1: the CPU, 0: the first GPU).
         hf_auth_token: token for private hub models.
     """
@@ -62,6 +65,7 @@ class HFEntityMatcherTrainable(HFTrainableModel):
         device: str | int | torch.device = "cpu",
         hf_auth_token: str | None = None,
         attention_dropout: float | None = None,
+        fast_dropout: bool = True,
     ) -> None:
         from transformers import AutoConfig
 
@@ -83,6 +87,7 @@ class HFEntityMatcherTrainable(HFTrainableModel):
         self.codec = NerCodec(self.tokenizer, tags, self.tagging_scheme, self.tag_subtokens, max_length, stride)
         self._config_overrides = attention_dropout_override(config, attention_dropout)
         self.model = self._load_model(self.model_name_or_path)
+        self._set_fast_dropout(fast_dropout)
         self.device = as_device(device)
         self.model.to(self.device)
 
