@@ -50,10 +50,11 @@ def cpu_training_attention(module: torch.nn.Module, query: torch.Tensor, key: to
         scaling = query.shape[-1] ** -0.5
     scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scaling)
     if attention_mask is not None:
+        # In place, and as an additive bias: neither a masked_fill nor its backward copies the scores.
         if attention_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-        else:
-            scores = scores + attention_mask
+            attention_mask = torch.zeros(attention_mask.shape, dtype=scores.dtype, device=scores.device).masked_fill_(
+                ~attention_mask, torch.finfo(scores.dtype).min)
+        scores.add_(attention_mask)
     probs = fast_dropout(torch.softmax(scores, dim=-1), dropout)
     return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
 

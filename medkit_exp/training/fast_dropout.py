@@ -19,18 +19,21 @@ _LEVELS = 1 << RANDOM_BITS
 
 
 class _MaskedScale(torch.autograd.Function):
-    """``x * keep * scale`` that saves the boolean mask (one byte an element) for backward."""
+    """``x`` where ``keep``, else 0, times ``scale``; saves the boolean mask (a byte an element) for backward.
+
+    ``torch.where`` rather than ``x * keep``: a product would first cast the whole mask to ``x``'s dtype.
+    """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
         ctx.save_for_backward(keep)
         ctx.scale = scale
-        return x.mul(keep).mul_(scale)
+        return torch.where(keep, x, 0).mul_(scale)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (keep,) = ctx.saved_tensors
-        return grad.mul(keep).mul_(ctx.scale), None, None
+        return torch.where(keep, grad, 0).mul_(ctx.scale), None, None
 
 
 def dropped_levels(p: float) -> int:
