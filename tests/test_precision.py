@@ -113,9 +113,9 @@ def test_compile_needs_a_model_attribute(tmp_path):
         Trainer(NoModel(), config, make_data(8), callbacks=[]).train()
 
 
-@pytest.mark.parametrize("precision, setting, expected", [("bf16", None, 16), ("fp32", None, None), ("bf16", 0, None),
-                                                          ("fp32", 8, 8)])
-def test_batches_are_bucketed_to_16_tokens_in_bf16_unless_told(tiny_bert_dir, tmp_path, precision, setting, expected):
+@pytest.mark.parametrize("precision, setting, multiple, chosen", [
+    ("bf16", None, 16, True), ("fp32", None, None, False), ("bf16", 0, None, False), ("fp32", 8, 8, False)])
+def test_batch_padding_follows_the_precision_unless_told(tiny_bert_dir, tmp_path, precision, setting, multiple, chosen):
     from medkit_exp.text.ner import HFEntityMatcher
     from medkit_exp.training import Trainer, TrainerConfig
 
@@ -129,6 +129,41 @@ def test_batches_are_bucketed_to_16_tokens_in_bf16_unless_told(tiny_bert_dir, tm
     config = TrainerConfig(output_dir=str(tmp_path), epochs=1, precision=precision, pad_to_multiple_of=setting,
                            checkpoint_metric="loss", checkpoint_mode="min")
     Trainer(component, config, [doc], [doc], callbacks=[]).train()
-    assert component.pad_to_multiple_of == expected
+    assert component.pad_to_multiple_of == multiple
     longest = len(component.preprocess(doc)[0]["input_ids"])  # 9 tokens with [CLS] and [SEP]
-    assert set(lengths) == {-(-longest // expected) * expected if expected else longest}
+    if chosen:  # bf16 on CPU: the one training batch's own length is the length chosen
+        assert component.pad_lengths == (longest,)
+        assert set(lengths) == {longest}
+    else:
+        assert component.pad_lengths is None
+        assert set(lengths) == {-(-longest // multiple) * multiple if multiple else longest}
+
+
+def test_bf16_pads_to_lengths_chosen_from_the_training_batches(tiny_bert_dir, tmp_path):
+    from medkit_exp.text.ner import HFEntityMatcher
+    from medkit_exp.training import Trainer, TrainerConfig
+
+    def document(words: int, name: str) -> TextDocument:
+        doc = TextDocument(text=" ".join(["fever"] * words), id=name)
+        doc.anns.add(Entity(label="problem", spans=[Span(0, 5)], text="fever"))
+        return doc
+
+    train = [document(n, f"t{n}") for n in (3, 5, 9, 14, 20, 26, 33, 41)]
+    component = HFEntityMatcher.make_trainable(str(tiny_bert_dir), labels=["problem"], tokenizer_max_length=128)
+    seen = []
+    original = component.collate
+    component.collate = lambda batch: seen.append(
+        (max(len(e["input_ids"]) for e in batch), original(batch)["input_ids"].shape[1])) or original(batch)
+    config = TrainerConfig(output_dir=str(tmp_path), epochs=1, batch_size=1, precision="bf16",
+                           checkpoint_metric="loss", checkpoint_mode="min")
+    Trainer(component, config, train, [document(60, "long")], callbacks=[]).train()
+    chosen = component.pad_lengths
+    train_longest = sorted(longest for longest, _ in seen[:8])
+    # One batch each of 5..43 tokens: multiples of 16 would give 3 shapes (16, 32, 48), and the
+    # 3 lengths that pad these batches least are 11, 28 and 43 (36 tokens of padding: 6+4+0+12+6+0+8+0;
+    # multiples of 16 add 61, and 11, 22, 43 would add 42).
+    assert train_longest == [5, 7, 11, 16, 22, 28, 35, 43]
+    assert chosen == (11, 28, 43)
+    for longest, padded in seen[:8]:
+        assert padded == min(n for n in chosen if n >= longest)
+    assert seen[8] == (62, 64)  # the evaluation document is longer than every training batch: a multiple of 16

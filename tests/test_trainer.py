@@ -493,3 +493,28 @@ def test_freed_heap_is_given_back_around_each_evaluation(tmp_path, monkeypatch):
     per_epoch = [e for e in recorder.events if e == "release" or e.startswith(("evaluate", "epoch_begin"))]
     assert per_epoch == ["epoch_begin:1", "release", "evaluate:1", "release",
                          "epoch_begin:2", "release", "evaluate:2", "release"]
+
+
+def test_chosen_padded_lengths_pad_least_for_their_number():
+    import itertools
+    import random
+
+    from medkit_exp.training.batching import choose_padded_lengths
+
+    def padding(lengths, chosen):
+        return sum(min(n for n in chosen if n >= length) - length for length in lengths)
+
+    rng = random.Random(0)
+    for _ in range(200):
+        lengths = [rng.randint(3, 60) for _ in range(rng.randint(1, 20))]
+        count = rng.randint(1, 5)
+        chosen = choose_padded_lengths(lengths, count)
+        assert len(chosen) <= count and chosen[-1] == max(lengths) and list(chosen) == sorted(set(chosen))
+        distinct = sorted(set(lengths))
+        best = min(padding(lengths, list(c) + [distinct[-1]])
+                   for k in range(min(count, len(distinct)))
+                   for c in itertools.combinations(distinct[:-1], k))
+        assert padding(lengths, chosen) == best
+    assert choose_padded_lengths([], 3) == ()
+    with pytest.raises(ValueError, match="count must be >= 1"):
+        choose_padded_lengths([4], 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -50,20 +50,32 @@ def resolve_model(model: str, option: str = "component.model") -> str:
     return model
 
 
+def padded_length(longest: int, pad_lengths: Sequence[int] | None = None,
+                  pad_to_multiple_of: int | None = None) -> int:
+    """The length a batch whose longest example has ``longest`` tokens is padded to: the smallest
+    of ``pad_lengths`` that holds it, else ``longest`` rounded up to a multiple of
+    ``pad_to_multiple_of``, else ``longest``."""
+    fitting = [length for length in pad_lengths or () if length >= longest]
+    if fitting:
+        return min(fitting)
+    if pad_to_multiple_of:
+        return -(-longest // pad_to_multiple_of) * pad_to_multiple_of
+    return longest
+
+
 def pad_examples(examples: Any, tokenizer: Any, pad_to_multiple_of: int | None = None,
-                 extra: dict[str, int] | None = None) -> BatchData:
+                 extra: dict[str, int] | None = None, pad_lengths: Sequence[int] | None = None) -> BatchData:
     """Pad token examples into a batch: ``input_ids`` (pad id), ``attention_mask`` (0),
     ``token_type_ids`` when the tokenizer uses them, and each key of ``extra`` with its pad value.
 
-    Rows are padded to the longest example, rounded up to a multiple of ``pad_to_multiple_of``
-    when given: fewer distinct batch shapes, so fewer kernels that oneDNN compiles and caches
-    (in bf16 on CPU, about 500 MB less peak memory on NCBI-disease) and fewer recompilations.
+    Rows are padded to the longest example, rounded up to one of ``pad_lengths`` or to a
+    multiple of ``pad_to_multiple_of`` when given (`padded_length`): fewer distinct batch
+    shapes, so fewer kernels that oneDNN compiles and caches (in bf16 on CPU, about 500 MB less
+    peak memory on NCBI-disease) and fewer recompilations.
     """
     if not examples:
         raise ValueError("cannot collate an empty batch")
-    longest = max(len(e["input_ids"]) for e in examples)
-    if pad_to_multiple_of:
-        longest = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
+    longest = padded_length(max(len(e["input_ids"]) for e in examples), pad_lengths, pad_to_multiple_of)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def padded(key: str, value: int) -> torch.Tensor:
@@ -242,9 +254,10 @@ class HFTrainableModel:
     tokenizer: Any
     device: torch.device
 
-    # Round batch lengths up to a multiple of this (None: the longest input of the batch); the
-    # Trainer sets it (trainer.pad_to_multiple_of).
+    # Round batch lengths up to the smallest of pad_lengths that holds them, else to a multiple
+    # of pad_to_multiple_of (None: the longest input of the batch); the Trainer sets both.
     pad_to_multiple_of: int | None = None
+    pad_lengths: tuple[int, ...] | None = None
     # Token ids of the training examples (`prepare_for_training`) and, once an optimizer is
     # built, the input-embedding rows it trains (the other rows would never move).
     _training_token_ids: frozenset[int] | None = None

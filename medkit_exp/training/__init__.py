@@ -13,6 +13,7 @@ _EXPORTS = {
     "BatchData": "medkit_exp.training.batch",
     "CheckpointError": "medkit_exp.training.checkpoint",
     "DefaultPrinterCallback": "medkit_exp.training.callbacks",
+    "FastDropout": "medkit_exp.training.fast_dropout",
     "MetricsComputer": "medkit_exp.training.protocols",
     "NonFiniteLossError": "medkit_exp.training.trainer",
     "StopTraining": "medkit_exp.training.trainer",
@@ -22,6 +23,7 @@ _EXPORTS = {
     "TrainerConfig": "medkit_exp.training.config",
     "TrainingSetupError": "medkit_exp.training.trainer",
     "plan_batches": "medkit_exp.training.batching",
+    "use_fast_dropout": "medkit_exp.training.fast_dropout",
 }
 
 __all__ = sorted(_EXPORTS)

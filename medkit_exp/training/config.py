@@ -90,8 +90,10 @@ class TrainerConfig:
     # batches of new lengths do not recompile; the first steps pay the compile time.
     compile: bool = False
     # Batch lengths rounded up to a multiple of this, for components with a `pad_to_multiple_of`
-    # attribute. None: 16 when computing in bf16 on CPU (oneDNN caches a kernel per batch
-    # shape: 500 MB less on NCBI), else the longest example; 0: always the longest example.
+    # attribute. None: in bf16 on CPU (oneDNN caches a kernel per batch shape: 500 MB less on
+    # NCBI), the lengths that pad the training batches least with as few distinct shapes as
+    # multiples of 16 (for components with `pad_lengths`; else multiples of 16); elsewhere the
+    # longest example. 0: always the longest example.
     pad_to_multiple_of: Optional[int] = None
     num_workers: int = 0
     # Batch order: "random" shuffles examples; "length_grouped" shuffles batches of

@@ -47,7 +47,11 @@ class TrainableComponent(Protocol, metaclass=_ComponentCheck):
     default). The Trainer weights micro-batches by it so that gradient accumulation and
     data-parallel training give exactly the update of the whole batch. An attribute
     ``pad_to_multiple_of``, when the component has one, is set by the Trainer
-    (``trainer.pad_to_multiple_of``: 8 in bf16 on CPU) for ``collate`` to round batch lengths.
+    (``trainer.pad_to_multiple_of``; by default 16 in bf16 on CPU, else None) for ``collate``
+    to round batch lengths up to; so is ``pad_lengths`` (a tuple of lengths, or None), when the
+    component has one: by default in bf16 on CPU, the lengths that pad the training batches
+    least with as few shapes (``collate`` pads to the smallest that holds the batch, else to a
+    multiple of ``pad_to_multiple_of``).
     ``prepare_for_training(examples)``, when the component has it, is called with the
     preprocessed training examples before ``create_optimizer`` (the HF components train only
     the embedding rows of the tokens those examples use).

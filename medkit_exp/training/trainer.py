@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from medkit_exp.training import checkpoint as ckpt
 from medkit_exp.training.batch import BatchData
-from medkit_exp.training.batching import plan_batches
+from medkit_exp.training.batching import choose_padded_lengths, plan_batches
 from medkit_exp.training.callbacks import DefaultPrinterCallback, TrainerCallback
 from medkit_exp.training.config import TrainerConfig, as_trainer_config
 from medkit_exp.training.distributed import DistributedContext
@@ -181,6 +181,10 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+# In bf16 on CPU, batch lengths are padded to few distinct values (`Trainer._set_batch_padding`).
+CPU_BF16_PAD_MULTIPLE = 16
+
+
 def example_weight(component: Any, example: Any) -> float:
     """Terms of the loss mean an example brings: the component's own measure, else 1 (a row)."""
     measure = getattr(component, "example_weight", None)
@@ -292,7 +296,6 @@ class Trainer:
         if self.dist.is_main:
             ckpt.check_writable(self.output_dir)  # know it before hours of training, not after
         self._place_component()
-        self._set_batch_padding()
         if cfg.compile:
             try:
                 compile_model(self.component)
@@ -301,6 +304,7 @@ class Trainer:
         train_examples = self._preprocess(self.train_data)
         eval_examples = self._preprocess(self.eval_data)
         train_lengths = [example_length(self.component, e) for e in train_examples]
+        self._set_batch_padding(train_lengths)
         prepare = getattr(self.component, "prepare_for_training", None)
         if callable(prepare):
             prepare(train_examples)
@@ -534,14 +538,26 @@ class Trainer:
                 "create the component on that device or add a to(device) method"
             )
 
-    def _set_batch_padding(self) -> None:
-        """Tell a component with ``pad_to_multiple_of`` how to round its batch lengths."""
+    def _set_batch_padding(self, train_lengths: list[int]) -> None:
+        """Tell a component with ``pad_to_multiple_of`` (and ``pad_lengths``) how to pad its batches.
+
+        ``trainer.pad_to_multiple_of`` set: multiples of it (0: the longest example). Unset, in
+        bf16 on CPU, where oneDNN compiles and caches a kernel per batch shape: the lengths that
+        pad epoch 1's training batches least with no more distinct shapes than multiples of 16
+        would give (`choose_padded_lengths`), and multiples of 16 beyond the longest of them.
+        """
         if not hasattr(self.component, "pad_to_multiple_of"):
             return
-        multiple = self.config.pad_to_multiple_of
+        multiple, lengths = self.config.pad_to_multiple_of, None
         if multiple is None:
-            multiple = 16 if self.precision == "bf16" and self.device.type == "cpu" else 0
+            cpu_bf16 = self.precision == "bf16" and self.device.type == "cpu"
+            multiple = CPU_BF16_PAD_MULTIPLE if cpu_bf16 else 0
+            if cpu_bf16 and hasattr(self.component, "pad_lengths") and train_lengths:
+                longest = [max(train_lengths[i] for i in batch) for batch in self._batch_indices(1, train_lengths)]
+                lengths = choose_padded_lengths(longest, len({-(-n // multiple) for n in longest}))
         self.component.pad_to_multiple_of = multiple or None
+        if hasattr(self.component, "pad_lengths"):
+            self.component.pad_lengths = lengths
 
     def _preprocess(self, items: list[Any]) -> list[Any]:
         """Preprocess every item once for the whole run; a list result adds several examples."""

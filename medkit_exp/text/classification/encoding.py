@@ -76,9 +76,10 @@ class SegmentEncoder:
         return start, end
 
     def collate(self, examples: Sequence[dict[str, Any]], with_labels: bool,
-                pad_to_multiple_of: int | None = None) -> BatchData:
-        """Pad to the longest example: ``input_ids``, ``attention_mask`` (+ ``token_type_ids``, ``labels``)."""
-        batch = pad_examples(examples, self.tokenizer, pad_to_multiple_of)
+                pad_to_multiple_of: int | None = None, pad_lengths: Sequence[int] | None = None) -> BatchData:
+        """Pad to the longest example (rounded as `pad_examples` says): ``input_ids``,
+        ``attention_mask`` (+ ``token_type_ids``, ``labels``)."""
+        batch = pad_examples(examples, self.tokenizer, pad_to_multiple_of, pad_lengths=pad_lengths)
         if with_labels:
             if any("label" not in e for e in examples):
                 raise ValueError(

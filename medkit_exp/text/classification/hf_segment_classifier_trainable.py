@@ -157,7 +157,8 @@ class HFSegmentClassifierTrainable(HFTrainableModel):
 
     def collate(self, batch: list[dict[str, Any]]) -> BatchData:
         """Pad examples to the longest one: tensors ``input_ids``, ``attention_mask``, ``labels`` (one class id per row)."""
-        return self.encoder.collate(batch, with_labels=True, pad_to_multiple_of=self.pad_to_multiple_of)
+        return self.encoder.collate(batch, with_labels=True, pad_to_multiple_of=self.pad_to_multiple_of,
+                                    pad_lengths=self.pad_lengths)
 
     def save(self, path: str | Path) -> None:
         """Write a HF model folder (classes in ``config.id2label``) plus ``medkit_exp_classifier.json``."""

@@ -153,7 +153,8 @@ class HFEntityMatcherTrainable(HFTrainableModel):
 
     def collate(self, batch: list[dict[str, Any]]) -> BatchData:
         """Pad examples to the longest one: tensors ``input_ids``, ``attention_mask``, ``labels``."""
-        return collate_windows(batch, self.tokenizer, with_labels=True, pad_to_multiple_of=self.pad_to_multiple_of)
+        return collate_windows(batch, self.tokenizer, with_labels=True, pad_to_multiple_of=self.pad_to_multiple_of,
+                               pad_lengths=self.pad_lengths)
 
     def save(self, path: str | Path) -> None:
         """Write a HF model folder (tags in ``config.id2label``) plus ``medkit_exp_ner.json``."""
@@ -183,7 +184,8 @@ class HFEntityMatcherTrainable(HFTrainableModel):
 
 
 def collate_windows(batch: list[dict[str, Any]], tokenizer: Any, with_labels: bool,
-                    pad_to_multiple_of: int | None = None) -> BatchData:
+                    pad_to_multiple_of: int | None = None, pad_lengths: Sequence[int] | None = None) -> BatchData:
     """Pad token windows to the longest of the batch (labels with -100, ids with the pad id),
-    rounded up to a multiple of ``pad_to_multiple_of`` when given (see `pad_examples`)."""
-    return pad_examples(batch, tokenizer, pad_to_multiple_of, {"labels": IGNORE_INDEX} if with_labels else None)
+    rounded up to one of ``pad_lengths`` or a multiple of ``pad_to_multiple_of`` when given (see `pad_examples`)."""
+    return pad_examples(batch, tokenizer, pad_to_multiple_of, {"labels": IGNORE_INDEX} if with_labels else None,
+                        pad_lengths)
