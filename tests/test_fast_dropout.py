@@ -48,6 +48,8 @@ def test_fast_dropout_is_the_identity_when_not_training_or_when_p_is_zero():
     assert fast_dropout(x, 0.3, training=False) is x
     assert fast_dropout(x, 0.0) is x
     assert torch.equal(fast_dropout(x, 1.0), torch.zeros(10))
+    torch.manual_seed(0)  # PyTorch's dropout then: keeps an element with probability 1e-6
+    assert torch.equal(fast_dropout(x, 0.999999), torch.zeros(10))  # 65536 of 65536 levels: no division by 0
     with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\]"):
         fast_dropout(x, 1.5)
 

@@ -49,15 +49,18 @@ def dropped_levels(p: float) -> int:
 def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """Zero each element of ``x`` with probability ``p`` and scale the rest by ``1 / (1 - p)``.
 
-    Differentiable in ``x``; PyTorch's own dropout off the CPU, or when not ``training``.
+    Differentiable in ``x``; ``x`` itself when not ``training``; PyTorch's own dropout off the
+    CPU, and for a ``p`` that rounds to 1 (everything dropped).
     """
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p == 1.0:
+    if x.device.type != "cpu":
         return F.dropout(x, p, training=True)
     dropped = dropped_levels(p)
     if dropped == 0:
         return x
+    if dropped == _LEVELS:
+        return F.dropout(x, p, training=True)
     count = x.numel()
     # random_ over the full int64 range: 64 uniform bits a word, read as four 16-bit draws.
     words = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(1 << 63), None)
