@@ -55,9 +55,9 @@ def padded_length(longest: int, pad_lengths: Sequence[int] | None = None,
     """The length a batch whose longest example has ``longest`` tokens is padded to: the smallest
     of ``pad_lengths`` that holds it, else ``longest`` rounded up to a multiple of
     ``pad_to_multiple_of``, else ``longest``."""
-    fitting = [length for length in pad_lengths or () if length >= longest]
-    if fitting:
-        return min(fitting)
+    chosen = min((length for length in pad_lengths or () if length >= longest), default=None)
+    if chosen is not None:
+        return chosen
     if pad_to_multiple_of:
         return -(-longest // pad_to_multiple_of) * pad_to_multiple_of
     return longest

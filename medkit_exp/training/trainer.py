@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from medkit_exp.training import checkpoint as ckpt
 from medkit_exp.training.batch import BatchData
-from medkit_exp.training.batching import choose_padded_lengths, plan_batches
+from medkit_exp.training.batching import CPU_BF16_PAD_MULTIPLE, choose_padded_lengths, plan_batches
 from medkit_exp.training.callbacks import DefaultPrinterCallback, TrainerCallback
 from medkit_exp.training.config import TrainerConfig, as_trainer_config
 from medkit_exp.training.distributed import DistributedContext
@@ -179,10 +179,6 @@ def seed_everything(seed: int) -> None:
         np.random.seed(seed)
     except ImportError:
         pass
-
-
-# In bf16 on CPU, batch lengths are padded to few distinct values (`Trainer._set_batch_padding`).
-CPU_BF16_PAD_MULTIPLE = 16
 
 
 def example_weight(component: Any, example: Any) -> float:

@@ -28,6 +28,7 @@ from medkit_exp.text.hf_model import (
 )
 from medkit_exp.text.ner.settings import SETTINGS_FILE, NerSettings, resolve_stride
 from medkit_exp.text.ner.windows import SpecialTokens, window_inputs
+from medkit_exp.training.batching import CPU_BF16_PAD_MULTIPLE
 from medkit_exp.training.precision import autocast, compile_model
 
 Item = TextDocument | Segment
@@ -182,7 +183,7 @@ class HFEntityMatcher:
             for start in range(0, len(jobs), self.batch_size):
                 chunk = jobs[start : start + self.batch_size]
                 # In bf16 on CPU, lengths rounded to 16 tokens: oneDNN builds (and caches) a kernel per shape.
-                multiple = 16 if self.precision == "bf16" and self.device.type == "cpu" else None
+                multiple = CPU_BF16_PAD_MULTIPLE if self.precision == "bf16" and self.device.type == "cpu" else None
                 batch = collate_windows([job[2] for job in chunk], self.tokenizer, with_labels=False,
                                         pad_to_multiple_of=multiple)
                 with autocast(self.precision, self.device):
