@@ -97,3 +97,38 @@ def test_digest_is_stable_and_sensitive():
     assert corpus_digest([shuffled, docs[1]]) == digest
     # a golden value: the digest must not change across runs, processes or releases
     assert digest == "cab9c7a9ff6838b98dd8af3d40f51a0dbc79548e12994493c17de1aa7cd07b35"
+
+
+def _resolve_by_checking_every_kept_entity(entities, policy):
+    """The overlap policies as a scan of every kept entity: what `resolve_overlaps` must match."""
+    def length(e):
+        return sum(s.end - s.start for s in e.spans)
+
+    if policy == "keep_longest":
+        order = sorted(range(len(entities)), key=lambda i: (-length(entities[i]), entities[i].start, i))
+    else:
+        order = sorted(range(len(entities)), key=lambda i: (entities[i].start, -length(entities[i]), i))
+    kept, dropped = [], []
+    for i in order:
+        (dropped if any(entities[i].overlaps(entities[k]) for k in kept) else kept).append(i)
+    return [entities[i] for i in sorted(kept)], [entities[i] for i in sorted(dropped)]
+
+
+@pytest.mark.parametrize("policy", ["keep_longest", "keep_first"])
+def test_overlap_policies_equal_a_scan_of_every_kept_entity_on_random_entities(policy):
+    import random
+
+    from medkit_exp.core.document import Entity, Span
+    from medkit_exp.io.corpus import resolve_overlaps
+
+    rng = random.Random(7)
+    for _ in range(300):
+        entities = []
+        for _ in range(rng.randrange(0, 20)):
+            spans, pos = [], rng.randrange(0, 60)
+            for _ in range(rng.choice([1, 1, 1, 2, 3])):  # discontinuous entities too
+                end = pos + rng.randrange(0, 8)
+                spans.append(Span(pos, end))
+                pos = end + rng.randrange(1, 10)
+            entities.append(Entity(label=rng.choice("AB"), spans=spans, text=""))
+        assert resolve_overlaps(entities, policy) == _resolve_by_checking_every_kept_entity(entities, policy)

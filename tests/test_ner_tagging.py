@@ -18,6 +18,7 @@ from medkit_exp.text.ner.tagging import (
 )
 from medkit_exp.text.ner.windows import (
     TokenizedText,
+    Unit,
     central_window_per_token,
     plan_windows,
     window_tags,
@@ -204,15 +205,59 @@ def test_tokenized_text_units():
 def test_window_tags_mask_cut_entities_that_are_whole_elsewhere_and_clip_the_others():
     bounds = [(0, 10), (6, 16)]
     ranges = [(2, 4, "A"), (8, 11, "B"), (0, 16, "C")]
-    assert window_tags(ranges[:2], bounds, 0) == [(2, 4, "A"), (8, 10, None)]
-    assert window_tags(ranges[:2], bounds, 1) == [(2, 5, "B")]
+    assert window_tags(ranges[:2], bounds) == [[(2, 4, "A"), (8, 10, None)], [(2, 5, "B")]]
     # longer than any window: labelled as far as it goes in each window
-    assert window_tags(ranges[2:], bounds, 0) == [(0, 10, "C")]
-    assert window_tags(ranges[2:], bounds, 1) == [(0, 10, "C")]
+    assert window_tags(ranges[2:], bounds) == [[(0, 10, "C")], [(0, 10, "C")]]
+
+
+def _window_tags_by_scanning(ranges, bounds, index):
+    """What `window_tags` must give for window ``index``, by looking at every entity and window."""
+    lo, hi = bounds[index]
+    result = []
+    for first, end, label in ranges:
+        if end <= lo or first >= hi:
+            continue
+        if lo <= first and end <= hi:
+            result.append((first - lo, end - lo, label))
+            continue
+        whole_elsewhere = any(b_lo <= first and end <= b_hi for b_lo, b_hi in bounds)
+        result.append((max(first, lo) - lo, min(end, hi) - lo, None if whole_elsewhere else label))
+    return result
+
+
+def test_window_tags_equal_a_scan_of_every_entity_and_window_on_random_texts():
+    rng = random.Random(0)
+    for _ in range(300):
+        n = rng.randrange(1, 80)
+        word_starts = [i == 0 or rng.random() < 0.6 for i in range(n)]
+        capacity = rng.randrange(2, 20)
+        windows = plan_windows(word_starts, capacity, rng.randrange(0, capacity))
+        units = [Unit(i, i + 1, i, i + 1) for i in range(n) if word_starts[i]]
+        candidates = []
+        for _ in range(rng.randrange(0, 12)):
+            first = rng.randrange(0, len(units))
+            candidates.append((first, min(len(units), first + rng.randrange(1, 8)), rng.choice("AB")))
+        ranges, _ = resolve_overlaps(candidates)
+        bounds = window_units(units, windows)
+        assert window_tags(ranges, bounds) == [_window_tags_by_scanning(ranges, bounds, i) for i in range(len(bounds))]
+
+
+def test_resolve_overlaps_equals_checking_every_kept_range_on_random_ranges():
+    rng = random.Random(1)
+    for _ in range(300):
+        ranges = []
+        for _ in range(rng.randrange(0, 25)):
+            first = rng.randrange(0, 40)
+            ranges.append((first, first + rng.randrange(1, 9), rng.choice("ABC")))
+        order = sorted(ranges, key=lambda r: (-(r[1] - r[0]), r[0], r[2]))
+        taken, dropped = [], []
+        for candidate in order:
+            overlaps = any(candidate[0] < other[1] and other[0] < candidate[1] for other in taken)
+            (dropped if overlaps else taken).append(candidate)
+        assert resolve_overlaps(ranges) == (sorted(taken), dropped)
 
 
 def test_window_units_uses_first_tokens():
     tokens = TokenizedText("x", [0] * 6, [(i, i + 1) for i in range(6)], [0, 0, 1, 2, 2, 3])
     units = tokens.units(tag_subtokens=False)  # first tokens 0, 2, 3, 5
-    assert window_units(units, (1, 4)) == (1, 3)
-    assert window_units(units, (3, 6)) == (2, 4)
+    assert window_units(units, [(1, 4), (3, 6)]) == [(1, 3), (2, 4)]

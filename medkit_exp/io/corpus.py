@@ -6,6 +6,7 @@ None of these mutate their input: they return new documents (annotations are cop
 
 from __future__ import annotations
 
+import bisect
 import copy
 import hashlib
 import json
@@ -13,7 +14,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Iterable, Mapping, Sequence
 
-from medkit_exp.core.document import Entity, Segment, TextDocument
+from medkit_exp.core.document import Entity, Segment, Span, TextDocument
 from medkit_exp.io.base import OVERLAP_POLICIES, CorpusError, check_choice, normalise_label_map
 
 # -- copying ---------------------------------------------------------------------------------
@@ -118,8 +119,8 @@ def find_overlap(entities: Sequence[Segment]) -> tuple[Segment, Segment] | None:
     ordered = sorted(range(len(entities)), key=lambda i: (entities[i].start, i))
     for a_pos, i in enumerate(ordered):
         a = entities[i]
-        for j in ordered[a_pos + 1 :]:
-            b = entities[j]
+        for b_pos in range(a_pos + 1, len(ordered)):  # no copy of the rest: linear when nothing overlaps
+            b = entities[ordered[b_pos]]
             if b.start >= a.end:
                 break
             if a.overlaps(b):
@@ -154,12 +155,36 @@ def resolve_overlaps(entities: Sequence[Entity], policy: str = "error") -> tuple
         order = sorted(range(len(entities)), key=lambda i: (entities[i].start, -_length(entities[i]), i))
     kept_idx: list[int] = []
     dropped_idx: list[int] = []
+    kept_spans = _SpanIndex()
     for i in order:
-        if any(entities[i].overlaps(entities[k]) for k in kept_idx):
+        if kept_spans.overlaps_any(entities[i].spans):
             dropped_idx.append(i)
         else:
             kept_idx.append(i)
+            kept_spans.add(entities[i].spans)
     return [entities[i] for i in sorted(kept_idx)], [entities[i] for i in sorted(dropped_idx)]
+
+
+class _SpanIndex:
+    """Spans sorted by start, so that the ones a new span may overlap are found by bisection
+    (those starting at most the longest span's length before it), not by a scan of all."""
+
+    def __init__(self) -> None:
+        self._spans: list[tuple[int, int]] = []
+        self._longest = 0
+
+    def add(self, spans: Sequence[Span]) -> None:
+        for span in spans:
+            bisect.insort(self._spans, (span.start, span.end))
+            self._longest = max(self._longest, span.end - span.start)
+
+    def overlaps_any(self, spans: Sequence[Span]) -> bool:
+        for span in spans:
+            first = bisect.bisect_left(self._spans, (span.start - self._longest,))
+            last = bisect.bisect_left(self._spans, (span.end,))
+            if any(span.start < end and start < span.end for start, end in self._spans[first:last]):
+                return True
+        return False
 
 
 # -- summaries and digests -------------------------------------------------------------------

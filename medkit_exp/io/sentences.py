@@ -14,6 +14,7 @@ never after an abbreviation (`ABBREVIATIONS`, case-insensitive), a single capita
 
 from __future__ import annotations
 
+import bisect
 import copy
 import re
 from typing import Iterable, Sequence
@@ -27,18 +28,24 @@ ABBREVIATIONS = frozenset(
 )
 _END = re.compile(r"[.!?]+[)\]\"'’”]*(?=\s)")
 _TOKEN_START = re.compile(r"[^\s(\[\"'“‘]+$")
+_NON_SPACE = re.compile(r"\S")
+_LOOKBEHIND = 40  # characters before a period searched for the word it ends (abbreviation, initial)
 
 
 def _is_boundary(text: str, match: re.Match, next_pos: int) -> bool:
+    """Whether the sentence ends at ``match`` (``next_pos``: the next non-space character).
+
+    Looks only at the ``_LOOKBEHIND`` characters before the match: the cost of a call does not
+    grow with the text's length."""
     nxt = text[next_pos]
     if nxt.islower():
         return False
     if match.group() != ".":
         return True
-    before = text[: match.start()]
-    if before and before[-1].isdigit() and nxt.isdigit():
+    at = match.start()
+    if at > 0 and text[at - 1].isdigit() and nxt.isdigit():
         return False
-    word = _TOKEN_START.search(before[-40:])
+    word = _TOKEN_START.search(text, max(0, at - _LOOKBEHIND), at)
     if word is None:
         return True
     token = word.group()
@@ -48,43 +55,54 @@ def _is_boundary(text: str, match: re.Match, next_pos: int) -> bool:
 
 
 def sentence_spans(text: str, split_on_newlines: bool = True) -> list[tuple[int, int]]:
-    """``(start, end)`` of each sentence of ``text``, trimmed of surrounding whitespace."""
+    """``(start, end)`` of each sentence of ``text``, trimmed of surrounding whitespace.
+
+    Linear in the text's length: each candidate end looks ahead to the next non-space
+    character with one regex search and behind at a bounded window; no remainder is copied.
+    """
     cuts = {0, len(text)}
     if split_on_newlines:
         cuts.update(m.start() for m in re.finditer(r"\n", text))
     for match in _END.finditer(text):
-        rest = text[match.end() :]
-        stripped = rest.lstrip()
-        if not stripped:
-            continue
-        if _is_boundary(text, match, match.end() + len(rest) - len(stripped)):
+        following = _NON_SPACE.search(text, match.end())
+        if following is None:
+            continue  # only whitespace after it: the text's end
+        if _is_boundary(text, match, following.start()):
             cuts.add(match.end())
     spans = []
     points = sorted(cuts)
     for a, b in zip(points, points[1:]):
-        piece = text[a:b]
-        if piece.strip():
-            start = a + len(piece) - len(piece.lstrip())
-            end = b - (len(piece) - len(piece.rstrip()))
-            spans.append((start, end))
+        first = _NON_SPACE.search(text, a, b)
+        if first is None:
+            continue  # only whitespace between two cuts
+        end = b
+        while text[end - 1].isspace():
+            end -= 1
+        spans.append((first.start(), end))
     return spans
 
 
 def _protect_entities(spans: list[tuple[int, int]], entities: Sequence[Entity]) -> list[tuple[int, int]]:
-    """Merge neighbouring sentences an entity crosses; stretch the ends to cover all entities."""
+    """Merge neighbouring sentences an entity crosses; stretch the ends to cover all entities.
+
+    One sweep over the sentences and the entities sorted by start (not a scan of all entities
+    at every sentence boundary)."""
     if not entities:
         return spans
-    bounds = [(e.start, e.end) for e in entities]
+    bounds = sorted((e.start, e.end) for e in entities)
     if not spans:
-        return [(min(s for s, _ in bounds), max(e for _, e in bounds))]
+        return [(bounds[0][0], max(e for _, e in bounds))]
     merged = [list(spans[0])]
+    seen, reach = 0, -1  # entities starting before the current sentence, and the farthest end among them
     for start, end in spans[1:]:
-        prev_end = merged[-1][1]
-        if any(s < start and e > prev_end for s, e in bounds):
+        while seen < len(bounds) and bounds[seen][0] < start:
+            reach = max(reach, bounds[seen][1])
+            seen += 1
+        if reach > merged[-1][1]:  # an entity starting before this sentence ends inside (or after) it
             merged[-1][1] = end
         else:
             merged.append([start, end])
-    merged[0][0] = min([merged[0][0]] + [s for s, _ in bounds])
+    merged[0][0] = min(merged[0][0], bounds[0][0])
     merged[-1][1] = max([merged[-1][1]] + [e for _, e in bounds])
     return [(s, e) for s, e in merged]
 
@@ -112,9 +130,13 @@ def split_into_sentences(docs: Iterable[TextDocument], split_on_newlines: bool =
     out = []
     for doc in docs:
         entities = doc.anns.entities
+        by_start = sorted(range(len(entities)), key=lambda i: entities[i].start)
+        starts = [entities[i].start for i in by_start]
         base_meta = {k: v for k, v in doc.metadata.items() if k != "sentence_spans"}
         for i, (start, end) in enumerate(document_sentence_spans(doc, split_on_newlines)):
-            inside = [_shift(e, -start) for e in entities if e.start >= start and e.end <= end]
+            # The entities starting in the sentence, found by bisection, kept in the document's order.
+            candidates = by_start[bisect.bisect_left(starts, start) : bisect.bisect_right(starts, end)]
+            inside = [_shift(entities[k], -start) for k in sorted(candidates) if entities[k].end <= end]
             metadata = copy.deepcopy(base_meta)
             metadata.update(parent_id=doc.id, parent_offset=start, sentence_index=i)
             out.append(TextDocument(text=doc.text[start:end], id=f"{doc.id}#s{i}", metadata=metadata, anns=inside))

@@ -8,9 +8,10 @@ and classifier components build the rows (`ErrorRow`) from their predictions.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import html
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -49,21 +50,60 @@ class MarkedSpan:
     title: str = ""
 
 
+class SentenceLocator:
+    """The sentences of one text, split once: `around` places a span among them by bisection.
+
+    Build one per document and ask it for every mistake of that document; splitting the text
+    again for each mistake would make a report quadratic in the document's length.
+    """
+
+    def __init__(self, text: str) -> None:
+        spans = sentence_spans(text) or [(0, len(text))]
+        self._starts = [start for start, _ in spans]
+        self._ends = [end for _, end in spans]
+        self._length = len(text)
+
+    def around(self, start: int, end: int) -> tuple[int, int]:
+        """Character bounds of the sentence(s) holding ``[start, end)``."""
+        first_index = bisect.bisect_right(self._ends, start)  # the first sentence ending after start
+        first = self._starts[first_index] if first_index < len(self._starts) else 0
+        last_index = bisect.bisect_left(self._starts, end) - 1  # the last sentence starting before end
+        last = self._ends[last_index] if last_index >= 0 else self._length
+        return min(first, start), max(last, end)
+
+
 def sentence_around(text: str, start: int, end: int) -> tuple[int, int]:
-    """Character bounds of the sentence(s) of ``text`` holding ``[start, end)``."""
-    spans = sentence_spans(text) or [(0, len(text))]
-    first = next((s for s, e in spans if s <= start < e or start < s), 0)
-    last = next((e for s, e in reversed(spans) if s < end), len(text))
-    return min(first, start), max(last, end)
+    """Character bounds of the sentence(s) of ``text`` holding ``[start, end)`` (for one span;
+    for many spans of a text, use one `SentenceLocator`)."""
+    return SentenceLocator(text).around(start, end)
 
 
-def highlighted(text: str, bounds: tuple[int, int], marks: Sequence[MarkedSpan]) -> str:
-    """``text[bounds]`` as HTML, with each mark inside the bounds wrapped in ``<mark class=...>``."""
+class MarkIndex:
+    """The marks of one document, sorted once, so that `within` finds those meeting a window
+    by bisection instead of scanning them all for every row of a report."""
+
+    def __init__(self, marks: Sequence[MarkedSpan]) -> None:
+        self._marks = sorted(marks, key=lambda m: (m.start, -m.end))  # stable: ties keep their given order
+        self._starts = [m.start for m in self._marks]
+        self._longest = max((m.end - m.start for m in self._marks), default=0)
+
+    def within(self, lo: int, hi: int) -> list[MarkedSpan]:
+        """The marks overlapping ``[lo, hi)``, by start then longest first."""
+        # A mark starting before lo - longest ends before lo: the candidates start in [lo - longest, hi).
+        first = bisect.bisect_left(self._starts, lo - self._longest)
+        last = bisect.bisect_left(self._starts, hi)
+        return [m for m in self._marks[first:last] if m.end > lo]
+
+
+def highlighted(text: str, bounds: tuple[int, int], marks: Sequence[MarkedSpan] | MarkIndex) -> str:
+    """``text[bounds]`` as HTML, with each mark inside the bounds wrapped in ``<mark class=...>``.
+
+    ``marks``: the document's marks, best as one `MarkIndex` shared by all the rows of a document."""
     lo, hi = bounds
-    events = sorted(((m.start, m.end, m) for m in marks if m.start < hi and m.end > lo), key=lambda x: (x[0], -x[1]))
+    index = marks if isinstance(marks, MarkIndex) else MarkIndex(marks)
     out, pos = [], lo
-    for start, end, mark in events:
-        start, end = max(start, pos), min(end, hi)
+    for mark in index.within(lo, hi):
+        start, end = max(mark.start, pos), min(mark.end, hi)
         if start >= end:
             continue
         out.append(html.escape(text[pos:start]))
@@ -92,7 +132,10 @@ def write_error_report(rows: Sequence[ErrorRow], folder: str | Path, title: str,
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    groups = Counter((row.kind, row.label) for row in rows)
+    by_group: dict[tuple[str, str], list[ErrorRow]] = defaultdict(list)
+    for row in rows:
+        by_group[(row.kind, row.label)].append(row)
+    groups = {key: len(members) for key, members in by_group.items()}
     ordered = sorted(groups, key=lambda key: (-groups[key], key))
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
@@ -104,7 +147,7 @@ def write_error_report(rows: Sequence[ErrorRow], folder: str | Path, title: str,
               f"<td>{html.escape(label)}</td><td>{groups[(kind, label)]}</td></tr>" for kind, label in ordered]
     parts.append("</table>")
     for kind, label in ordered:
-        members = [row for row in rows if (row.kind, row.label) == (kind, label)]
+        members = list(by_group[(kind, label)])
         texts = Counter(row.text.lower() for row in members)
         members.sort(key=lambda row: (-texts[row.text.lower()], row.text.lower(), row.doc_id, row.start))
         parts.append(f"<h2 id='{kind}-{html.escape(label)}'>{KINDS.get(kind, kind)}: {html.escape(label)} "
@@ -124,7 +167,7 @@ def write_error_report(rows: Sequence[ErrorRow], folder: str | Path, title: str,
         writer = csv.writer(handle, delimiter="\t")
         writer.writerow(["kind", "label", "mention", "gold", "predicted", "document", "start", "end", "sentence"])
         for kind, label in ordered:
-            for row in (r for r in rows if (r.kind, r.label) == (kind, label)):
+            for row in by_group[(kind, label)]:
                 writer.writerow([row.kind, row.label, row.text, row.gold, row.predicted, row.doc_id, row.start,
                                  row.end, row.context_text.replace("\n", " ")])
     return [page, table]

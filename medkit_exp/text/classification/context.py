@@ -10,6 +10,8 @@ A discontinuous segment is marked from its first span's start to its last span's
 
 from __future__ import annotations
 
+import bisect
+
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -108,13 +110,17 @@ def _window(text: str, start: int, end: int, chars: int) -> tuple[int, int]:
 
 
 def _sentences(doc, start: int, end: int) -> tuple[int, int]:
-    """Bounds of the sentences overlapping ``[start, end)`` (the segment's own when none does)."""
+    """Bounds of the sentences overlapping ``[start, end)`` (the segment's own when none does).
+
+    The sentences are found by bisection (they are sorted and disjoint), so that a document's
+    many segments do not each scan all of its sentences."""
     given = doc.metadata.get("sentence_spans")
-    spans = [tuple(s) for s in given] if given else _sentence_spans(doc.text)
-    touching = [(s, e) for s, e in spans if s < end and start < e]
-    if not touching:
+    spans = given if given else _sentence_spans(doc.text)
+    first = bisect.bisect_right(spans, start, key=lambda span: span[1])  # the first sentence ending after start
+    last = bisect.bisect_left(spans, end, key=lambda span: span[0])  # past the last one starting before end
+    if first >= last:
         return start, end
-    return min(min(s for s, _ in touching), start), max(max(e for _, e in touching), end)
+    return min(spans[first][0], start), max(spans[last - 1][1], end)
 
 
 @lru_cache(maxsize=256)

@@ -85,13 +85,14 @@ class SegmentClassifierExperimentComponent(HFSegmentClassifierTrainable):
 
     def _write_report(self, folder: Path, segments: list[SegmentItem], predictions: list[Any], labels: list[str],
                       scores: dict[str, float]) -> None:
-        from medkit_exp.text.error_report import ErrorRow, MarkedSpan, highlighted, sentence_around, write_error_report
+        from medkit_exp.text.error_report import ErrorRow, MarkedSpan, SentenceLocator, highlighted, write_error_report
         from medkit_exp.training.plots import confusion_matrix
 
         gold = gold_labels(segments, self.attr_label)
         predicted = [p.label for p in predictions]
         confusion_matrix(labels, gold, predicted, folder / "plots" / "confusion_matrix.png")
         rows = []
+        locators: dict[int, SentenceLocator] = {}  # one per document: its sentences are split once
         for item, g, p in zip(segments, gold, predictions):
             if g == p.label:
                 continue
@@ -99,7 +100,10 @@ class SegmentClassifierExperimentComponent(HFSegmentClassifierTrainable):
             text = item.doc.text if item.doc is not None else item.segment.text
             if item.doc is None:
                 start, end = 0, len(text)
-            window = sentence_around(text, start, end)
+            key = id(item.doc) if item.doc is not None else id(item)
+            if key not in locators:
+                locators[key] = SentenceLocator(text)
+            window = locators[key].around(start, end)
             marks = [MarkedSpan(start, end, "pred", f"gold {g}, predicted {p.label}")]
             rows.append(ErrorRow("wrong_label", g, item.segment.text, str(item.doc.id if item.doc else ""), start, end,
                                  g, p.label, highlighted(text, window, marks), text[window[0]:window[1]], p.score))

@@ -18,7 +18,7 @@ from typing import Callable, Mapping, Sequence
 
 from medkit_exp.core.document import Entity, TextDocument
 from medkit_exp.text.metrics.seqeval_metrics import check_options, seqeval_scores
-from medkit_exp.text.ner.tagging import check_scheme, encode_tags, resolve_overlaps, units_covering
+from medkit_exp.text.ner.tagging import UnitLocator, check_scheme, encode_tags, resolve_overlaps
 
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]")
 
@@ -103,9 +103,10 @@ class SeqEvalEvaluator:
 
     def _tags(self, words: Sequence[tuple[int, int]], entities: Sequence[Entity]) -> list[str]:
         ranges = []
+        locate = UnitLocator(words)  # once per text: each span is then placed by bisection
         for entity in entities:
             for span in entity.spans:
-                cover = units_covering(words, span.start, span.end)
+                cover = locate.covering(span.start, span.end)
                 if cover is not None:
                     ranges.append((cover[0], cover[1], self._label(entity)))
         kept, _ = resolve_overlaps(ranges)

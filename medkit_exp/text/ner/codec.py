@@ -19,8 +19,8 @@ from medkit_exp.text.ner.tagging import (
     encode_tags,
     entity_extent,
     labels_of_tags,
+    UnitLocator,
     resolve_overlaps,
-    units_covering,
 )
 from medkit_exp.text.ner.viterbi import DECODINGS, viterbi_decode
 from medkit_exp.text.ner.windows import (
@@ -98,13 +98,11 @@ class NerCodec:
         units = tokens.units(self.tag_subtokens)
         ranges = self._entity_ranges(doc, units)
         windows = self.windows(tokens)
-        bounds = [window_units(units, window) for window in windows]
+        bounds = window_units(units, windows)
         examples = []
-        for index, window in enumerate(windows):
-            lo, hi = bounds[index]
+        for window, (lo, hi), local in zip(windows, bounds, window_tags(ranges, bounds)):
             if hi <= lo:
                 continue  # only the tail of a cut word: nothing to learn here
-            local = window_tags(ranges, bounds, index)
             tags = encode_tags(hi - lo, [r for r in local if r[2] is not None], self.tagging_scheme)
             unit_labels = [self.label_to_id[tag] for tag in tags]
             for first, end, label in local:
@@ -119,7 +117,7 @@ class NerCodec:
         return examples
 
     def _entity_ranges(self, doc: TextDocument, units: Sequence[Any]) -> list[tuple[int, int, str]]:
-        unit_chars = [(u.start, u.end) for u in units]
+        locate = UnitLocator([(u.start, u.end) for u in units])
         ranges = []
         for entity in doc.anns.entities:
             if entity.label not in self.labels:
@@ -128,7 +126,7 @@ class NerCodec:
                     "add it to labels or drop those entities"
                 )
             start, end = entity_extent(entity, doc.text, doc.id)
-            cover = units_covering(unit_chars, start, end)
+            cover = locate.covering(start, end)
             if cover is None:
                 logger.warning("entity %r (%s) of document %r covers no token; skipped", entity.text, entity.label, doc.id)
                 continue

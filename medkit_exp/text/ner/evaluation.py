@@ -42,7 +42,7 @@ def entity_errors(reference_docs, predictions) -> list:
     another label is a wrong label; every other gold entity is missed (false negative) and
     every other predicted one spurious (false positive), so a boundary error counts as both.
     """
-    from medkit_exp.text.error_report import ErrorRow, MarkedSpan, highlighted, sentence_around
+    from medkit_exp.text.error_report import ErrorRow, MarkedSpan, MarkIndex, SentenceLocator, highlighted
 
     rows = []
     for doc, predicted in zip(reference_docs, predictions):
@@ -50,10 +50,12 @@ def entity_errors(reference_docs, predictions) -> list:
         pred = {_bounds(e): e for e in predicted}
         marks = [MarkedSpan(s, e, "gold", label) for (s, e), label in gold.items()]
         marks += [MarkedSpan(s, e, "pred", entity.label) for (s, e), entity in pred.items()]
+        # Sentences and marks are indexed once per document: each row then costs its own size.
+        sentences, marks = SentenceLocator(doc.text), MarkIndex(marks)
 
         def row(kind: str, bounds: tuple[int, int], label: str, gold_label: str = "", pred_label: str = "",
                 score: float | None = None) -> ErrorRow:
-            window = sentence_around(doc.text, *bounds)
+            window = sentences.around(*bounds)
             return ErrorRow(kind, label, doc.text[bounds[0]:bounds[1]], str(doc.id), bounds[0], bounds[1],
                             gold_label, pred_label, highlighted(doc.text, window, marks),
                             doc.text[window[0]:window[1]], score)

@@ -140,25 +140,36 @@ def decode_tags(tags: Sequence[str], scheme: str = "iob2") -> list[UnitRange]:
     return ranges
 
 
-def units_covering(units: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
-    """Half-open range of the units overlapping characters ``[start, end)``, or None.
+class UnitLocator:
+    """The units of one text (character ranges sorted by position), indexed once, so that each
+    entity is placed by bisection instead of a scan of all units."""
 
-    ``units`` are character ranges sorted by position; the entity is widened to whole
-    units (an entity ending inside a word covers that word).
-    """
-    starts = [u[0] for u in units]
-    lo = max(bisect.bisect_right(starts, start) - 1, 0)
-    first = None
-    last = None
-    for i in range(lo, len(units)):
-        u_start, u_end = units[i]
-        if u_start >= end:
-            break
-        if u_start < end and start < u_end:
-            if first is None:
-                first = i
-            last = i
-    return None if first is None else (first, last + 1)
+    def __init__(self, units: Sequence[tuple[int, int]]) -> None:
+        self.units = units
+        self._starts = [u[0] for u in units]
+
+    def covering(self, start: int, end: int) -> tuple[int, int] | None:
+        """Half-open range of the units overlapping characters ``[start, end)``, or None.
+
+        The entity is widened to whole units (an entity ending inside a word covers that word).
+        """
+        units = self.units
+        first = None
+        last = None
+        for i in range(max(bisect.bisect_right(self._starts, start) - 1, 0), len(units)):
+            u_start, u_end = units[i]
+            if u_start >= end:
+                break
+            if start < u_end:
+                if first is None:
+                    first = i
+                last = i
+        return None if first is None else (first, last + 1)
+
+
+def units_covering(units: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
+    """`UnitLocator.covering` for one entity (for many entities of a text, build one `UnitLocator`)."""
+    return UnitLocator(units).covering(start, end)
 
 
 def resolve_overlaps(ranges: Sequence[UnitRange]) -> tuple[list[UnitRange], list[UnitRange]]:
@@ -166,16 +177,24 @@ def resolve_overlaps(ranges: Sequence[UnitRange]) -> tuple[list[UnitRange], list
 
     Returns ``(kept, dropped)``, ``kept`` sorted by position. Flat tagging cannot hold
     nested or overlapping mentions, so the shorter of two overlapping ones is dropped.
+    Ranges must not be empty (``first < end``, as `UnitLocator.covering` gives them).
     """
     order = sorted(ranges, key=lambda r: (-(r[1] - r[0]), r[0], r[2]))
-    taken: list[UnitRange] = []
+    taken_starts: list[int] = []  # the kept ranges, sorted; disjoint, so their ends are sorted too
+    taken_ends: list[int] = []
+    kept: list[UnitRange] = []
     dropped: list[UnitRange] = []
     for candidate in order:
-        if any(candidate[0] < other[1] and other[0] < candidate[1] for other in taken):
+        first, end = candidate[0], candidate[1]
+        # Of the kept ranges starting before this one ends, the last reaches farthest.
+        before = bisect.bisect_left(taken_starts, end)
+        if before > 0 and taken_ends[before - 1] > first:
             dropped.append(candidate)
         else:
-            taken.append(candidate)
-    return sorted(taken), dropped
+            taken_starts.insert(before, first)
+            taken_ends.insert(before, end)
+            kept.append(candidate)
+    return sorted(kept), dropped
 
 
 def entity_extent(entity: Segment, text: str, doc_id: str = "?") -> tuple[int, int]:

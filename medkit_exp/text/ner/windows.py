@@ -175,36 +175,41 @@ def central_window_per_token(windows: Sequence[tuple[int, int]], nb_tokens: int)
     return owner
 
 
-def window_units(units: Sequence[Unit], window: tuple[int, int]) -> tuple[int, int]:
-    """Half-open range of the units whose tagged (first) token lies in ``window``."""
+def window_units(units: Sequence[Unit], windows: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """For each window, the half-open range of the units whose tagged (first) token lies in it."""
     firsts = [unit.first_token for unit in units]
-    return bisect.bisect_left(firsts, window[0]), bisect.bisect_left(firsts, window[1])
+    return [(bisect.bisect_left(firsts, start), bisect.bisect_left(firsts, end)) for start, end in windows]
 
 
-def window_tags(
-    ranges: Sequence[UnitRange],
-    bounds: Sequence[tuple[int, int]],
-    index: int,
-) -> list[tuple[int, int, str | None]]:
-    """Entity ranges to tag in window ``index``, in window-local unit positions.
+def window_tags(ranges: Sequence[UnitRange], bounds: Sequence[tuple[int, int]]) -> list[list[tuple[int, int, str | None]]]:
+    """For each window, the entity ranges to tag in it, in window-local unit positions.
 
-    ``bounds`` are the unit ranges of all windows. An entity whole in this window is tagged
-    as is. An entity cut by this window's edge is masked here (label ``None``: ignored by
-    the loss) when it is whole in another window, and otherwise tagged as far as it goes
+    ``ranges`` are sorted and do not overlap (as `resolve_overlaps` keeps them); ``bounds`` are
+    the unit ranges of the windows, in text order (`window_units`). An entity whole in a window
+    is tagged as is. An entity cut by a window's edge is masked there (label ``None``: ignored
+    by the loss) when it is whole in another window, and otherwise tagged as far as it goes
     (clipped to the window), so that no entity is ever dropped.
+
+    Each window finds its entities, and each cut entity the window that could hold it whole, by
+    bisection: the cost grows with the entities and windows, not with their product.
     """
-    lo, hi = bounds[index]
-    result: list[tuple[int, int, str | None]] = []
-    for first, end, label in ranges:
-        if end <= lo or first >= hi:
-            continue
-        if lo <= first and end <= hi:
-            result.append((first - lo, end - lo, label))
-            continue
-        whole_elsewhere = any(b_lo <= first and end <= b_hi for b_lo, b_hi in bounds)
-        clipped = (max(first, lo) - lo, min(end, hi) - lo)
-        result.append((clipped[0], clipped[1], None if whole_elsewhere else label))
-    return result
+    firsts = [first for first, _, _ in ranges]
+    ends = [end for _, end, _ in ranges]
+    window_starts = [lo for lo, _ in bounds]
+    per_window = []
+    for lo, hi in bounds:
+        local: list[tuple[int, int, str | None]] = []
+        for first, end, label in ranges[bisect.bisect_right(ends, lo) : bisect.bisect_left(firsts, hi)]:
+            if lo <= first and end <= hi:
+                local.append((first - lo, end - lo, label))
+                continue
+            # Windows start and end in order, so of those starting at or before the entity the
+            # last one reaches farthest: the entity is whole elsewhere if it is whole there.
+            last_before = bisect.bisect_right(window_starts, first) - 1
+            whole_elsewhere = last_before >= 0 and end <= bounds[last_before][1]
+            local.append((max(first, lo) - lo, min(end, hi) - lo, None if whole_elsewhere else label))
+        per_window.append(local)
+    return per_window
 
 
 def window_inputs(tokens: TokenizedText, window: tuple[int, int], special: SpecialTokens) -> dict[str, list[int]]:
