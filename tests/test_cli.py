@@ -351,7 +351,14 @@ def test_a_run_shows_its_datasets_plots_errors_and_system_metrics(workdir, tiny_
         "demo/train": "training", "demo/dev": "validation", "demo/test": "test"}
     assert len({digest for digest, _ in inputs.values()}) == 3  # each split its own digest
     assert any(key.startswith("system/") for key in run.data.metrics)
-    assert run.data.tags["mlflow.source.name"] == "python -m medkit_exp" and run.data.tags["precision"] == "fp32"
+    assert run.data.tags["mlflow.source.name"] == "python -m medkit_exp"
+    # trainer.precision defaults to auto: bf16 where this CPU computes it natively, fp32 elsewhere
+    import torch
+
+    from medkit_exp.training.precision import resolve_precision
+
+    expected, reason = resolve_precision("auto", torch.device("cpu"))
+    assert (run.data.tags["precision"], run.data.tags["precision.reason"]) == (expected, reason)
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     logged |= {a.path for a in client.list_artifacts(run.info.run_id, "analysis")}
     assert logged == {"plots/learning_curves.png", "plots/per_label_scores.png", "analysis/errors.html",
