@@ -117,6 +117,11 @@ def run(cfg: DictConfig) -> float | None:
     if cfg.get("objective_mode") not in (None, "max", "min"):
         raise UserError(f"objective_mode={cfg.objective_mode} must be max, min or null (the sweeper's direction, "
                         "else trainer.checkpoint_mode)")
+    from medkit_exp.tracking.sweep_resume import prepare_job
+
+    job = prepare_job(cfg, trainer_cfg)  # in a resumed sweep: skip, resume or re-run this job
+    if job.skipped:
+        return job.objective
     import torch
 
     from medkit_exp.datasets import ExperimentData
@@ -334,7 +339,9 @@ def _hydra_overrides() -> list[str]:
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        return list(HydraConfig.get().overrides.task)
+        from medkit_exp.tracking.sweep_resume import is_resume_override
+
+        return [o for o in HydraConfig.get().overrides.task if not is_resume_override(o)]
     except Exception:  # not running under Hydra
         return []
 

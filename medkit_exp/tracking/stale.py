@@ -3,7 +3,8 @@
 Every run records the host and process id that runs it (tags ``process.host`` and
 ``process.pid``). Before a new run starts, the runs of the same experiment that claim to be
 RUNNING on this host but whose process is gone are ended as FAILED with a tag saying why,
-so the UI never shows a dead run as running (a resume reopens it).
+so the UI never shows a dead run as running (a resume reopens it). They are also tagged
+``process.died``, which tells a resumed sweep that the job was interrupted, not failed.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import os
 import socket
 
 HOST_TAG, PID_TAG = "process.host", "process.pid"
+DIED_TAG = "process.died"  # "true" on a run this module ended FAILED because its process was gone
 
 
 def process_tags() -> dict[str, str]:
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -35,8 +38,9 @@ def fail_dead_runs(client, experiment_id: str) -> list[str]:
     ended = []
     for run in runs:
         pid = run.data.tags.get(PID_TAG, "")
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
             client.set_tag(run.info.run_id, "medkit.error", f"process {pid} on {host} died without ending the run")
+            client.set_tag(run.info.run_id, DIED_TAG, "true")
             client.set_terminated(run.info.run_id, status="FAILED")
             ended.append(run.info.run_id)
     return ended

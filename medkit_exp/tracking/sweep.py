@@ -6,6 +6,9 @@ and each job's `MLflowCallback` starts its run with that parent. At the end the 
 records the best job by the sweep's objective, and the configurations ranked by their mean
 objective over seeds (`sweep_summary`). Hydra skips `on_multirun_end` when a job
 raises, so an exit hook marks the parent FAILED in that case instead of leaving it RUNNING.
+The same command run again with the same sweep folder (or ``+sweep.resume=<parent run id>``)
+attaches to the same parent run and each job skips, resumes or re-runs itself
+(`medkit_exp.tracking.sweep_resume`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import atexit
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -75,26 +78,44 @@ class MLflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.parent_run_id: str | None = None
         self._ended = False
+        self._resumed = False  # attached to the parent run of an earlier, interrupted attempt
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from medkit_exp.tracking import sweep_resume
+
         if not config.tracking.enabled:
+            if sweep_resume.asked_parent(config) is not None:
+                _refuse(f"+{sweep_resume.RESUME_KEY} continues a tracked sweep; drop tracking=none")
             return
         from mlflow.tracking import MlflowClient
 
         from medkit_exp.tracking.store import setup_tracking
 
         experiment_id = setup_tracking(config.tracking.uri, config.tracking.experiment, config.tracking.root)
-        sweep_id = time.strftime("%Y%m%d-%H%M%S")
-        from medkit_exp.tracking.secrets import redact_override
+        client = MlflowClient()
+        from medkit_exp.errors import UserError
 
-        overrides = " ".join(redact_override(o) for o in config.hydra.overrides.task) or "(none)"
-        run = MlflowClient().create_run(
-            experiment_id,
-            run_name=f"sweep-{sweep_id}",
-            tags={"sweep.id": sweep_id, "sweep.overrides": overrides, "sweep.objective": config.objective,
-                  "sweep.sweeper": config.hydra.sweeper._target_.rsplit(".", 1)[-1]},
-        )
-        self.parent_run_id = run.info.run_id
+        try:
+            earlier = sweep_resume.earlier_parent(client, config, experiment_id)
+        except UserError as exc:
+            _refuse(str(exc))
+        if earlier is not None:
+            sweep_resume.attach_parent(client, earlier, str(config.hydra.sweep.dir))
+            self.parent_run_id, sweep_id, self._resumed = earlier.info.run_id, earlier.data.tags["sweep.id"], True
+            os.environ[sweep_resume.RESUMED_ENV] = "1"
+        else:
+            sweep_id = time.strftime("%Y%m%d-%H%M%S")
+            from medkit_exp.tracking.secrets import redact_override
+
+            overrides = " ".join(redact_override(o) for o in config.hydra.overrides.task) or "(none)"
+            run = client.create_run(
+                experiment_id,
+                run_name=f"sweep-{sweep_id}",
+                tags={"sweep.id": sweep_id, "sweep.overrides": overrides, "sweep.objective": config.objective,
+                      "sweep.sweeper": config.hydra.sweeper._target_.rsplit(".", 1)[-1]},
+            )
+            self.parent_run_id = run.info.run_id
+        sweep_resume.record_parent(str(config.hydra.sweep.dir), self.parent_run_id, config.tracking.experiment)
         os.environ[PARENT_ENV] = self.parent_run_id
         os.environ[SWEEP_ENV] = sweep_id
         atexit.register(self._end, "FAILED")
@@ -125,6 +146,10 @@ class MLflowSweepCallback(Callback):
         children = client.search_runs(
             [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}'"
         )
+        if self._resumed:  # each job once: the run it kept (earlier attempts' FAILED runs left out)
+            from medkit_exp.tracking.sweep_resume import latest_per_job
+
+            children = latest_per_job(children)
         objective = config.objective
         scored = [r for r in children if run_objective(r.data.metrics, objective) is not None]
         client.log_metric(self.parent_run_id, "jobs", len(children))
@@ -227,15 +252,26 @@ class MLflowSweepCallback(Callback):
             from mlflow.tracking import MlflowClient
 
             client = MlflowClient()
-            if status == "FAILED" and not _has_children(client, self.parent_run_id):
+            if status == "FAILED" and not self._resumed and not _has_children(client, self.parent_run_id):
                 # Refused before any job ran (a bad search setting): no empty parent left behind.
                 client.delete_run(self.parent_run_id)
             else:
                 client.set_terminated(self.parent_run_id, status=status)
         except Exception as exc:  # noqa: BLE001 - ending a parent run must never hide the sweep's own error
             log.warning("could not end the sweep's parent run %s: %s", self.parent_run_id, exc)
-        os.environ.pop(PARENT_ENV, None)
-        os.environ.pop(SWEEP_ENV, None)
+        from medkit_exp.tracking.sweep_resume import RESUMED_ENV
+
+        for name in (PARENT_ENV, SWEEP_ENV, RESUMED_ENV):
+            os.environ.pop(name, None)
+
+
+def _refuse(message: str) -> NoReturn:
+    """End the command with a one-line error, exit 2: Hydra turns a callback's exception into a
+    warning and runs the sweep anyway, so this exits instead (before any job or parent run)."""
+    import sys
+
+    print(f"medkit_exp: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
 
 
 def _has_children(client: Any, parent_run_id: str) -> bool:
