@@ -39,14 +39,46 @@ def _report(func):
     """
     try:
         return func()
-    except KeyboardInterrupt:
-        print("medkit_exp: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        _exit_if_stopped(exc)
+        raise
     except Exception as exc:  # noqa: BLE001 - this is the top-level reporter
         if is_user_error(exc):
             print(f"medkit_exp: error: {one_line(exc)}", file=sys.stderr)
             sys.exit(2)
         raise
+
+
+def _exit_if_stopped(exc: BaseException) -> None:
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) ended the command: one line unless the run already
+    printed it, a sweep's parent run ended KILLED, exit 128 + the signal's number."""
+    from medkit_exp.phases import signal_name, signal_of, was_reported
+
+    signum = signal_of(exc)
+    if signum is None:
+        return  # a plain exit (2 for a user error...)
+    from medkit_exp.tracking import sweep
+
+    sweep.STOPPED_BY_SIGNAL.append(signal_name(signum))
+    if not was_reported(exc):
+        print(f"medkit_exp: {signal_name(signum)} received: stopped", file=sys.stderr, flush=True)
+    sys.exit(128 + signum)
+
+
+def _stop_on_signals() -> None:
+    """Outside a run too (Hydra starting, between sweep jobs), SIGTERM and SIGHUP end the command
+    as Ctrl-C does, through exceptions: a sweep's parent run is then ended, not left RUNNING. Each
+    run installs its own handlers over these (`medkit_exp.phases`)."""
+    import signal
+
+    from medkit_exp.phases import STOP_SIGNALS, stop_exception
+
+    def stop(signum: int, frame: object) -> None:
+        raise stop_exception(signum)
+
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
+            signal.signal(signum, stop)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://medkit_exp.conf", config_name="config")
@@ -98,6 +130,7 @@ def main() -> None:
     from medkit_exp.output_redaction import redact_process_output
 
     redact_process_output()  # before Hydra parses: its errors echo the overrides, secrets included
+    _stop_on_signals()
     hydra_utils.run_and_report = _report
     _run()
     _exit_if_sweep_jobs_failed()

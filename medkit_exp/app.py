@@ -26,6 +26,22 @@ from omegaconf import DictConfig, OmegaConf
 from medkit_exp.build import build_node, check_node, target_name
 from medkit_exp.errors import UserError
 from medkit_exp.output_redaction import redact_process_output
+from medkit_exp.phases import (
+    ARTIFACT_LOGGING,
+    DEV_EVALUATION,
+    ENDING,
+    MODEL_LOGGING,
+    PLOTS,
+    PREPROCESSING,
+    SETUP,
+    TEST_PREDICTION,
+    TRAINING,
+    RunPhases,
+    mark_reported,
+    signal_name,
+    signal_of,
+    stop_exception,
+)
 from medkit_exp.training.host_memory import release_free_heap, set_malloc_mmap_threshold
 
 log = logging.getLogger("medkit_exp")
@@ -103,7 +119,11 @@ def build_scheduler(node: Any, choice: str) -> Any:
 
 # ---------------------------------------------------------------------------- the run
 def run(cfg: DictConfig) -> float | None:
-    """Train, evaluate on test, track; return ``cfg.objective`` from the run summary."""
+    """Train, evaluate on test, track; return ``cfg.objective`` from the run summary.
+
+    The run goes through named phases (`medkit_exp.phases`); SIGINT, SIGTERM and SIGHUP stop
+    it cleanly in any of them (its MLflow run KILLED, one line, `KeyboardInterrupt` or
+    `SystemExit` with 128 + the signal's number), and the caller's handlers come back after."""
     started = time.perf_counter()
     redact_process_output()  # no credential in a line printed or logged from here on
     trainer_cfg = trainer_config(cfg.trainer)  # fail on bad settings before anything heavy is imported
@@ -122,13 +142,24 @@ def run(cfg: DictConfig) -> float | None:
     job = prepare_job(cfg, trainer_cfg)  # in a resumed sweep: skip, resume or re-run this job
     if job.skipped:
         return job.objective
+    from medkit_exp.training.distributed import DistributedContext
+
+    torch_run = DistributedContext.from_env()
+    # A clean stop in every phase; under torchrun the launcher owns signals (the Trainer does the same).
+    with RunPhases(handle_signals=not torch_run.enabled) as phases:
+        return _run_phases(cfg, trainer_cfg, phases, torch_run.is_main, started)
+
+
+def _run_phases(cfg: DictConfig, trainer_cfg: Any, phases: RunPhases, main_process: bool, started: float
+                ) -> float | None:
+    """`run` from the data on, phase by phase (`medkit_exp.phases`); under torchrun, rank 0
+    (``main_process``) alone tracks and reports."""
     import torch
 
     from medkit_exp.datasets import ExperimentData
-    from medkit_exp.training.distributed import DistributedContext
     from medkit_exp.training.trainer import resolve_device, seed_everything
 
-    main_process = DistributedContext.from_env().is_main  # under torchrun, rank 0 alone tracks and reports
+    phases.enter(SETUP)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     choices = {group: group_choice(cfg, group) for group in BUILT_GROUPS}
@@ -157,19 +188,30 @@ def run(cfg: DictConfig) -> float | None:
 
     shown = (getattr(component, "summary_metrics", None), getattr(component, "test_note", ""))
     tracker = None
-    if cfg.tracking.enabled and main_process:
-        tracker = _make_tracker(cfg, choices, data, trainer_cfg, resume_run_id)
     try:
-        summary = _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, tracker)
+        if cfg.tracking.enabled and main_process:
+            with phases.deferred():  # a signal waits until the run exists, then ends it
+                tracker = _make_tracker(cfg, choices, data, trainer_cfg, resume_run_id)
+        summary = _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, tracker, phases)
+        phases.enter(ENDING)
+        with phases.deferred():  # the run ends FINISHED first: a signal must not leave it RUNNING
+            if tracker is not None:
+                tracker.finish()
     except BaseException as exc:
-        if tracker is not None:
-            tracker.fail(exc)
+        signum = _stop_signal(phases, exc)
+        if signum is None:
+            if tracker is not None:
+                tracker.fail(exc)
+            raise
+        _end_stopped_run(phases, tracker, exc)
+        _print_stop(phases, signum, tracker, Path(trainer_cfg.output_dir))
+        if signal_of(exc) != signum:  # a library turned the interruption into an error of its own
+            raise mark_reported(stop_exception(signum)) from exc
+        mark_reported(exc)
         raise
     finally:
         del component
         gc.collect()  # sequential sweep jobs: free the previous job's model before the next
-    if tracker is not None:
-        tracker.finish()
     summary["wall_time_s"] = round(time.perf_counter() - started, 1)
     if main_process:
         _print_summary(cfg, summary, tracker, *shown)
@@ -179,14 +221,16 @@ def run(cfg: DictConfig) -> float | None:
     return objective
 
 
-def _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, tracker) -> dict[str, Any]:
+def _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, tracker, phases) -> dict[str, Any]:
     from medkit_exp.training import DefaultPrinterCallback, Trainer
     from medkit_exp.training.checkpoint import MODEL_DIR
     from medkit_exp.training.distributed import DistributedContext
 
     trainer_is_main = DistributedContext.from_env().is_main
     lr_steps = LearningRateRecorder()
-    callbacks: list[Any] = [lr_steps]
+    # Before the MLflow callback: a run stopped by a signal ends KILLED with its phase, not as any failure.
+    training_phases = TrainingPhases(phases, on_exception=lambda exc: _end_stopped_run(phases, tracker, exc))
+    callbacks: list[Any] = [lr_steps, training_phases]
     if cfg.callbacks.printer and trainer_is_main:
         callbacks.append(DefaultPrinterCallback(progress_bars=cfg.callbacks.progress_bars))
     if tracker is not None:
@@ -199,8 +243,10 @@ def _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, track
         callbacks.append(trial)  # last: the epoch is logged before a pruning stops the loop
     trainer = Trainer(component, trainer_cfg, data.splits["train"], data.splits["dev"], metrics_computer=metrics,
                       lr_scheduler_builder=scheduler, callbacks=callbacks)
+    training_phases.trainer = trainer
     if tracker is not None:  # what trainer.precision=auto chose
         tracker.set_tags({"precision": trainer.precision, "precision.reason": trainer.precision_reason})
+    phases.enter(PREPROCESSING)  # then training and dev evaluation (TrainingPhases)
     history = trainer.train()
     summary: dict[str, Any] = {"best_epoch": trainer.state.best_epoch, "precision": trainer.precision,
                                "precision_reason": trainer.precision_reason}
@@ -228,20 +274,92 @@ def _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, track
     release_free_heap()  # what training freed would otherwise stay in the heap under the test's peak
     test_metrics: dict[str, float] = {}
     if data.splits["test"] and not pruned:  # a pruned trial's test score would only cost time
+        phases.enter(TEST_PREDICTION)  # and the error report (the component says when)
         test_metrics = _score_test(component, trainer, best_dir / MODEL_DIR, data.splits["test"], output_dir)
         summary.update({f"test_{k}": v for k, v in test_metrics.items()})
         if tracker is not None:
             tracker.log_test_metrics(test_metrics)
+    phases.enter(PLOTS)
     summary.update(_write_plots(output_dir, history, best_entry, test_metrics, trainer_cfg.checkpoint_metric,
                                 lr_steps.points))
     if tracker is not None:
+        phases.enter(ARTIFACT_LOGGING)
         for folder in ("plots", "analysis"):
             tracker.log_folder(output_dir / folder, folder)
         tracker.log_best_checkpoint(best_dir)
         if cfg.tracking.log_model and callable(getattr(component, "log_mlflow_model", None)):
+            phases.enter(MODEL_LOGGING)
             summary.update(_log_model(component, tracker, best_dir / MODEL_DIR, best_epoch or 0,
                                       cfg.tracking.register_as))
     return summary
+
+
+class TrainingPhases:
+    """Trainer callback: tells `RunPhases` when training is in its dev evaluation, and a stop signal
+    the Trainer's own handlers received (set ``trainer``); ``on_exception`` gets what stopped it."""
+
+    def __init__(self, phases: Any, on_exception: Any) -> None:
+        self.phases = phases
+        self.trainer: Any = None
+        self._on_exception = on_exception
+
+    def _note_signal(self) -> None:
+        received = getattr(self.trainer, "stop_signal", None)
+        if received is not None:
+            self.phases.note_signal(received)  # in the phase it came in, before the next one starts
+
+    def on_train_begin(self, config: Any) -> None:
+        self._note_signal()
+        self.phases.enter(TRAINING)
+
+    def on_step_begin(self, step_idx: int, nb_batches: int, phase: str) -> None:
+        self._note_signal()
+        self.phases.enter(DEV_EVALUATION if phase == "eval" else TRAINING)
+
+    def on_step_end(self, step_idx: int, nb_batches: int, phase: str) -> None:
+        self._note_signal()
+
+    def on_evaluate(self, metrics: dict[str, float], epoch: int) -> None:
+        self._note_signal()
+        self.phases.enter(TRAINING)  # the epoch's logging and checkpoint
+
+    def on_exception(self, exception: BaseException) -> None:
+        self._note_signal()
+        self._on_exception(exception)
+
+
+def _stop_signal(phases: Any, exc: BaseException) -> int | None:
+    """The stop signal that ended the run (``exc`` is its interruption, or what a library made of
+    it), else None; always None when the run does not handle signals (torchrun)."""
+    if not phases.handling:
+        return None
+    return phases.signal if phases.signal is not None else signal_of(exc)
+
+
+def _end_stopped_run(phases: Any, tracker: Any, exc: BaseException) -> None:
+    """When a stop signal ended the run: end its MLflow run KILLED, tagged with the signal and the
+    phase (sent, or kept in the spool file), once; any later signal stops at once."""
+    signum = _stop_signal(phases, exc)
+    if signum is None:
+        return
+    phases.stopping()
+    if tracker is not None:
+        tracker.fail(exc, stop_signal=signal_name(signum), phase=phases.stopped_in or phases.current)
+
+
+def _print_stop(phases: Any, signum: int, tracker: Any, checkpoint_dir: Path) -> None:
+    """The one line a stopped run prints: the signal, the phase, how its MLflow run ended, its checkpoints."""
+    phase = phases.stopped_in or phases.current
+    if tracker is not None and tracker.run_id:
+        ended = "FINISHED" if phase == ENDING else "KILLED"
+        outcome = f"MLflow run {tracker.run_id} ended as {ended}"
+    else:
+        outcome = "stopped"
+    kept = (f"checkpoints kept in {checkpoint_dir}" if any(checkpoint_dir.glob("checkpoint_*"))
+            else "no checkpoint written yet")
+    unsent = f"; {tracker.unsent_summary}" if tracker is not None and tracker.unsent_summary else ""
+    print(f"medkit_exp: {signal_name(signum)} received during {phase}: {outcome}; {kept}{unsent}",
+          file=sys.stderr, flush=True)
 
 
 def _optuna_trial(cfg: DictConfig, trainer_cfg: Any, tracker: Any) -> Any:

@@ -348,15 +348,23 @@ class TrackedRun:
         """Send what is pending and end the run with ``status`` (if this object started it)."""
         self._finish(status, timeout=max(self.flush_timeout_s, 300.0))
 
-    def fail(self, exception: BaseException) -> None:
-        """End the run as KILLED (Ctrl-C, termination signal) or FAILED; never raises."""
+    def fail(self, exception: BaseException, *, stop_signal: str | None = None, phase: str | None = None) -> None:
+        """End the run as KILLED (Ctrl-C, termination signal) or FAILED; never raises.
+
+        ``stop_signal`` (``SIGTERM``...) says a stop signal ended the run, whatever ``exception``
+        is: the run ends KILLED with the tags ``medkit.stop_signal`` and ``medkit.stopped_in``
+        (``phase``, the app's phase it came in, see `medkit_exp.phases`) instead of ``medkit.error``.
+        """
         if not self.logging:
             return
-        killed = _is_kill(exception)
+        killed = stop_signal is not None or _is_kill(exception)
         try:
-            message = redact_text(f"{type(exception).__name__}: {exception}")[:5000]
-            self._sender.call(self._client.set_tag, self.run_id, "medkit.error", message,
-                              record={"tags": {"medkit.error": message}})
+            if stop_signal is not None:
+                tags = {"medkit.stop_signal": stop_signal, **({"medkit.stopped_in": phase} if phase else {})}
+            else:
+                tags = {"medkit.error": redact_text(f"{type(exception).__name__}: {exception}")[:5000]}
+            self._sender.call(self._client.log_batch, self.run_id, tags=[RunTag(k, v) for k, v in tags.items()],
+                              record={"tags": tags})
             # Someone pressing Ctrl-C does not want to wait for a slow server.
             self._finish("KILLED" if killed else "FAILED", timeout=min(self.flush_timeout_s, 10.0))
         except Exception as exc:

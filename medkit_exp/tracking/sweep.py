@@ -31,6 +31,8 @@ FAILED_MARKER = "medkit_exp_failed.txt"  # written in a failed job's folder: its
 # Failed jobs of the last sweep this process launched: (job folder, reason). The CLI reads it
 # after the sweep to exit non-zero; each launcher's workers leave their marker files behind.
 LAST_SWEEP_FAILURES: list[tuple[str, str]] = []
+# The stop signal (SIGTERM...) that ended this process's sweep, set by the CLI: the parent run ends KILLED.
+STOPPED_BY_SIGNAL: list[str] = []
 
 
 def mark_job_failed(job_dir: str | os.PathLike[str], reason: str) -> None:
@@ -248,6 +250,8 @@ class MLflowSweepCallback(Callback):
         if self._ended or self.parent_run_id is None:
             return
         self._ended = True
+        if status == "FAILED" and STOPPED_BY_SIGNAL:
+            status = "KILLED"
         try:
             from mlflow.tracking import MlflowClient
 

@@ -53,17 +53,19 @@ class StopTraining(Exception):
 
 
 def _interruption(signum: int) -> BaseException:
-    """What a stop signal becomes: Ctrl-C a KeyboardInterrupt, SIGTERM an exit with 143."""
+    """What a stop signal becomes: Ctrl-C a KeyboardInterrupt, SIGTERM (SIGHUP) an exit with 143 (129)."""
     if signum == signal.SIGINT:
         return KeyboardInterrupt()
     return SystemExit(128 + signum)
 
 
 class _StopSignals:
-    """While active, SIGINT/SIGTERM ask the loop to stop after the current optimizer step;
-    a second signal stops at once. Only installed from the main thread (Python's rule)."""
+    """While active, SIGINT/SIGTERM/SIGHUP ask the loop to stop after the current optimizer step
+    (or the epoch's evaluation) and a checkpoint; a second signal stops at once. A signal the
+    loop did not act on (it came after the last step) still stops when training ends. Only
+    installed from the main thread (Python's rule); the previous handlers come back after."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -72,13 +74,16 @@ class _StopSignals:
     def __enter__(self) -> "_StopSignals":
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
+                if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+        if exc_type is None and self.received is not None:
+            raise _interruption(self.received)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.received is not None:
@@ -260,6 +265,12 @@ class Trainer:
         return self.state.history
 
     @property
+    def stop_signal(self) -> int | None:
+        """The stop signal (SIGINT, SIGTERM, SIGHUP) received while training, if any; training then
+        ends with a checkpoint and raises (`KeyboardInterrupt`, or `SystemExit` with 128 + its number)."""
+        return self._signals.received
+
+    @property
     def best_checkpoint(self) -> Path | None:
         name = ckpt.read_index(self.output_dir).get("best")
         return self.output_dir / name if name else None
@@ -359,6 +370,8 @@ class Trainer:
                 self.stop_reason = str(stop) or type(stop).__name__
             finally:  # a callback that raises (to stop) still leaves the epoch's checkpoint
                 self._maybe_checkpoint(epoch, improved)
+            if self._signals.received is not None:  # it came during the evaluation or the last window
+                raise _interruption(self._signals.received)
             if self.stop_reason is not None:
                 break
             patience = cfg.early_stopping_patience
