@@ -14,6 +14,7 @@ import re
 import select
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -255,3 +256,60 @@ def test_optuna_pruning_prints_both_searches_and_their_ratios(run_bench, tiny_be
     assert wall_ratio > 0
     assert difference == pytest.approx(sides["pruned"][1] - sides["unpruned"][1], abs=1.5e-4)  # of the printed bests
     assert epoch_ratio == pytest.approx(sides["pruned"][0] / sides["unpruned"][0], abs=5e-4)
+
+
+SCALING_PHASES = ("read", "preprocess", "train epoch", "dev eval", "test predict", "test report", "plots", "mlflow")
+
+
+@needs_ncbi
+def test_scaling_prints_every_phase_exponent_and_the_long_document_ratio(run_bench):
+    result = run_bench("scaling.py", "--quick")
+    lines = result.stdout.strip().splitlines()
+    for axis, labels in (("corpus", ("1x", "2x", "4x")), ("document", ("4k", "8k", "16k"))):
+        measured = [line for line in lines if line.startswith(f"{axis} ")]
+        assert [line.split()[1] for line in measured] == list(labels), lines
+        for line in measured:  # every phase ran at every size, with its time and peak memory
+            for phase in SCALING_PHASES:
+                assert re.search(rf"[:;] {phase} \d+\.\d\d s cpu \d+\.\d\d s wall -?\d+ MB(;|$)", line), (phase, line)
+    number, time = r"(-?\d+\.\d\d)", r"(\d+\.\d\d) s, (-?\d+) MB"
+    for phase in SCALING_PHASES:
+        (row,) = [line for line in lines if line.startswith(phase + " ") and "|" in line]
+        figures(row.rstrip(), rf"{phase} *\| {number} *\| {time} *\| {number} *\| {time}(?:  <-- k > 1\.15 \(.*\))?")
+    assert any(line.startswith("phases over the goal: ") for line in lines)
+    (ratio,) = figures(last_line(result), r"test predict \+ report, one 16,000-character document / 4 documents: "
+                                          r"(\d+\.\d{3}) \(goal < 2\)")
+    assert ratio > 0
+
+
+def _scaling_module():
+    spec = importlib.util.spec_from_file_location("scaling", REPO_ROOT / "bench" / "scaling.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["scaling"] = module  # its dataclasses look their module up
+    sys.path.insert(0, str(REPO_ROOT / "bench"))  # its `from common import ...`
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO_ROOT / "bench"))
+    return module
+
+
+def test_scaling_fits_the_exponent_and_bounds_it_past_the_budget():
+    scaling = _scaling_module()
+    sizes = [1.0, 2.0, 4.0, 8.0]
+    result = scaling.AxisResult("corpus", "cpu", budget=1.0, labels=["1x", "2x", "4x", "8x"], sizes=sizes)
+    result.cpu.update({"read": [0.5 * s for s in sizes], "test report": [0.1, 0.4, 0.9, None]})
+    result.over_budget["test report"] = 2  # stopped at 4x after 0.9 s of CPU time, not run at 8x
+    assert scaling.exponent(result, "read") == (pytest.approx(1.0), False)
+    k, bound = scaling.exponent(result, "test report")
+    assert bound and k == pytest.approx(math.log(9) / math.log(4), rel=1e-3)  # 0.1 at 1x to 0.9 at 4x
+    assert scaling.largest(result, "test report") == "> 0.9 s (stopped) at 4x"
+
+
+def test_scaling_clock_stops_a_phase_past_its_budget():
+    scaling = _scaling_module()
+    clock = scaling.PhaseClock(scaling.RssSampler(), budget=0.2)
+    deadline = time.monotonic() + 30  # without the budget's stop, the phase returns after 30 s and the test fails
+    with pytest.raises(scaling.PhaseTimeout):
+        clock.run("test report", lambda: all(time.monotonic() < deadline for _ in iter(int, 1)))
+    assert clock.timed_out == {"test report"} and clock.current is None
+    assert 0.2 <= clock.wall["test report"] < 30 and clock.cpu["test report"] > 0
