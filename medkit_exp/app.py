@@ -193,6 +193,10 @@ def _run_phases(cfg: DictConfig, trainer_cfg: Any, phases: RunPhases, main_proce
             with phases.deferred():  # a signal waits until the run exists, then ends it
                 tracker = _make_tracker(cfg, choices, data, trainer_cfg, resume_run_id)
         summary = _train_and_test(cfg, trainer_cfg, data, component, metrics, scheduler, tracker, phases)
+        summary["phase_seconds"] = {name: round(s, 1) for name, s in phases.timings().items()}
+        if tracker is not None:  # where the run's time went, comparable across runs
+            tracker.log_final_metrics({f"phase_s/{name.replace(' ', '_')}": s
+                                       for name, s in summary["phase_seconds"].items()})
         phases.enter(ENDING)
         with phases.deferred():  # the run ends FINISHED first: a signal must not leave it RUNNING
             if tracker is not None:
@@ -558,7 +562,9 @@ def _print_summary(cfg: DictConfig, summary: dict[str, Any], tracker, shown: Any
                                                           if summary.get("precision_reason") != "asked" else ""),
         f"checkpoint   : {summary['best_checkpoint']}",
         f"plots        : {summary.get('plots')}",
-        f"wall time    : {summary['wall_time_s']} s",
+        f"wall time    : {summary['wall_time_s']} s"
+        + (" (" + ", ".join(f"{name} {s:g}" for name, s in summary["phase_seconds"].items() if s >= 0.1) + ")"
+           if summary.get("phase_seconds") else ""),
     ]
     if summary.get("error_analysis"):
         lines.append(f"errors       : {summary['error_analysis']}"

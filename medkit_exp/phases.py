@@ -24,6 +24,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,6 +97,8 @@ class RunPhases:
         self._previous_active: RunPhases | None = None
         self._deferring = False
         self._stopping = False
+        self.seconds: dict[str, float] = {}  # wall time spent in each phase (a nested phase's apart)
+        self._since = time.perf_counter()
 
     @property
     def handling(self) -> bool:
@@ -120,7 +123,16 @@ class RunPhases:
 
     def enter(self, name: str) -> None:
         """The run is now in phase ``name``."""
-        self.current = name
+        if name != self.current:
+            now = time.perf_counter()
+            self.seconds[self.current] = self.seconds.get(self.current, 0.0) + now - self._since
+            self.current, self._since = name, now
+
+    def timings(self) -> dict[str, float]:
+        """Seconds spent so far in each phase, in the order the phases were first entered."""
+        spent = dict(self.seconds)
+        spent[self.current] = spent.get(self.current, 0.0) + time.perf_counter() - self._since
+        return spent
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -130,7 +142,7 @@ class RunPhases:
         try:
             yield
         finally:
-            self.current = outer
+            self.enter(outer)
 
     def note_signal(self, signum: int) -> None:
         """A stop signal was received (by the Trainer's handlers): remember it and the phase."""

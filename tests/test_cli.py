@@ -361,6 +361,11 @@ def test_a_run_shows_its_datasets_plots_errors_and_system_metrics(workdir, tiny_
 
     expected, reason = resolve_precision("auto", torch.device("cpu"))
     assert (run.data.tags["precision"], run.data.tags["precision.reason"]) == (expected, reason)
+    # where the run's time went: one metric a phase, and the summary's wall time split the same way
+    spent = {k.split("/", 1)[1]: v for k, v in run.data.metrics.items() if k.startswith("phase_s/")}
+    assert {"setup", "preprocessing", "training", "dev_evaluation", "test_prediction", "error_report", "plots",
+            "artifact_logging"} <= set(spent) and spent["training"] > 0
+    assert re.search(r"wall time\s+: [0-9.]+ s \(setup [0-9.]+, .*training [0-9.]+", result.stdout)
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     logged |= {a.path for a in client.list_artifacts(run.info.run_id, "analysis")}
     assert logged == {"plots/learning_curves.png", "plots/per_label_scores.png", "analysis/errors.html",

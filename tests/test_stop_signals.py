@@ -222,3 +222,16 @@ def test_a_component_announces_its_phase_only_inside_a_run():
         with phase(ERROR_REPORT):
             assert phases.current == ERROR_REPORT
         assert phases.current == TEST_PREDICTION
+
+
+def test_run_phases_time_each_phase_a_nested_one_apart(monkeypatch):
+    from medkit_exp import phases as phases_module
+
+    clock = iter([0.0, 2.0, 5.0, 6.0, 10.0, 10.5])
+    monkeypatch.setattr(phases_module.time, "perf_counter", lambda: next(clock))
+    run = phases_module.RunPhases(handle_signals=False)  # setup from 0.0
+    run.enter(phases_module.TRAINING)  # 2.0
+    run.enter(phases_module.TEST_PREDICTION)  # 5.0
+    with run.phase(phases_module.ERROR_REPORT):  # 6.0 .. 10.0
+        pass
+    assert run.timings() == {"setup": 2.0, "training": 3.0, "test prediction": 1.5, "error report": 4.0}
