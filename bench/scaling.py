@@ -38,8 +38,9 @@ budget, fitted with the budget as their time), the time and peak memory at the l
 last, the time of test prediction + report of one 800k-character document / the same text as
 100 documents (goal < 2). Peak memory: the peak resident memory (RSS) above the phase's start,
 sampled every 10 ms (and the process's peak when the phase raised it), after freed heap was
-handed back to the system. ``--profile`` runs the largest size of each axis once more under
-cProfile and prints where the time of each phase with k > 1.15 went.
+handed back to the system. ``--profile`` then runs one size of each axis once more under
+cProfile (the largest at which every phase over the goal ran in full; 3x the budget) and
+prints where the time of each phase with k > 1.15 went.
 """
 
 from __future__ import annotations
@@ -362,13 +363,13 @@ class Measure:
     peak_mb: dict[str, float] = field(default_factory=dict)
     timed_out: set[str] = field(default_factory=set)
     aborted: bool = False  # a training phase went over budget: nothing after it ran
-    report_rows: int = 0
+    report_rows: int | None = None  # None: the report did not run to its end
     characters: int = 0
 
 
 def predict_and_report(clock: PhaseClock, settings: Settings, model_dir: Path, docs: list[Any], report_dir: Path,
                        skip: set[str], phases: tuple[str, str] = ("test predict", "test report"),
-                       matcher: Any = None) -> tuple[dict[str, float], int]:
+                       matcher: Any = None) -> tuple[dict[str, float], int | None]:
     """`score_test`'s path, its two halves timed apart: predict the documents, then score and report."""
     from medkit_exp.text.error_report import write_error_report
     from medkit_exp.text.ner.evaluation import entity_errors, predict_documents, score_predictions
@@ -387,7 +388,7 @@ def predict_and_report(clock: PhaseClock, settings: Settings, model_dir: Path, d
             pass
     scored = perturbed_gold(docs) if settings.report_on == "gold" else predictions
     if phases[1] in skip or scored is None:
-        return {}, 0
+        return {}, None
 
     def report():
         scores = score_predictions(docs, scored, TAGGING)
@@ -402,7 +403,7 @@ def predict_and_report(clock: PhaseClock, settings: Settings, model_dir: Path, d
     try:
         return clock.run(phases[1], report)
     except PhaseTimeout:
-        return {}, 0
+        return {}, None
 
 
 def run_once(source: Source, root: Path, settings: Settings, workdir: Path, sampler: RssSampler, budget: float,
@@ -556,7 +557,9 @@ def run_axis(name: str, sizes: list[tuple[str, float, Callable]], source: Source
             result.wall[phase].append(fastest.wall[phase] if fastest else None)
             result.peak_mb[phase].append(max(m.peak_mb[phase] for m in ran) if ran else None)
         note = f"{measures[0].characters:,} characters a split" + (" on average" if name == "corpus" else "")
-        print(f"{name} {label} ({note}; {len(measures)} run(s), fastest; {measures[0].report_rows:,} error rows): "
+        rows = next((m.report_rows for m in measures if m.report_rows is not None), None)
+        note += f"; {len(measures)} run(s), fastest; " + (f"{rows:,} error rows" if rows is not None else "no report")
+        print(f"{name} {label} ({note}): "
               + "; ".join(f"{phase} {_cell(result, phase, index)}" for phase in PHASES), flush=True)
         if any(m.aborted for m in measures):
             print(f"{name}: a training phase went over the budget of {args.budget:.0f} s at {label}: larger sizes "
@@ -639,8 +642,9 @@ def long_document_ratio(source: Source, settings: Settings, model_dir: Path, cha
     from medkit_exp.text.ner.hf_entity_matcher import HFEntityMatcher
 
     chosen = documents_for(source.splits["test"], characters)
-    step = math.ceil(len(chosen) / pieces)
-    split = [concatenated(chosen[i:i + step], f"piece-{i // step}") for i in range(0, len(chosen), step)]
+    pieces = min(pieces, len(chosen))
+    split = [concatenated(chosen[len(chosen) * i // pieces:len(chosen) * (i + 1) // pieces], f"piece-{i}")
+             for i in range(pieces)]
     whole = concatenated(chosen, "whole")
     assert SEPARATOR.join(doc.text for doc in split) == whole.text
     matcher = HFEntityMatcher(model=model_dir, device=settings.device, batch_size=32, precision="fp32")
@@ -798,11 +802,13 @@ def main() -> None:
                 flagged = frozenset(phase for axis, phase in over if axis == result.name)
                 if not flagged:
                     continue
-                label, size, build = builders[result.name][len(result.labels) - 1]
+                # The largest size every flagged phase ran at in full; with 3x the budget (the profiler's cost).
+                index = min(result.over_budget.get(phase, len(result.labels)) for phase in flagged) - 1
+                label, size, build = builders[result.name][max(0, index)]
                 root = workdir / f"profile-{result.name}"
                 source.write(build(), root)
                 print(f"profile, {result.name} axis at {label}:")
-                _, clock = run_once(source, root, settings, workdir, sampler, args.budget, set(), profile=flagged)
+                _, clock = run_once(source, root, settings, workdir, sampler, 3 * args.budget, set(), profile=flagged)
                 print_profile(clock, args.profile_top)
                 shutil.rmtree(root, ignore_errors=True)
 
@@ -812,7 +818,8 @@ def main() -> None:
             ratio, bound, note = long_document_ratio(source, settings, document.largest_model, characters,
                                                      args.pieces, workdir, sampler, args)
             print(note)
-            print(f"test predict + report, one {characters:,}-character document / {args.pieces} documents: "
+            pieces = min(args.pieces, len(documents_for(source.splits["test"], characters)))
+            print(f"test predict + report, one {characters:,}-character document / {pieces} documents: "
                   f"{'>= ' if bound else ''}{ratio:.3f} (goal < {GOAL_RATIO:g})")
 
 

@@ -274,7 +274,7 @@ def test_scaling_prints_every_phase_exponent_and_the_long_document_ratio(run_ben
     number, time = r"(-?\d+\.\d\d)", r"(\d+\.\d\d) s, (-?\d+) MB"
     for phase in SCALING_PHASES:
         (row,) = [line for line in lines if line.startswith(phase + " ") and "|" in line]
-        figures(row.rstrip(), rf"{phase} *\| {number} *\| {time} *\| {number} *\| {time}(?:  <-- k > 1\.15 \(.*\))?")
+        figures(row.rstrip(), rf"{phase} *\| {number} *\| {time} *\| {number} *\| {time} *(?:<-- k > 1\.15 \(.*\))?")
     assert any(line.startswith("phases over the goal: ") for line in lines)
     (ratio,) = figures(last_line(result), r"test predict \+ report, one 16,000-character document / 4 documents: "
                                           r"(\d+\.\d{3}) \(goal < 2\)")
@@ -313,3 +313,19 @@ def test_scaling_clock_stops_a_phase_past_its_budget():
         clock.run("test report", lambda: all(time.monotonic() < deadline for _ in iter(int, 1)))
     assert clock.timed_out == {"test report"} and clock.current is None
     assert 0.2 <= clock.wall["test report"] < 30 and clock.cpu["test report"] > 0
+
+
+def test_scaling_profiles_the_phases_it_is_asked_to(capsys):
+    scaling = _scaling_module()
+    clock = scaling.PhaseClock(scaling.RssSampler(), budget=60, profile=frozenset({"test report"}))
+
+    def slow_report():
+        return sum(i * i for i in range(300_000))
+
+    clock.run("read", lambda: sum(range(1000)))
+    clock.run("test report", slow_report)
+    scaling.print_profile(clock, top=5)
+    printed = capsys.readouterr().out
+    assert "profile of test report" in printed and "profile of read" not in printed
+    assert re.search(r"\d+\.\d\d s own +\d+\.\d\d s with callees +[\d,]+ calls  tests/test_bench_smoke\.py:\d+\(<genexpr>\)",
+                     printed), printed
