@@ -256,3 +256,70 @@ def test_results_are_byte_identical_to_those_before_the_linear_rewrite(tmp_path)
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
     write_demo_results(GOLDEN_DIR)
+
+
+# ---------------------------------------------------------------------------- seqeval
+def test_seqeval_gets_bounded_pieces_of_a_long_document(monkeypatch, short_and_long):
+    """seqeval's strict mode copies the rest of a sequence at every entity: it must never see a
+    whole long document as one sequence."""
+    import seqeval.metrics
+
+    from medkit_exp.text.metrics.seqeval_metrics import PIECE_LENGTH
+
+    longest = []
+    real = seqeval.metrics.classification_report
+
+    def recording(y_true, y_pred, **kwargs):
+        longest.append(max(len(seq) for seq in y_true))
+        return real(y_true, y_pred, **kwargs)
+
+    monkeypatch.setattr(seqeval.metrics, "classification_report", recording)
+    _, long = short_and_long
+    _scores(long)
+    assert longest and longest[0] <= 2 * PIECE_LENGTH  # the long document has ~16k words
+
+
+@pytest.mark.parametrize("scheme, strict", [("iob2", True), ("bilou", True), ("iob2", False)])
+def test_scores_of_pieces_equal_those_of_whole_sequences(scheme, strict):
+    from medkit_exp.text.metrics.seqeval_metrics import seqeval_scores, split_at_shared_outside
+    from medkit_exp.text.ner.tagging import encode_tags
+
+    rng = random.Random(3)
+    for _ in range(200):
+        y_true, y_pred = [], []
+        for _ in range(rng.randrange(1, 4)):
+            n = rng.randrange(0, 60)
+            sides = []
+            for _ in range(2):
+                ranges, pos = [], 0
+                while pos < n:
+                    pos += rng.randrange(0, 4)
+                    end = min(n, pos + rng.randrange(1, 4))
+                    if pos < end:
+                        ranges.append((pos, end, rng.choice("AB")))
+                    pos = end
+                tags = encode_tags(n, ranges, scheme)
+                if not strict:  # conlleval reads I- without B- as a start: try such tags too
+                    tags = [t.replace("B-", "I-") if rng.random() < 0.2 else t for t in tags]
+                sides.append(tags)
+            y_true.append(sides[0])
+            y_pred.append(sides[1])
+        true_pieces, pred_pieces = split_at_shared_outside(y_true, y_pred, piece_length=5)
+        assert [t for seq in true_pieces for t in seq] == [t for seq in y_true for t in seq]
+        for true_piece, pred_piece in zip(true_pieces, pred_pieces):  # cut at the first shared O past 5 tags
+            shared_outside = [i for i, (t, p) in enumerate(zip(true_piece, pred_piece)) if t == p == "O"]
+            assert len(true_piece) <= 5 or not [i for i in shared_outside if 4 <= i < len(true_piece) - 1]
+        whole = _seqeval_on_whole(y_true, y_pred, scheme, strict)
+        assert seqeval_scores(y_true, y_pred, scheme, strict=strict, labels=["A", "B"]) == whole
+
+
+def _seqeval_on_whole(y_true, y_pred, scheme, strict):
+    """seqeval_scores without the cutting into pieces."""
+    import medkit_exp.text.metrics.seqeval_metrics as module
+
+    original = module.split_at_shared_outside
+    module.split_at_shared_outside = lambda t, p: ([list(s) for s in t], [list(s) for s in p])
+    try:
+        return module.seqeval_scores(y_true, y_pred, scheme, strict=strict, labels=["A", "B"])
+    finally:
+        module.split_at_shared_outside = original

@@ -11,11 +11,38 @@ import math
 import warnings
 from typing import Any, Mapping, Sequence
 
-from medkit_exp.text.ner.tagging import check_scheme, labels_of_tags
+from medkit_exp.text.ner.tagging import OUTSIDE, check_scheme, labels_of_tags
 
 AVERAGES = ("micro", "macro", "weighted")
 KEY_STYLES = ("medkit_exp", "medkit")
 IGNORE_INDEX = -100
+
+
+PIECE_LENGTH = 512  # tags per piece a long sequence is cut into for seqeval (see split_at_shared_outside)
+
+
+def split_at_shared_outside(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]],
+                            piece_length: int = PIECE_LENGTH) -> tuple[list[list[str]], list[list[str]]]:
+    """The sequences cut into pieces of about ``piece_length`` tags, each cut made just after a
+    position tagged ``O`` on both sides, so that no entity of either side is cut: the entities,
+    hence every score, are those of the whole sequences.
+
+    seqeval's strict mode copies the rest of a sequence at every entity it reads, which makes a
+    whole document scored as one sequence quadratic in its length (hours for a 700k-character
+    document); pieces keep the cost linear.
+    """
+    true_pieces: list[list[str]] = []
+    pred_pieces: list[list[str]] = []
+    for true_seq, pred_seq in zip(y_true, y_pred):
+        start = 0
+        for i in range(piece_length - 1, len(true_seq) - 1):
+            if i - start + 1 >= piece_length and true_seq[i] == OUTSIDE and pred_seq[i] == OUTSIDE:
+                true_pieces.append(list(true_seq[start : i + 1]))
+                pred_pieces.append(list(pred_seq[start : i + 1]))
+                start = i + 1
+        true_pieces.append(list(true_seq[start:]))
+        pred_pieces.append(list(pred_seq[start:]))
+    return true_pieces, pred_pieces
 
 
 def seqeval_scores(
@@ -47,8 +74,7 @@ def seqeval_scores(
     check_options(average, key_style)
     if len(y_true) != len(y_pred) or any(len(t) != len(p) for t, p in zip(y_true, y_pred)):
         raise ValueError("y_true and y_pred must hold sequences of the same lengths")
-    y_true = [list(seq) for seq in y_true]
-    y_pred = [list(seq) for seq in y_pred]
+    y_true, y_pred = split_at_shared_outside(y_true, y_pred)
     nb_tags = sum(len(seq) for seq in y_true)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
