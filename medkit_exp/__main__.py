@@ -52,7 +52,7 @@ def _report(func):
 def _exit_if_stopped(exc: BaseException) -> None:
     """A stop signal (SIGINT, SIGTERM, SIGHUP) ended the command: one line unless the run already
     printed it, a sweep's parent run ended KILLED, exit 128 + the signal's number."""
-    from medkit_exp.phases import signal_name, signal_of, was_reported
+    from medkit_exp.training.phases import signal_name, signal_of, was_reported
 
     signum = signal_of(exc)
     if signum is None:
@@ -68,10 +68,10 @@ def _exit_if_stopped(exc: BaseException) -> None:
 def _stop_on_signals() -> None:
     """Outside a run too (Hydra starting, between sweep jobs), SIGTERM and SIGHUP end the command
     as Ctrl-C does, through exceptions: a sweep's parent run is then ended, not left RUNNING. Each
-    run installs its own handlers over these (`medkit_exp.phases`)."""
+    run installs its own handlers over these (`medkit_exp.training.phases`)."""
     import signal
 
-    from medkit_exp.phases import STOP_SIGNALS, stop_exception
+    from medkit_exp.training.phases import STOP_SIGNALS, stop_exception
 
     def stop(signum: int, frame: object) -> None:
         raise stop_exception(signum)

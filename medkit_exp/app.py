@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from medkit_exp.build import build_node, check_node, target_name
 from medkit_exp.errors import UserError
 from medkit_exp.output_redaction import redact_process_output
-from medkit_exp.phases import (
+from medkit_exp.training.phases import (
     ARTIFACT_LOGGING,
     DEV_EVALUATION,
     ENDING,
@@ -121,7 +121,7 @@ def build_scheduler(node: Any, choice: str) -> Any:
 def run(cfg: DictConfig) -> float | None:
     """Train, evaluate on test, track; return ``cfg.objective`` from the run summary.
 
-    The run goes through named phases (`medkit_exp.phases`); SIGINT, SIGTERM and SIGHUP stop
+    The run goes through named phases (`medkit_exp.training.phases`); SIGINT, SIGTERM and SIGHUP stop
     it cleanly in any of them (its MLflow run KILLED, one line, `KeyboardInterrupt` or
     `SystemExit` with 128 + the signal's number), and the caller's handlers come back after."""
     started = time.perf_counter()
@@ -152,7 +152,7 @@ def run(cfg: DictConfig) -> float | None:
 
 def _run_phases(cfg: DictConfig, trainer_cfg: Any, phases: RunPhases, main_process: bool, started: float
                 ) -> float | None:
-    """`run` from the data on, phase by phase (`medkit_exp.phases`); under torchrun, rank 0
+    """`run` from the data on, phase by phase (`medkit_exp.training.phases`); under torchrun, rank 0
     (``main_process``) alone tracks and reports."""
     import torch
 

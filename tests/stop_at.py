@@ -3,7 +3,7 @@
     python tests/stop_at.py <folder> <phase>[@<epochs>][x<signals>][+hold] <overrides...>
     python tests/stop_at.py --serve      # a fork server of such runs (`StopAtServer`)
 
-When the run enters ``<phase>`` (a name of `medkit_exp.phases`, e.g. ``test prediction``) for
+When the run enters ``<phase>`` (a name of `medkit_exp.training.phases`, e.g. ``test prediction``) for
 the first time after ``<epochs>`` epochs were logged to MLflow (default 0), it writes
 ``<folder>/reached`` and waits there: the test then sends its signal, whatever the machine's
 speed. Where the app's handlers stop a phase at once, the signal's exception leaves the wait;
@@ -36,7 +36,7 @@ WAIT_LIMIT_S = 300.0  # a safety net only: the test signals as soon as it sees t
 
 
 def install(folder: Path, spec: str) -> None:
-    from medkit_exp import phases
+    from medkit_exp.training import phases
     from medkit_exp.tracking.run import TrackedRun
     from medkit_exp.training import trainer
 

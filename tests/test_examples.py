@@ -78,7 +78,12 @@ def test_own_component_runs_with_the_whole_experiment_side(workdir):
     model.load(workdir / "out" / "checkpoints" / f"checkpoint_{best_epoch:03d}" / "model")
     test = synthetic_splits()["test"]
     batch = model.collate([model.preprocess(item) for item in test])
-    output, _ = model.forward(batch, return_loss=False, eval_mode=True)
+    import torch
+
+    from medkit_exp.training.precision import autocast
+
+    with autocast(tags["precision"], torch.device("cpu")):  # as the run computed (trainer.precision=auto)
+        output, _ = model.forward(batch, return_loss=False, eval_mode=True)
     expected = RegressionMetrics().compute(RegressionMetrics().prepare_batch(output, batch))
     assert run.data.metrics["test_mae"] == pytest.approx(expected["mae"], rel=1e-5)
     assert run.data.metrics["test_rmse"] == pytest.approx(expected["rmse"], rel=1e-5)
@@ -162,10 +167,10 @@ def test_own_component_trains_data_parallel_under_torchrun(workdir):
     env.pop("MLFLOW_TRACKING_URI", None)
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "medkit_exp",
                           *USER_ARGS, "trainer.epochs=2", "trainer.lr=0.01", "trainer.batch_size=16",
-                          "hydra.run.dir=ddp"], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+                          "trainer.precision=fp32", "hydra.run.dir=ddp"], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert ddp.returncode == 0, ddp.stderr[-4000:]
     single = run_user_cli(["trainer.epochs=2", "trainer.lr=0.01", "trainer.batch_size=32", "hydra.run.dir=single",
-                           "tracking=none"], workdir)
+                           "tracking=none", "trainer.precision=fp32"], workdir)  # the same weights to 1e-5: fp32
     assert single.returncode == 0, single.stderr[-3000:]
     weights = [torch.load(workdir / side / "checkpoints" / "checkpoint_002" / "model" / "weights.pt")
                for side in ("ddp", "single")]

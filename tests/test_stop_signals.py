@@ -1,4 +1,4 @@
-"""SIGINT, SIGTERM and SIGHUP stop a run cleanly in every phase (`medkit_exp.phases`).
+"""SIGINT, SIGTERM and SIGHUP stop a run cleanly in every phase (`medkit_exp.training.phases`).
 
 Each test starts `python -m medkit_exp` held at the start of one phase (tests/stop_at.py),
 waits for the phase's marker file, sends the signal, and reads the run back from MLflow: it
@@ -179,7 +179,7 @@ def test_a_signal_after_the_epochs_last_step_stops_once_its_checkpoint_is_writte
 
 
 def test_run_phases_restore_the_callers_handlers_and_leave_ignored_signals_alone():
-    from medkit_exp.phases import RunPhases
+    from medkit_exp.training.phases import RunPhases
 
     def callers(signum, frame):
         pass
@@ -198,7 +198,7 @@ def test_run_phases_restore_the_callers_handlers_and_leave_ignored_signals_alone
 
 
 def test_a_signal_while_the_run_is_started_or_ended_waits_until_that_is_done():
-    from medkit_exp.phases import ENDING, RunPhases
+    from medkit_exp.training.phases import ENDING, RunPhases
 
     done = []
     with RunPhases() as phases:
@@ -213,7 +213,7 @@ def test_a_signal_while_the_run_is_started_or_ended_waits_until_that_is_done():
 
 
 def test_a_component_announces_its_phase_only_inside_a_run():
-    from medkit_exp.phases import ERROR_REPORT, RunPhases, TEST_PREDICTION, phase
+    from medkit_exp.training.phases import ERROR_REPORT, RunPhases, TEST_PREDICTION, phase
 
     with phase(ERROR_REPORT):  # outside a run: nothing happens
         pass
@@ -225,7 +225,7 @@ def test_a_component_announces_its_phase_only_inside_a_run():
 
 
 def test_run_phases_time_each_phase_a_nested_one_apart(monkeypatch):
-    from medkit_exp import phases as phases_module
+    from medkit_exp.training import phases as phases_module
 
     clock = iter([0.0, 2.0, 5.0, 6.0, 10.0, 10.5])
     monkeypatch.setattr(phases_module.time, "perf_counter", lambda: next(clock))

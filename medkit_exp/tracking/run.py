@@ -353,7 +353,7 @@ class TrackedRun:
 
         ``stop_signal`` (``SIGTERM``...) says a stop signal ended the run, whatever ``exception``
         is: the run ends KILLED with the tags ``medkit.stop_signal`` and ``medkit.stopped_in``
-        (``phase``, the app's phase it came in, see `medkit_exp.phases`) instead of ``medkit.error``.
+        (``phase``, the app's phase it came in, see `medkit_exp.training.phases`) instead of ``medkit.error``.
         """
         if not self.logging:
             return

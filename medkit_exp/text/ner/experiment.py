@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from medkit_exp.core.document import TextDocument
-from medkit_exp.phases import ERROR_REPORT, phase
+from medkit_exp.training.phases import ERROR_REPORT, phase
 from medkit_exp.text.hf_model import PACKAGED_MINILM, resolve_model
 from medkit_exp.text.ner.hf_entity_matcher_trainable import HFEntityMatcherTrainable
 
@@ -71,7 +71,7 @@ class NerExperimentComponent(HFEntityMatcherTrainable):
             counts = {"test documents": len(docs), "gold entities": sum(len(d.anns.entities) for d in docs),
                       "predicted entities": sum(len(p) for p in predictions), "exact-span precision":
                       scores["precision"], "exact-span recall": scores["recall"], "exact-span F1": scores["f1"]}
-            with phase(ERROR_REPORT):  # what a stop signal now interrupts (medkit_exp.phases)
+            with phase(ERROR_REPORT):  # what a stop signal now interrupts (medkit_exp.training.phases)
                 write_error_report(entity_errors(docs, predictions), Path(report_dir) / "analysis",
                                    "Test errors of the best checkpoint (exact character spans)", counts)
         return scores
