@@ -329,3 +329,25 @@ def test_scaling_profiles_the_phases_it_is_asked_to(capsys):
     assert "profile of test report" in printed and "profile of read" not in printed
     assert re.search(r"\d+\.\d\d s own +\d+\.\d\d s with callees +[\d,]+ calls  tests/test_bench_smoke\.py:\d+\(<genexpr>\)",
                      printed), printed
+
+
+def test_single_document_prints_the_scoring_to_epoch_ratio(run_bench, tiny_bert_dir):
+    result = run_bench("single_document.py", "--max-docs", "4", "--test-chars", "12000", "--model", str(tiny_bert_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+
+    def line_starting(prefix: str) -> str:
+        (line,) = [line for line in lines if line.startswith(prefix)]
+        return line
+
+    # no -DOCSTART-: each split is one document; the test abstracts are repeated to the size asked
+    (test_chars,) = figures(line_starting("splits read as one document each: "),
+                            r"splits read as one document each: train 1 document\(s\), [\d,]+ characters, "
+                            r"dev 1 document\(s\), [\d,]+ characters, test 1 document\(s\), ([\d,]+) characters")
+    assert test_chars >= 12000
+    (epoch_s,) = figures(line_starting("training epoch"),
+                         r"training epoch on the [\d,]+-character train document: (\d+\.\d) s")
+    (scoring_s,) = figures(line_starting("test scoring"), r"test scoring of the [\d,]+-character test document with "
+                           r"its error report \([\d,]+ error rows, exact-span F1 [01]\.\d{4}\): (\d+\.\d) s")
+    (ratio,) = figures(last_line(result), r"ratio test scoring / training epoch: (\d+\.\d{3}) \(goal < 1\)")
+    assert ratio * epoch_s == pytest.approx(scoring_s, abs=0.05 * (1 + ratio) + 0.01)  # times printed to 0.1 s
