@@ -13,8 +13,8 @@ from medkit_exp.text.ner.tagging import (
     encode_tags,
     entity_extent,
     infer_scheme,
+    UnitLocator,
     resolve_overlaps,
-    units_covering,
 )
 from medkit_exp.text.ner.windows import (
     TokenizedText,
@@ -117,7 +117,7 @@ def test_char_spans_to_subtokens_and_back(scheme):
     text = "Le paracetamol calme la fièvre"
     units = [(0, 2), (3, 7), (7, 9), (9, 12), (12, 14), (15, 20), (21, 23), (24, 26), (26, 28), (28, 30)]
     gold = [(3, 14, "drug"), (24, 30, "problem"), (15, 20, "verb")]
-    ranges = sorted((*units_covering(units, s, e), label) for s, e, label in gold)
+    ranges = sorted((*UnitLocator(units).covering(s, e), label) for s, e, label in gold)
     tags = encode_tags(len(units), ranges, scheme)
     decoded = {(units[f][0], units[e - 1][1], label) for f, e, label in decode_tags(tags, scheme)}
     assert decoded == set(gold)
@@ -126,10 +126,10 @@ def test_char_spans_to_subtokens_and_back(scheme):
 
 def test_units_covering_widens_to_whole_units_and_skips_gaps():
     units = [(0, 4), (5, 9), (10, 12)]
-    assert units_covering(units, 6, 7) == (1, 2)
-    assert units_covering(units, 2, 6) == (0, 2)
-    assert units_covering(units, 4, 5) is None  # only the space between two words
-    assert units_covering(units, 12, 14) is None
+    assert UnitLocator(units).covering(6, 7) == (1, 2)
+    assert UnitLocator(units).covering(2, 6) == (0, 2)
+    assert UnitLocator(units).covering(4, 5) is None  # only the space between two words
+    assert UnitLocator(units).covering(12, 14) is None
 
 
 def test_resolve_overlaps_keeps_the_longest():

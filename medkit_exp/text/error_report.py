@@ -72,12 +72,6 @@ class SentenceLocator:
         return min(first, start), max(last, end)
 
 
-def sentence_around(text: str, start: int, end: int) -> tuple[int, int]:
-    """Character bounds of the sentence(s) of ``text`` holding ``[start, end)`` (for one span;
-    for many spans of a text, use one `SentenceLocator`)."""
-    return SentenceLocator(text).around(start, end)
-
-
 class MarkIndex:
     """The marks of one document, sorted once, so that `within` finds those meeting a window
     by bisection instead of scanning them all for every row of a report."""

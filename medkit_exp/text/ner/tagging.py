@@ -167,11 +167,6 @@ class UnitLocator:
         return None if first is None else (first, last + 1)
 
 
-def units_covering(units: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
-    """`UnitLocator.covering` for one entity (for many entities of a text, build one `UnitLocator`)."""
-    return UnitLocator(units).covering(start, end)
-
-
 def resolve_overlaps(ranges: Sequence[UnitRange]) -> tuple[list[UnitRange], list[UnitRange]]:
     """Keep a non-overlapping subset of ``ranges``: longest first, then leftmost.
 
