@@ -57,9 +57,9 @@ def _exit_if_stopped(exc: BaseException) -> None:
     signum = signal_of(exc)
     if signum is None:
         return  # a plain exit (2 for a user error...)
-    from medkit_exp.tracking import sweep
+    from medkit_exp.sweeps.callback import STOPPED_BY_SIGNAL
 
-    sweep.STOPPED_BY_SIGNAL.append(signal_name(signum))
+    STOPPED_BY_SIGNAL.append(signal_name(signum))
     if not was_reported(exc):
         print(f"medkit_exp: {signal_name(signum)} received: stopped", file=sys.stderr, flush=True)
     sys.exit(128 + signum)
@@ -116,7 +116,7 @@ def _failed_job(exc: Exception, job_dir: str) -> float:
     NaN, which Optuna records as a failed trial; the CLI exits non-zero once the sweep is over."""
     import traceback
 
-    from medkit_exp.tracking.sweep import mark_job_failed
+    from medkit_exp.sweeps.jobs import mark_job_failed
 
     reason = one_line(exc) if is_user_error(exc) else f"{type(exc).__name__}: {exc}".splitlines()[0]
     if not is_user_error(exc):
@@ -137,7 +137,7 @@ def main() -> None:
 
 
 def _exit_if_sweep_jobs_failed() -> None:
-    from medkit_exp.tracking.sweep import LAST_SWEEP_FAILURES
+    from medkit_exp.sweeps.callback import LAST_SWEEP_FAILURES
 
     if LAST_SWEEP_FAILURES:
         first_job, first_reason = LAST_SWEEP_FAILURES[0]

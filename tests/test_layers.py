@@ -19,11 +19,13 @@ LAYERS = {
     "medkit_exp.training": 2,
     "medkit_exp.tracking": 3,
     "medkit_exp.text": 3,
+    "medkit_exp.sweeps": 4,  # the callback, resume and Optuna search: on tracking and training
 }
-APP_LAYER = 4  # everything else: app, build, datasets, resume, predict, schema, __main__
+APP_LAYER = 5  # everything else: app, build, datasets, resume, predict, schema, __main__
 # Side by side on layer 3, neither may import the other; tracking sees training only (and core).
 FORBIDDEN = {("medkit_exp.tracking", "medkit_exp.text"), ("medkit_exp.text", "medkit_exp.tracking"),
-             ("medkit_exp.tracking", "medkit_exp.io")}
+             ("medkit_exp.tracking", "medkit_exp.io"),
+             ("medkit_exp.sweeps", "medkit_exp.text"), ("medkit_exp.sweeps", "medkit_exp.io")}
 
 
 def part_of(module: str) -> str:
@@ -81,7 +83,9 @@ def test_no_import_points_back_up_a_layer():
 
 @pytest.mark.parametrize("source, target", [
     ("medkit_exp.training.trainer", "medkit_exp.text.ner"),
-    ("medkit_exp.tracking.sweep", "medkit_exp.text.ner.evaluation"),
+    ("medkit_exp.sweeps.callback", "medkit_exp.text.ner.evaluation"),
+    ("medkit_exp.sweeps.resume", "medkit_exp.app"),
+    ("medkit_exp.tracking.store", "medkit_exp.sweeps.jobs"),
     ("medkit_exp.text.ner.experiment", "medkit_exp.tracking.store"),
     ("medkit_exp.io.brat", "medkit_exp.app"),
 ])

@@ -41,7 +41,7 @@ def load_study(workdir):
 
 # ---------------------------------------------------------------------------- search space
 def test_search_space_reads_hydra_sweep_syntax():
-    from medkit_exp.tracking.search_space import SearchSpace
+    from medkit_exp.sweeps.search_space import SearchSpace
 
     space = SearchSpace.parse(
         {"trainer.lr": "tag(log, interval(1e-5, 3e-4))", "trainer.batch_size": "choice(8, 16)",
@@ -65,7 +65,7 @@ def test_search_space_reads_hydra_sweep_syntax():
 def test_search_space_writes_overrides_hydra_reads_back():
     import optuna
 
-    from medkit_exp.tracking.search_space import SearchSpace
+    from medkit_exp.sweeps.search_space import SearchSpace
 
     space = SearchSpace.parse({"a": "choice('x y', true, 0.5, iob2, 'a=b')", "b": "interval(0.1, 0.2)"}, ["c=1"])
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -85,7 +85,7 @@ def test_search_space_writes_overrides_hydra_reads_back():
     ({"x": "range(0.5, 2)"}, "range() takes integers"),
 ])
 def test_search_space_errors_name_the_key_and_the_fix(params, message):
-    from medkit_exp.tracking.search_space import SearchSpace, SearchSpaceError
+    from medkit_exp.sweeps.search_space import SearchSpace, SearchSpaceError
 
     with pytest.raises(SearchSpaceError, match=message.replace("(", r"\(").replace(")", r"\)")):
         SearchSpace.parse(params, [])
@@ -207,7 +207,7 @@ def test_a_trial_is_pruned_before_its_last_epoch_never_after_it(tmp_path):
     epoch 1 of 3, while a trial reporting its last planned epoch completes."""
     import optuna
 
-    from medkit_exp.tracking.optuna_trial import OptunaTrialReporter
+    from medkit_exp.sweeps.optuna_trial import OptunaTrialReporter
     from medkit_exp.training.trainer import StopTraining
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"

@@ -47,9 +47,9 @@ def test_each_earlier_state_of_a_job_gives_its_plan(mlflow_root, tmp_path):
     from mlflow.tracking import MlflowClient
 
     from medkit_exp.errors import UserError
+    from medkit_exp.sweeps.resume import RERUN, RESUME, RUN, SKIP, children, decide, job_key
     from medkit_exp.tracking.stale import DIED_TAG, HOST_TAG, PID_TAG, fail_dead_runs
     from medkit_exp.tracking.store import setup_tracking
-    from medkit_exp.tracking.sweep_resume import RERUN, RESUME, RUN, SKIP, children, decide, job_key
 
     experiment_id = setup_tracking(None, "plans", mlflow_root)
     client = MlflowClient()
@@ -101,7 +101,7 @@ def test_each_earlier_state_of_a_job_gives_its_plan(mlflow_root, tmp_path):
 def test_each_job_counts_once_in_a_resumed_sweep_its_finished_run_first():
     from types import SimpleNamespace
 
-    from medkit_exp.tracking.sweep_resume import job_key, latest_per_job
+    from medkit_exp.sweeps.resume import job_key, latest_per_job
 
     def run(run_id, overrides, status, start, trial=None):
         tags = {"hydra.overrides": overrides, **({"sweep.trial": trial} if trial else {})}
@@ -116,7 +116,7 @@ def test_each_job_counts_once_in_a_resumed_sweep_its_finished_run_first():
 
 
 def test_a_new_run_never_writes_over_earlier_checkpoints(tmp_path):
-    from medkit_exp.tracking.sweep_resume import unused_folder
+    from medkit_exp.sweeps.resume import unused_folder
 
     folder = tmp_path / "3" / "checkpoints"
     assert unused_folder(folder) == folder  # nothing there yet

@@ -2,7 +2,7 @@
 
 import pytest
 
-from medkit_exp.tracking.sweep_summary import configuration_of, format_ranking, rank_configurations, varying_overrides
+from medkit_exp.sweeps.summary import configuration_of, format_ranking, rank_configurations, varying_overrides
 
 
 def test_the_seed_is_left_out_of_a_configuration_whatever_its_override_form():

@@ -11,7 +11,7 @@ Optuna whose SQLite storage fails with SQLAlchemy 2. This sweeper:
   is marked FAIL as interrupted and its parameters are tried again;
 - tells each job its trial (``hydra.job.env_set``, which every launcher honours); the job
   reports its objective at every epoch end and stops when ``hydra.sweeper.pruner`` says so
-  (`medkit_exp.tracking.optuna_trial`);
+  (`medkit_exp.sweeps.optuna_trial`);
 - records a failed job as a FAIL trial with its reason and goes on with the others;
 - writes ``search_summary.json`` in the sweep folder (trials complete/pruned/failed, epochs
   run against a full search's, the best trial) and prints it as a table; the sweep's MLflow
@@ -25,14 +25,16 @@ import logging
 import math
 import os
 import socket
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from medkit_exp.errors import UserError
-from medkit_exp.tracking import optuna_trial as jobside
-from medkit_exp.tracking.search_space import SearchSpace, SearchSpaceError
+from medkit_exp.sweeps import optuna_trial as jobside
+from medkit_exp.sweeps.jobs import FAILED_MARKER
+from medkit_exp.sweeps.search_space import SearchSpace, SearchSpaceError
 
 log = logging.getLogger("medkit_exp.sweep")
 
@@ -92,7 +94,8 @@ class OptunaSearch:
         except SearchSpaceError as exc:
             raise UserError(f"hydra.sweeper.params: {exc}") from exc
         objective = str(self.config.get("objective") or "")
-        digest = space.digest(self.direction, objective, self.pruner_name, self.pruner_options, _plain(self.sampler_config))
+        digest = space.digest(self.direction, objective, self.pruner_name, self.pruner_options,
+                              _plain(self.sampler_config))
         storage_url = str(self.storage or default_storage(os.getcwd()))
         name = str(self.study_name or f"{self._search_name()}-{digest}")
         study = self._open_study(storage_url, name, digest)
@@ -114,7 +117,7 @@ class OptunaSearch:
             except BaseException:
                 self._interrupt(study, batch)
                 raise
-            for trial, result in zip(batch, results):
+            for trial, result in zip(batch, results, strict=True):
                 self._tell(study, trial, result)
             self.job_idx += len(batch)
             to_run -= len(batch)
@@ -135,8 +138,9 @@ class OptunaSearch:
         try:
             study = optuna.create_study(study_name=name, storage=jobside.open_storage(storage_url), sampler=sampler,
                                         pruner=jobside.make_pruner(self.pruner_name, self.pruner_options),
-                                        direction=self.direction, load_if_exists=True)
-        except Exception as exc:  # noqa: BLE001 - any storage failure is the user's URL or file
+                                        direction=optuna.study.StudyDirection[self.direction.upper()],
+                                        load_if_exists=True)
+        except Exception as exc:
             raise UserError(f"hydra.sweeper.storage={_redacted(storage_url)}: cannot open the Optuna study "
                             f"({type(exc).__name__}: {str(exc).splitlines()[0]}); give a writable SQLite path or a "
                             "reachable database URL") from exc
@@ -165,7 +169,8 @@ class OptunaSearch:
         retried_numbers = {t.user_attrs.get(_RETRY_OF) for t in trials}
         queued = 0
         for trial in trials:
-            if trial.state == TrialState.FAIL and trial.user_attrs.get(_INTERRUPTED) and trial.number not in retried_numbers:
+            interrupted = trial.state == TrialState.FAIL and trial.user_attrs.get(_INTERRUPTED)
+            if interrupted and trial.number not in retried_numbers:
                 study.enqueue_trial(trial.params, user_attrs={_RETRY_OF: trial.number})
                 queued += 1
         done = sum(1 for t in study.get_trials(deepcopy=False)
@@ -186,8 +191,7 @@ class OptunaSearch:
         from hydra.core.utils import JobStatus
         from optuna.trial import TrialState
 
-        from medkit_exp.tracking.sweep import FAILED_MARKER
-
+        assert self.config is not None, "setup() first"
         attrs = _frozen(study, trial.number).user_attrs
         value = result.return_value if result.status == JobStatus.COMPLETED else None
         if attrs.get(jobside.PRUNED_AT_EPOCH):
@@ -222,12 +226,11 @@ def summarize_study(study: Any, objective: str, storage: str) -> dict[str, Any]:
 
     rows = []
     for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.FAIL and t.user_attrs.get(_INTERRUPTED):
-            state = "interrupted"
-        else:
-            state = t.state.name.lower()
+        interrupted = t.state == TrialState.FAIL and t.user_attrs.get(_INTERRUPTED)
+        state = "interrupted" if interrupted else t.state.name.lower()
+        last_reported = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None
         rows.append({"trial": t.number, "state": state, "value": t.value if state == "complete" else None,
-                     "last_reported": (t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None),
+                     "last_reported": last_reported,
                      "epochs_run": int(t.user_attrs.get(jobside.EPOCHS_RUN, 0)),
                      "epochs_planned": int(t.user_attrs.get(jobside.EPOCHS_PLANNED, 0)),
                      "pruned_at_epoch": t.user_attrs.get(jobside.PRUNED_AT_EPOCH),
@@ -270,7 +273,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         value = f"{shown:.4f}" if isinstance(shown, (int, float)) else "-"
         params = " ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
         note = f"  ({r['failure']})" if r.get("failure") else ""
-        lines.append(f"{r['trial']:>5}  {r['state']:<11} {value:>10}  {r['epochs_run']:>2}/{r['epochs_planned']:<3}  {params}{note}")
+        epochs = f"{r['epochs_run']:>2}/{r['epochs_planned']:<3}"
+        lines.append(f"{r['trial']:>5}  {r['state']:<11} {value:>10}  {epochs}  {params}{note}")
     return "\n".join(lines)
 
 
@@ -313,7 +317,7 @@ def _instantiate_sampler(config: Any) -> Any:
         return None
     try:
         return instantiate(config)
-    except Exception as exc:  # noqa: BLE001 - a bad sampler setting is the user's
+    except Exception as exc:
         raise UserError(f"hydra.sweeper.sampler: {str(exc).splitlines()[0]}; see optuna.samplers") from exc
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
@@ -64,7 +65,7 @@ class SearchSpace:
     fixed: tuple[str, ...]
 
     @classmethod
-    def parse(cls, params: dict[str, str] | None, arguments: Iterable[str]) -> "SearchSpace":
+    def parse(cls, params: dict[str, str] | None, arguments: Iterable[str]) -> SearchSpace:
         """Build from ``hydra.sweeper.params`` and the command line; the command line wins for a key
         in both."""
         parser = OverridesParser.create()
@@ -91,28 +92,31 @@ class SearchSpace:
 
     def digest(self, *extra: Any) -> str:
         """A short fingerprint of the search (and of ``extra`` settings), stable across runs."""
-        text = json.dumps({"fixed": sorted(self.fixed), "space": sorted(f"{p.key} {p.describe()}" for p in self.parameters),
-                           "extra": [str(e) for e in extra]}, sort_keys=True)
+        space = sorted(f"{p.key} {p.describe()}" for p in self.parameters)
+        text = json.dumps({"fixed": sorted(self.fixed), "space": space, "extra": [str(e) for e in extra]},
+                          sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 def _parameter(override: Override) -> Parameter:
     key = override.get_key_element()
     value = override.value()
-    tags = getattr(value, "tags", set()) or set()
+    tags: set[str] = getattr(value, "tags", set()) or set()
     if isinstance(value, ChoiceSweep):
         choices = tuple(value.list)
         if not all(c is None or isinstance(c, (bool, int, float, str)) for c in choices):
             raise SearchSpaceError(f"{key}: choices must be numbers, strings, booleans or null, got {choices}")
         return Parameter(key, "categorical", choices=choices)
     if isinstance(value, RangeSweep):
-        if not all(isinstance(v, int) for v in (value.start, value.stop, value.step)):
+        start, stop, step = value.start, value.stop, value.step
+        if not (isinstance(start, int) and isinstance(stop, int) and isinstance(step, int)):
             raise SearchSpaceError(f"{key}: range() takes integers; use interval() for floats")
-        return Parameter(key, "int", low=value.start, high=value.stop - value.step, step=value.step)
+        return Parameter(key, "int", low=start, high=stop - step, step=step)
     if isinstance(value, IntervalSweep):
         start, end = value.start, value.end
-        if start >= end:
-            raise SearchSpaceError(f"{key}: interval({start}, {end}) is empty; give interval(low, high) with low < high")
+        if start is None or end is None or start >= end:
+            raise SearchSpaceError(f"{key}: interval({start}, {end}) is empty; give interval(low, high) "
+                                   "with low < high")
         if "int" in tags:
             return Parameter(key, "int", low=int(start), high=int(end), log="log" in tags)
         return Parameter(key, "float", low=float(start), high=float(end), log="log" in tags)
@@ -127,6 +131,7 @@ def _override_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return repr(value)
-    if isinstance(value, str) and not value.replace("_", "").replace("-", "").replace(".", "").replace("/", "").isalnum():
+    plain = value.replace("_", "").replace("-", "").replace(".", "").replace("/", "") if isinstance(value, str) else ""
+    if isinstance(value, str) and not plain.isalnum():
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     return str(value)

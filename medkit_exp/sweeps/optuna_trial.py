@@ -1,6 +1,6 @@
 """The job's side of an Optuna search: report each epoch to its own trial, stop when pruned.
 
-The sweeper (`medkit_exp.tracking.optuna_search`) keeps the study in durable storage and
+The sweeper (`medkit_exp.sweeps.optuna_search`) keeps the study in durable storage and
 hands each job its trial number through environment variables (Hydra's ``hydra.job.env_set``,
 which works with every launcher); the job reopens the study, reports its objective at every
 epoch end, and raises `StopTraining` when the study's pruner says the trial is not worth
@@ -90,7 +90,7 @@ class OptunaTrialReporter:
                         "pruned", objective, trial_number)
 
     @classmethod
-    def from_env(cls, objective: str, epochs: int) -> "OptunaTrialReporter | None":
+    def from_env(cls, objective: str, epochs: int) -> OptunaTrialReporter | None:
         """The reporter of this job's trial, or None outside an Optuna search."""
         number = os.environ.get(TRIAL_ENV)
         if not number:
@@ -104,7 +104,8 @@ class OptunaTrialReporter:
 
     def on_epoch_end(self, metrics: dict[str, Any], epoch: int) -> None:
         self.trial.set_user_attr(EPOCHS_RUN, epoch)
-        value = (metrics.get("eval") or {}).get(self.objective[len("eval_"):]) if self.objective.startswith("eval_") else None
+        evaluated = self.objective.startswith("eval_")
+        value = (metrics.get("eval") or {}).get(self.objective[len("eval_"):]) if evaluated else None
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             return
         self.trial.report(float(value), epoch)

@@ -10,8 +10,8 @@ Pure Python: the sweep callback feeds it the jobs read back from MLflow.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Sequence
 
 SEED_KEYS = ("trainer.seed",)
 

@@ -4,11 +4,11 @@ Hydra calls `on_multirun_start` once in the launching process; the parent run's 
 passed to every job through an environment variable (inherited by joblib workers too),
 and each job's `MLflowCallback` starts its run with that parent. At the end the parent
 records the best job by the sweep's objective, and the configurations ranked by their mean
-objective over seeds (`sweep_summary`). Hydra skips `on_multirun_end` when a job
+objective over seeds (`medkit_exp.sweeps.summary`). Hydra skips `on_multirun_end` when a job
 raises, so an exit hook marks the parent FAILED in that case instead of leaving it RUNNING.
 The same command run again with the same sweep folder (or ``+sweep.resume=<parent run id>``)
 attaches to the same parent run and each job skips, resumes or re-runs itself
-(`medkit_exp.tracking.sweep_resume`).
+(`medkit_exp.sweeps.resume`).
 """
 
 from __future__ import annotations
@@ -17,45 +17,23 @@ import atexit
 import logging
 import os
 import time
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-log = logging.getLogger("medkit_exp.sweep")
+from medkit_exp.sweeps.jobs import PARENT_ENV, SWEEP_ENV, failed_jobs, run_objective
 
-PARENT_ENV = "MEDKIT_EXP_PARENT_RUN_ID"
-SWEEP_ENV = "MEDKIT_EXP_SWEEP_ID"
-FAILED_MARKER = "medkit_exp_failed.txt"  # written in a failed job's folder: its one-line reason
+if TYPE_CHECKING:
+    from medkit_exp.sweeps.summary import ConfigurationScore
+
+log = logging.getLogger("medkit_exp.sweep")
 
 # Failed jobs of the last sweep this process launched: (job folder, reason). The CLI reads it
 # after the sweep to exit non-zero; each launcher's workers leave their marker files behind.
 LAST_SWEEP_FAILURES: list[tuple[str, str]] = []
 # The stop signal (SIGTERM...) that ended this process's sweep, set by the CLI: the parent run ends KILLED.
 STOPPED_BY_SIGNAL: list[str] = []
-
-
-def mark_job_failed(job_dir: str | os.PathLike[str], reason: str) -> None:
-    """Leave a failed sweep job's reason in its folder, where the sweep's end finds it."""
-    from pathlib import Path
-
-    Path(job_dir).mkdir(parents=True, exist_ok=True)
-    (Path(job_dir) / FAILED_MARKER).write_text(reason + "\n", encoding="utf-8")
-
-
-def failed_jobs(sweep_dir: str | os.PathLike[str]) -> list[tuple[str, str]]:
-    """``(job folder, reason)`` of every job of the sweep in ``sweep_dir`` that failed."""
-    from pathlib import Path
-
-    return [(str(marker.parent), marker.read_text(encoding="utf-8").strip())
-            for marker in sorted(Path(sweep_dir).glob(f"*/{FAILED_MARKER}"))]
-
-
-def run_objective(metrics: dict[str, float], objective: str) -> float | None:
-    """A job's objective as its run logged it: ``best_eval_f1`` (the best epoch's, what the job
-    returned) for ``eval_f1``, whose plain metric holds the last epoch's value."""
-    value = metrics.get(f"best_{objective}", metrics.get(objective))
-    return None if value is None else float(value)
 
 
 def objective_maximized(config: DictConfig) -> bool:
@@ -83,7 +61,7 @@ class MLflowSweepCallback(Callback):
         self._resumed = False  # attached to the parent run of an earlier, interrupted attempt
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from medkit_exp.tracking import sweep_resume
+        from medkit_exp.sweeps import resume as sweep_resume
 
         if not config.tracking.enabled:
             if sweep_resume.asked_parent(config) is not None:
@@ -125,115 +103,121 @@ class MLflowSweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         LAST_SWEEP_FAILURES[:] = failed_jobs(config.hydra.sweep.dir)
-        if self.parent_run_id is None:
+        parent = self.parent_run_id
+        if parent is None:
             return
         try:
-            self._record_best(config)
-            self._record_search(config)
+            self._record_best(config, parent)
+            self._record_search(config, parent)
             if LAST_SWEEP_FAILURES:
+                import json
+
                 from mlflow.tracking import MlflowClient
 
                 client = MlflowClient()
-                client.log_metric(self.parent_run_id, "failed_jobs", len(LAST_SWEEP_FAILURES))
-                client.log_dict(self.parent_run_id, [{"job": job, "reason": reason}
-                                                     for job, reason in LAST_SWEEP_FAILURES], "failed_jobs.json")
+                client.log_metric(parent, "failed_jobs", len(LAST_SWEEP_FAILURES))
+                failures = [{"job": job, "reason": reason} for job, reason in LAST_SWEEP_FAILURES]
+                client.log_text(parent, json.dumps(failures, indent=2), "failed_jobs.json")
         finally:
             self._end("FINISHED")
 
-    def _record_best(self, config: DictConfig) -> None:
+    def _record_best(self, config: DictConfig, parent: str) -> None:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient()
-        parent = client.get_run(self.parent_run_id)
-        children = client.search_runs(
-            [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}'"
-        )
+        experiment_id = client.get_run(parent).info.experiment_id
+        children: list[Any] = list(client.search_runs(
+            [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
+        ))
         if self._resumed:  # each job once: the run it kept (earlier attempts' FAILED runs left out)
-            from medkit_exp.tracking.sweep_resume import latest_per_job
+            from medkit_exp.sweeps.resume import latest_per_job
 
             children = latest_per_job(children)
         objective = config.objective
         scored = [r for r in children if run_objective(r.data.metrics, objective) is not None]
-        client.log_metric(self.parent_run_id, "jobs", len(children))
+        client.log_metric(parent, "jobs", len(children))
         if not scored:
             return
         pick = max if objective_maximized(config) else min
-        best = pick(scored, key=lambda r: run_objective(r.data.metrics, objective))
-        client.log_metric(self.parent_run_id, f"best_{objective}", run_objective(best.data.metrics, objective))
-        client.set_tag(self.parent_run_id, "best.run_id", best.info.run_id)
-        client.set_tag(self.parent_run_id, "best.run_name", best.info.run_name or "")
+        best = pick(scored, key=lambda r: _objective_of(r, objective))
+        client.log_metric(parent, f"best_{objective}", _objective_of(best, objective))
+        client.set_tag(parent, "best.run_id", best.info.run_id)
+        client.set_tag(parent, "best.run_name", best.info.run_name or "")
         best_overrides = best.data.tags.get("hydra.overrides", "")
-        client.set_tag(self.parent_run_id, "best.overrides", best_overrides)
+        client.set_tag(parent, "best.overrides", best_overrides)
         print(
-            f"Sweep best {objective}={run_objective(best.data.metrics, objective):.4f}: run {best.info.run_id} "
-            f"({best_overrides}); parent run {self.parent_run_id}",
+            f"Sweep best {objective}={_objective_of(best, objective):.4f}: run {best.info.run_id} "
+            f"({best_overrides}); parent run {parent}",
             flush=True,
         )
         try:
-            self._record_configurations(client, scored, objective, maximize=pick is max)
+            self._record_configurations(client, parent, scored, objective, maximize=pick is max)
         except Exception as exc:  # noqa: BLE001 - the jobs are done and logged; the summary is an extra
-            log.warning("could not rank the sweep's configurations on parent run %s: %s", self.parent_run_id, exc)
+            log.warning("could not rank the sweep's configurations on parent run %s: %s", parent, exc)
 
-    def _record_search(self, config: DictConfig) -> None:
+    def _record_search(self, config: DictConfig, parent: str) -> None:
         """The Optuna search's summary (trials by state, epochs, best trial) on the parent run."""
         import json
         from pathlib import Path
 
         from mlflow.tracking import MlflowClient
 
-        from medkit_exp.tracking.optuna_search import SUMMARY_FILE
+        from medkit_exp.sweeps.optuna_search import SUMMARY_FILE
 
         path = Path(config.hydra.sweep.dir) / SUMMARY_FILE
         if not path.is_file():
             return
         summary = json.loads(path.read_text(encoding="utf-8"))
         client = MlflowClient()
-        client.log_artifact(self.parent_run_id, str(path))
+        client.log_artifact(parent, str(path))
         metrics = {f"search_trials_{state}": n for state, n in summary["trials"].items()}
         metrics.update(search_epochs_run=summary["epochs_run"], search_epochs_full=summary["epochs_full"])
         for key, value in metrics.items():
-            client.log_metric(self.parent_run_id, key, value)
+            client.log_metric(parent, key, value)
         tags = {"search.study": summary["study"], "search.storage": summary["storage"]}
         best = summary.get("best")
         if best:
             tags.update({"search.best_trial": str(best["trial"]), "search.best_params": json.dumps(best["params"]),
                          "search.best_run_id": best.get("mlflow_run_id") or ""})
-            client.log_metric(self.parent_run_id, f"search_best_{summary['objective']}", best["value"])
+            client.log_metric(parent, f"search_best_{summary['objective']}", best["value"])
         for key, value in tags.items():
-            client.set_tag(self.parent_run_id, key, value)
+            client.set_tag(parent, key, value)
 
-    def _record_configurations(self, client: Any, scored: list, objective: str, maximize: bool) -> None:
+    def _record_configurations(self, client: Any, parent: str, scored: list[Any], objective: str,
+                                maximize: bool) -> None:
         """Rank configurations by their mean over seeds: ``sweep_summary.json`` and ``best_config.*`` on the parent."""
-        from medkit_exp.tracking.sweep_summary import format_ranking, rank_configurations
+        from medkit_exp.sweeps.summary import format_ranking, rank_configurations
 
         # Jobs tag their configuration (the app does); an untagged run stands alone.
         ranking = rank_configurations(
-            ((r.data.tags.get("sweep.configuration", r.info.run_id), r.info.run_id, run_objective(r.data.metrics, objective))
-             for r in scored),
+            ((r.data.tags.get("sweep.configuration", r.info.run_id), r.info.run_id,
+              _objective_of(r, objective)) for r in scored),
             maximize=maximize,
         )
         best = ranking[0]
-        client.log_dict(self.parent_run_id, {"objective": objective, "maximize": maximize,
+        client.log_dict(parent, {"objective": objective, "maximize": maximize,
                                              "configurations": [g.as_dict() for g in ranking]}, "sweep_summary.json")
-        client.set_tag(self.parent_run_id, "best_config.overrides", best.overrides)
-        client.log_metric(self.parent_run_id, f"best_config_mean_{objective}", best.mean)
-        client.log_metric(self.parent_run_id, "best_config_runs", best.runs)
+        client.set_tag(parent, "best_config.overrides", best.overrides)
+        client.log_metric(parent, f"best_config_mean_{objective}", best.mean)
+        client.log_metric(parent, "best_config_runs", best.runs)
         if best.std is not None:
-            client.log_metric(self.parent_run_id, f"best_config_std_{objective}", best.std)
+            client.log_metric(parent, f"best_config_std_{objective}", best.std)
         if any(group.runs > 1 for group in ranking):  # seeds were repeated: the ranking says more than the best job
             print(format_ranking(ranking, objective), flush=True)
-        self._log_sweep_plots(client, scored, ranking, objective)
+        self._log_sweep_plots(client, parent, scored, ranking, objective)
 
-    def _log_sweep_plots(self, client: Any, scored: list, ranking: list, objective: str) -> None:
+    def _log_sweep_plots(self, client: Any, parent: str, scored: list[Any], ranking: list[ConfigurationScore],
+                         objective: str) -> None:
         """``plots/objective_by_hyperparameter.png`` and ``plots/ranked_configurations.png`` on the parent."""
         import tempfile
         from pathlib import Path
 
-        from medkit_exp.tracking.sweep_summary import SEED_KEYS
+        from medkit_exp.sweeps.summary import SEED_KEYS
         from medkit_exp.training import plots
 
-        runs = [{"params": dict(o.split("=", 1) for o in r.data.tags.get("hydra.overrides", "").split() if "=" in o),
-                 "value": run_objective(r.data.metrics, objective)} for r in scored]
+        runs: list[dict[str, Any]] = [
+            {"params": dict(o.split("=", 1) for o in r.data.tags.get("hydra.overrides", "").split() if "=" in o),
+             "value": _objective_of(r, objective)} for r in scored]
         keys = {key for run in runs for key in run["params"]}
         swept = {k for k in keys if k not in SEED_KEYS and len({run["params"].get(k) for run in runs}) > 1}
         for run in runs:
@@ -244,7 +228,7 @@ class MLflowSweepCallback(Callback):
         with tempfile.TemporaryDirectory() as tmp:
             plots.objective_by_hyperparameter(runs, objective, Path(tmp) / "objective_by_hyperparameter.png")
             plots.ranked_configurations(rows, objective, Path(tmp) / "ranked_configurations.png")
-            client.log_artifacts(self.parent_run_id, tmp, "plots")
+            client.log_artifacts(parent, tmp, "plots")
 
     def _end(self, status: str) -> None:
         if self._ended or self.parent_run_id is None:
@@ -263,7 +247,7 @@ class MLflowSweepCallback(Callback):
                 client.set_terminated(self.parent_run_id, status=status)
         except Exception as exc:  # noqa: BLE001 - ending a parent run must never hide the sweep's own error
             log.warning("could not end the sweep's parent run %s: %s", self.parent_run_id, exc)
-        from medkit_exp.tracking.sweep_resume import RESUMED_ENV
+        from medkit_exp.sweeps.resume import RESUMED_ENV
 
         for name in (PARENT_ENV, SWEEP_ENV, RESUMED_ENV):
             os.environ.pop(name, None)
@@ -276,6 +260,14 @@ def _refuse(message: str) -> NoReturn:
 
     print(f"medkit_exp: error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(2)
+
+
+def _objective_of(run: Any, objective: str) -> float:
+    """The objective of one of the sweep's scored runs (those whose objective was logged)."""
+    value = run_objective(run.data.metrics, objective)
+    if value is None:
+        raise ValueError(f"run {run.info.run_id} logged no {objective}")
+    return value
 
 
 def _has_children(client: Any, parent_run_id: str) -> bool:

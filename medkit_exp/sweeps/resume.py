@@ -14,7 +14,7 @@ redacted as stored, in any order) and:
 - starts a new run when the latest one FAILED, or was interrupted before any checkpoint;
 - runs as usual when there is none: changing the grid only runs the new points.
 
-The callback (`medkit_exp.tracking.sweep`) calls `attach_parent`; the app calls `prepare_job`
+The callback (`medkit_exp.sweeps.callback`) calls `attach_parent`; the app calls `prepare_job`
 before it builds anything. Optuna trials are left to the Optuna sweeper, which resumes its
 study itself.
 """
@@ -24,13 +24,16 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from medkit_exp.errors import UserError
+from medkit_exp.sweeps.jobs import FAILED_MARKER, PARENT_ENV, run_objective
+from medkit_exp.sweeps.optuna_trial import TRIAL_ENV
+from medkit_exp.sweeps.summary import override_key
 from medkit_exp.tracking.stale import DIED_TAG, HOST_TAG, PID_TAG, alive
-from medkit_exp.tracking.sweep_summary import override_key
 
 RESUME_KEY = "sweep.resume"  # +sweep.resume=<parent run id>
 RESUMED_ENV = "MEDKIT_EXP_SWEEP_RESUMED"  # set for the jobs of a sweep attached to an earlier parent run
@@ -85,8 +88,6 @@ def decide(runs: list[Any], objective: str) -> JobPlan:
     """The plan of a job whose earlier runs (same parent, same overrides) are ``runs``.
 
     Raises `UserError` when the latest one is RUNNING in a live process of this host."""
-    from medkit_exp.tracking.sweep import run_objective
-
     if not runs:
         return JobPlan(RUN)
     finished = [r for r in runs if r.info.status == "FINISHED"]
@@ -141,9 +142,6 @@ def prepare_job(cfg: Any, trainer_cfg: Any) -> JobPlan:
     folder no earlier run holds. Outside a resumed sweep: ``run``, nothing looked up."""
     from omegaconf import OmegaConf
 
-    from medkit_exp.tracking.optuna_trial import TRIAL_ENV
-    from medkit_exp.tracking.sweep import PARENT_ENV
-
     if OmegaConf.select(cfg, RESUME_KEY) is not None and not _in_multirun():
         raise UserError(f"+{RESUME_KEY} resumes a sweep: add -m and the sweep's own overrides")
     parent = os.environ.get(PARENT_ENV)
@@ -162,7 +160,7 @@ def prepare_job(cfg: Any, trainer_cfg: Any) -> JobPlan:
     if plan.action == SKIP:
         shown = f"{cfg.objective}={plan.objective:.4f}" if plan.objective is not None else f"no {cfg.objective}"
         print(f"Sweep job skipped: MLflow run {plan.run_id} FINISHED with the same overrides ({shown})", flush=True)
-    elif plan.action == RESUME:
+    elif plan.action == RESUME and plan.run_id is not None:
         trainer_cfg.resume_from = plan.run_id  # resolve_resume: its checkpoint folder, and the run itself
         tags = client.get_run(plan.run_id).data.tags
         for tag in (DIED_TAG, "medkit.error"):  # the run goes on: what ended it no longer holds
@@ -257,8 +255,6 @@ def attach_parent(client: Any, parent: Any, sweep_dir: str) -> None:
     if parent.info.status != "RUNNING":
         client.update_run(run_id, status="RUNNING")
     client.set_tag(run_id, "sweep.resumes", str(resumes))
-    from medkit_exp.tracking.sweep import FAILED_MARKER
-
     for marker in Path(sweep_dir).glob(f"*/{FAILED_MARKER}"):
         marker.replace(marker.with_name(EARLIER_FAILED_MARKER))
     print(f"Resuming sweep {parent.data.tags.get('sweep.id')}: MLflow parent run {run_id} "
