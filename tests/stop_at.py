@@ -38,14 +38,14 @@ WAIT_LIMIT_S = 300.0  # a safety net only: the test signals as soon as it sees t
 def install(folder: Path, spec: str) -> None:
     from medkit_exp.training import phases
     from medkit_exp.tracking.run import TrackedRun
-    from medkit_exp.training import trainer
+    from medkit_exp.training.signals import StopSignals
 
     found = re.fullmatch(r"(.+?)(?:@(\d+))?(?:x(\d+))?(\+hold)?", spec)
     target, after_epochs, signals = found.group(1), int(found.group(2) or 0), int(found.group(3) or 1)
     handled: list[int] = []
     epochs_logged: list[int] = []
 
-    handle = trainer._StopSignals._handle
+    handle = StopSignals._handle
 
     def note_then_handle(self, signum, frame):
         handled.append(signum)
@@ -79,7 +79,7 @@ def install(folder: Path, spec: str) -> None:
             time.sleep(0.02)
         return fail(self, *args, **kwargs)
 
-    trainer._StopSignals._handle = note_then_handle
+    StopSignals._handle = note_then_handle
     TrackedRun.log_epoch = note_epoch
     if found.group(4):
         TrackedRun.fail = hold_then_fail

@@ -20,7 +20,7 @@ class BatchData(dict):
             return {name: column[key] for name, column in self.items()}
         return super().__getitem__(key)
 
-    def to_device(self, device: torch.device | str) -> "BatchData":
+    def to_device(self, device: torch.device | str) -> BatchData:
         return BatchData(
             {
                 name: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value

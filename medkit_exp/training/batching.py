@@ -6,9 +6,11 @@ process of a data-parallel run and a benchmark's hand-written loop all see the s
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 BATCH_ORDERS = ("random", "length_grouped")
 # length_grouped sorts examples by length inside random chunks of this many batches: large
@@ -43,6 +45,26 @@ def plan_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
     return [batches[i] for i in shuffled]
 
 
+def window_weight(batch_weights: Sequence[float], batch_idx: int, grad_accum_steps: int) -> float:
+    """Loss terms (rows, or labelled tokens) of the accumulation window of batch ``batch_idx``, all processes."""
+    start = batch_idx - batch_idx % grad_accum_steps
+    return sum(batch_weights[start : start + grad_accum_steps])
+
+
+def batch_loader(examples: list[Any], batches: list[list[int]], collate: Callable[[list[Any]], Any],
+                 num_workers: int) -> DataLoader:
+    """A loader of ``batches`` (lists of indices into ``examples``), collated by ``collate``."""
+    return DataLoader(
+        cast(Dataset, examples),  # a list is a map-style dataset (len and indexing); torch's hint asks for the class
+        batch_sampler=batches,
+        collate_fn=collate,
+        num_workers=num_workers,
+        # Its own generator: creating a loader iterator must not draw from the global RNG,
+        # or a run resumed mid-epoch would see different dropout masks.
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
 def choose_padded_lengths(batch_lengths: Sequence[int], count: int) -> tuple[int, ...]:
     """At most ``count`` lengths to pad batches to, chosen to add the fewest padding tokens.
 
@@ -58,7 +80,7 @@ def choose_padded_lengths(batch_lengths: Sequence[int], count: int) -> tuple[int
     if not batch_lengths:
         return ()
     values = sorted(set(batch_lengths))
-    batches = {value: 0 for value in values}
+    batches = dict.fromkeys(values, 0)
     for length in batch_lengths:
         batches[length] += 1
     # cost(i, j): padding tokens when the batches of values[i..j] are all padded to values[j]
@@ -76,7 +98,8 @@ def choose_padded_lengths(batch_lengths: Sequence[int], count: int) -> tuple[int
     best = [[cost(0, j) for j in range(n)]]
     split: list[list[int | None]] = [[None] * n]
     for k in range(1, count):
-        row, row_split = list(best[k - 1]), [None] * n
+        row = list(best[k - 1])
+        row_split: list[int | None] = [None] * n
         for j in range(n):
             for i in range(j):
                 candidate = best[k - 1][i] + cost(i + 1, j)
@@ -86,11 +109,49 @@ def choose_padded_lengths(batch_lengths: Sequence[int], count: int) -> tuple[int
         split.append(row_split)
     chosen, k, j = [], count - 1, n - 1
     while True:
-        if split[k][j] is None and k > 0:
+        shorter = split[k][j]
+        if shorter is None and k > 0:
             k -= 1
             continue
         chosen.append(values[j])
-        if k == 0:
+        if shorter is None:  # k == 0: the shortest chosen length
             break
-        j, k = split[k][j], k - 1
+        j, k = shorter, k - 1
     return tuple(sorted(chosen))
+
+
+@runtime_checkable
+class PadsToMultiple(Protocol):
+    """A component whose ``collate`` rounds batch lengths up to a multiple of ``pad_to_multiple_of``."""
+
+    pad_to_multiple_of: int | None
+
+
+@runtime_checkable
+class PadsToLengths(Protocol):
+    """A component whose ``collate`` pads a batch to the smallest of ``pad_lengths`` that holds it."""
+
+    pad_lengths: tuple[int, ...] | None
+
+
+def set_batch_padding(component: object, pad_to_multiple_of: int | None, cpu_bf16: bool, lengths: Sequence[int],
+                      first_epoch_batches: Callable[[], list[list[int]]]) -> None:
+    """Tell a component with ``pad_to_multiple_of`` (and ``pad_lengths``) how to pad its batches.
+
+    ``pad_to_multiple_of`` (``trainer.pad_to_multiple_of``) set: multiples of it (0: the
+    longest example). Unset, in bf16 on CPU (``cpu_bf16``), where oneDNN compiles and caches a
+    kernel per batch shape: the lengths that pad epoch 1's training batches (of examples of
+    ``lengths``) least with no more distinct shapes than multiples of 16 would give
+    (`choose_padded_lengths`), and multiples of 16 beyond the longest of them.
+    """
+    if not isinstance(component, PadsToMultiple):
+        return
+    multiple, chosen = pad_to_multiple_of, None
+    if multiple is None:
+        multiple = CPU_BF16_PAD_MULTIPLE if cpu_bf16 else 0
+        if cpu_bf16 and isinstance(component, PadsToLengths) and lengths:
+            longest = [max(lengths[i] for i in batch) for batch in first_epoch_batches()]
+            chosen = choose_padded_lengths(longest, len({-(-n // multiple) for n in longest}))
+    component.pad_to_multiple_of = multiple or None
+    if isinstance(component, PadsToLengths):
+        component.pad_lengths = chosen

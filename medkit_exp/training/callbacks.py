@@ -7,12 +7,27 @@ others (medkit's base class named an argument differently from what its Trainer 
 
 from __future__ import annotations
 
+import functools
+import inspect
+import logging
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+class StopTraining(Exception):
+    """Raised by a callback's ``on_epoch_end`` to end training after this epoch, as a success.
+
+    The epoch's checkpoint is still written, the other callbacks still see the epoch, and
+    `Trainer.train` returns the history; `Trainer.stop_reason` keeps the message. A sweep's
+    pruner stops a bad trial this way.
+    """
 
 
 class TrainerCallback:
@@ -33,7 +48,8 @@ class TrainerCallback:
     def on_step_begin(self, step_idx: int, nb_batches: int, phase: str) -> None:
         """Before batch ``step_idx`` (0-based) of ``nb_batches`` in ``phase`` ("train" or "eval")."""
 
-    def on_step_end(self, step_idx: int, nb_batches: int, phase: str, batch_size: int = 0, loss: float | None = None) -> None:
+    def on_step_end(self, step_idx: int, nb_batches: int, phase: str, batch_size: int = 0,
+                    loss: float | None = None) -> None:
         """After a batch; ``loss`` is that batch's loss when one was computed."""
 
     def on_log(self, logs: dict[str, float], global_step: int) -> None:
@@ -47,6 +63,120 @@ class TrainerCallback:
 
     def on_exception(self, exception: BaseException) -> None:
         """When training stops on an exception (KeyboardInterrupt included), before it propagates."""
+
+
+class CallbackList:
+    """Calls a hook on every callback, in order: one method per hook of `TrainerCallback`, so
+    that calling a hook that does not exist raises AttributeError.
+
+    A callback may leave any hook out (a medkit callback has no ``on_log`` or ``on_exception``),
+    and a hook gets only the arguments its signature takes (medkit's ``on_step_end`` takes no
+    ``batch_size``), under medkit's names where it uses them (``epoch_time``). A `StopTraining`
+    raised by a hook reaches the caller once every callback has seen the hook. An error raised
+    by an ``on_exception`` is logged, never raised: it must not hide the error that stopped
+    training.
+
+    ``callbacks``: `TrainerCallback` objects, or any objects with some of its hooks (medkit's).
+    """
+
+    def __init__(self, callbacks: Sequence[object]) -> None:
+        self.callbacks = list(callbacks)
+
+    def on_train_begin(self, *, config: Any) -> None:
+        self._call("on_train_begin", config=config)
+
+    def on_train_end(self) -> None:
+        self._call("on_train_end")
+
+    def on_epoch_begin(self, *, epoch: int) -> None:
+        self._call("on_epoch_begin", epoch=epoch)
+
+    def on_epoch_end(self, *, metrics: dict[str, Any], epoch: int, epoch_duration: float) -> None:
+        self._call("on_epoch_end", metrics=metrics, epoch=epoch, epoch_duration=epoch_duration)
+
+    def on_step_begin(self, *, step_idx: int, nb_batches: int, phase: str) -> None:
+        self._call("on_step_begin", step_idx=step_idx, nb_batches=nb_batches, phase=phase)
+
+    def on_step_end(self, *, step_idx: int, nb_batches: int, phase: str, batch_size: int,
+                    loss: float | None) -> None:
+        self._call("on_step_end", step_idx=step_idx, nb_batches=nb_batches, phase=phase, batch_size=batch_size,
+                   loss=loss)
+
+    def on_log(self, *, logs: dict[str, float], global_step: int) -> None:
+        self._call("on_log", logs=logs, global_step=global_step)
+
+    def on_evaluate(self, *, metrics: dict[str, float], epoch: int | None) -> None:
+        self._call("on_evaluate", metrics=metrics, epoch=epoch)
+
+    def on_save(self, *, checkpoint_dir: Path) -> None:
+        self._call("on_save", checkpoint_dir=checkpoint_dir)
+
+    def on_exception(self, *, exception: BaseException) -> None:
+        for callback in self.callbacks:
+            method = getattr(callback, "on_exception", None)
+            if method is None:
+                continue
+            try:
+                method(**_accepted(method, {"exception": exception}))
+            except Exception as exc:  # the original error goes on; this one is logged
+                log.warning("%s.on_exception failed: %s", type(callback).__name__, exc, exc_info=True)
+
+    def _call(self, hook: str, **kwargs: Any) -> None:
+        stop: StopTraining | None = None
+        for callback in self.callbacks:
+            method = getattr(callback, hook, None)
+            if method is None:
+                continue
+            try:
+                method(**_accepted(method, kwargs))
+            except StopTraining as exc:  # every callback still sees the hook, then the loop stops
+                stop = stop or exc
+        if stop is not None:
+            raise stop
+
+
+def callback_list(callbacks: Sequence[TrainerCallback] | TrainerCallback | None, callback: TrainerCallback | None,
+                  is_main: bool) -> list[object]:
+    """The Trainer's ``callbacks`` (a list, or one callback, a medkit one too) with medkit's one ``callback``
+    first; a `DefaultPrinterCallback` on the main process when neither is given."""
+    if callbacks is None and callback is None:
+        return [DefaultPrinterCallback()] if is_main else []
+    if callbacks is None:
+        given: list[object] = []
+    elif isinstance(callbacks, (list, tuple)):
+        given = list(callbacks)
+    else:
+        given = [callbacks]  # one callback (a medkit one too)
+    return given if callback is None else [callback, *given]
+
+
+# Arguments a hook may name as medkit's base TrainerCallback does -> the name the Trainer passes.
+MEDKIT_ARGUMENTS = {"epoch_time": "epoch_duration"}
+
+
+def _accepted(method: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments ``method`` takes (all of them if it takes ``**kwargs``), under
+    medkit's names where its signature uses them."""
+    names = _parameter_names(getattr(method, "__func__", method))
+    if names is None:
+        return kwargs
+    accepted = {k: v for k, v in kwargs.items() if k in names}
+    for medkit_name, name in MEDKIT_ARGUMENTS.items():
+        if medkit_name in names and name in kwargs:
+            accepted.setdefault(medkit_name, kwargs[name])
+    return accepted
+
+
+@functools.lru_cache(maxsize=256)
+def _parameter_names(function: Callable[..., Any]) -> frozenset[str] | None:
+    """Names a function accepts by keyword; None when it takes ``**kwargs`` (or has no signature)."""
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return frozenset(parameters)
 
 
 class DefaultPrinterCallback(TrainerCallback):
@@ -80,7 +210,8 @@ class DefaultPrinterCallback(TrainerCallback):
             self._loss_sum = 0.0
             self._loss_count = 0
 
-    def on_step_end(self, step_idx: int, nb_batches: int, phase: str, batch_size: int = 0, loss: float | None = None) -> None:
+    def on_step_end(self, step_idx: int, nb_batches: int, phase: str, batch_size: int = 0,
+                    loss: float | None = None) -> None:
         self._samples += batch_size
         if loss is not None:
             self._loss_sum += loss

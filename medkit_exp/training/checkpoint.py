@@ -23,15 +23,19 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import re
 import random
+import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
+
+from medkit_exp.training.config import TrainerConfig
+from medkit_exp.training.loop_state import LoopState
 
 INDEX_FILE = "checkpoints.json"
 MODEL_DIR = "model"
@@ -44,23 +48,6 @@ LEGACY_PREFIX = "checkpoint-epoch-"  # the names before medkit's glob was follow
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be found, read or written."""
-
-
-@dataclass
-class LoopState:
-    """Counters of the training loop that a resumed run must continue from."""
-
-    epoch: int = 0
-    global_step: int = 0
-    best_metric: float | None = None
-    best_epoch: int | None = None
-    epochs_without_improvement: int = 0
-    nan_skips: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    # Set only in a checkpoint written mid-epoch (after an interruption): how far the
-    # interrupted epoch got and its running sums, so that a resumed run continues exactly.
-    batches_done: int = 0
-    partial_epoch: dict[str, Any] | None = None
 
 
 def checkpoint_name(epoch: int, global_step: int | None = None) -> str:
@@ -76,11 +63,13 @@ def capture_rng_states() -> dict[str, Any]:
     try:
         import numpy as np
 
-        kind, keys, position, has_gauss, gauss = np.random.get_state()
+        state = np.random.get_state(legacy=False)
         # Plain data and a tensor, not a numpy array: the state file then loads with
         # torch.load(weights_only=True), which never runs code from the file.
-        states["numpy"] = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
-                           "has_gauss": int(has_gauss), "gauss": float(gauss)}
+        mt19937 = state["state"]
+        states["numpy"] = {"kind": state["bit_generator"], "keys": torch.from_numpy(mt19937["key"].astype(np.int64)),
+                           "pos": int(mt19937["pos"]), "has_gauss": int(state["has_gauss"]),
+                           "gauss": float(state["gauss"])}
     except ImportError:  # numpy is optional for the loop itself
         pass
     return states
@@ -133,10 +122,63 @@ def check_writable(output_dir: Path) -> None:
 
 
 def read_index(output_dir: Path) -> dict[str, Any]:
+    """The index of ``output_dir`` (``checkpoints.json``); {} before its first checkpoint."""
     path = Path(output_dir) / INDEX_FILE
     if not path.exists():
         return {}
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def indexed_checkpoint(output_dir: Path, which: str) -> Path | None:
+    """The checkpoint folder the index of ``output_dir`` names ``which`` ("best" or "last"), if any."""
+    name = read_index(output_dir).get(which)
+    return Path(output_dir) / name if name else None
+
+
+def trainer_state(optimizer: torch.optim.Optimizer, scheduler: Any, loop: LoopState,
+                  config: TrainerConfig) -> dict[str, Any]:
+    """What a checkpoint's ``trainer_state.pt`` holds to resume: the optimizer's and the scheduler's
+    states, the RNG states, the loop's counters and the config."""
+    return {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": capture_rng_states(),
+        "loop": asdict(loop),
+        "config": asdict(config),
+    }
+
+
+def checkpoint_summary(epoch: int, loop: LoopState, config: TrainerConfig, value: float | None,
+                       is_best: bool) -> dict[str, Any]:
+    """What a checkpoint's ``trainer_state.json`` says (read back by `read_checkpoint_summary`): its epoch,
+    whether that epoch was complete, the step, the checkpoint metric's name and ``value``,
+    whether it is the best so far, the best epoch, and the config."""
+    return {
+        "epoch": epoch,
+        "complete_epoch": loop.batches_done == 0,
+        "global_step": loop.global_step,
+        "metric": config.checkpoint_metric,
+        "value": value,
+        "is_best": is_best,
+        "best_epoch": loop.best_epoch,
+        "config": asdict(config),
+    }
+
+
+def read_checkpoint_summary(checkpoint_dir: Path) -> dict[str, Any]:
+    """What a checkpoint's ``trainer_state.json`` says (`checkpoint_summary`; files of older
+    versions may lack some keys): {} when the folder holds no such file; `CheckpointError` when
+    it cannot be read or is not a JSON object."""
+    path = Path(checkpoint_dir) / STATE_JSON
+    if not path.is_file():
+        return {}
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(summary, dict):
+        raise CheckpointError(f"cannot read {path}: it holds a {type(summary).__name__}, not an object")
+    return summary
 
 
 def write_checkpoint(
@@ -171,6 +213,18 @@ def write_checkpoint(
 
 def update_index(output_dir: Path, index: dict[str, Any]) -> None:
     _write_json_atomic(Path(output_dir) / INDEX_FILE, index)
+
+
+def record_checkpoint(output_dir: Path, path: Path, *, metric: str, mode: str, keep: int,
+                      best: LoopState | None = None) -> None:
+    """Make checkpoint ``path`` the index's last (and its best, at ``best``'s metric and epoch,
+    when given), then delete the checkpoints `rotate_checkpoints` no longer keeps."""
+    index = read_index(output_dir)
+    index.update({"last": path.name, "metric": metric, "mode": mode})
+    if best is not None:
+        index.update({"best": path.name, "best_metric": best.best_metric, "best_epoch": best.best_epoch})
+    update_index(output_dir, index)
+    rotate_checkpoints(output_dir, index, keep)
 
 
 def rotate_checkpoints(output_dir: Path, index: dict[str, Any], keep: int) -> None:
@@ -217,7 +271,7 @@ def check_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any
     if len(saved_ids) != len(params):
         problem = f"{len(saved_ids)} parameters, the model being resumed {len(params)}"
     else:
-        for position, (param, saved_id) in enumerate(zip(params, saved_ids)):
+        for position, (param, saved_id) in enumerate(zip(params, saved_ids, strict=True)):
             moment = saved.get("state", {}).get(saved_id, {}).get("exp_avg")
             if isinstance(moment, torch.Tensor) and moment.shape != param.shape:
                 problem = f"parameter {position} of shape {tuple(moment.shape)}, the model's is {tuple(param.shape)}"

@@ -12,8 +12,9 @@ see each setting once, under the project's name.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Optional
+from typing import Any
 
 
 class _MedkitName:
@@ -38,13 +39,13 @@ def _checkpoint_mode(minimize: Any) -> str:
 
 def _accepts_medkit_names(cls: type) -> type:
     """Let the dataclass's constructor take medkit's names too (see `_own_names`)."""
-    init = cls.__init__
+    init = vars(cls)["__init__"]  # the one @dataclass wrote
 
     @functools.wraps(init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **_own_names(cls, kwargs))
 
-    cls.__init__ = __init__
+    type.__setattr__(cls, "__init__", __init__)
     return cls
 
 
@@ -81,7 +82,7 @@ class TrainerConfig:
     batch_size: int = 16
     eval_batch_size: int = 32
     grad_accum_steps: int = 1
-    max_grad_norm: Optional[float] = 1.0
+    max_grad_norm: float | None = 1.0
     seed: int = 0
     device: str = "auto"  # "auto" picks CUDA when present, else "cpu"; or "cpu", "cuda", "cuda:1"
     # "fp32", "bf16" (autocast) or "auto": bf16 where the CPU/GPU computes it natively
@@ -94,7 +95,7 @@ class TrainerConfig:
     # NCBI), the lengths that pad the training batches least with as few distinct shapes as
     # multiples of 16 (for components with `pad_lengths`; else multiples of 16); elsewhere the
     # longest example. 0: always the longest example.
-    pad_to_multiple_of: Optional[int] = None
+    pad_to_multiple_of: int | None = None
     num_workers: int = 0
     # Batch order: "random" shuffles examples; "length_grouped" shuffles batches of
     # examples of similar length, which cuts padding (and time) with little effect on quality.
@@ -109,10 +110,10 @@ class TrainerConfig:
     checkpoint_metric: str = "loss"
     checkpoint_mode: str = "min"  # "min" or "max"
     keep_checkpoints: int = 1  # checkpoints kept besides the best and the last
-    early_stopping_patience: Optional[int] = None  # epochs without improvement; None: never stop
+    early_stopping_patience: int | None = None  # epochs without improvement; None: never stop
     nan_policy: str = "stop"  # "stop" or "skip" (skip the step, up to max_nan_skips times)
     max_nan_skips: int = 10
-    resume_from: Optional[str] = None
+    resume_from: str | None = None
 
     # medkit's names (not fields: each setting is stored, logged and overridden once)
     learning_rate = _MedkitName("lr")

@@ -26,7 +26,7 @@ class DistributedContext:
     owns_group: bool = False
 
     @classmethod
-    def from_env(cls) -> "DistributedContext":
+    def from_env(cls) -> DistributedContext:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size <= 1:
             return cls()

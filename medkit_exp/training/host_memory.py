@@ -65,6 +65,6 @@ def set_malloc_mmap_threshold(kib: int | None) -> bool:
     """
     check_mmap_threshold(kib)
     libc = _glibc() if kib is not None else None
-    if libc is None:
+    if libc is None or kib is None:
         return False
     return bool(libc.mallopt(M_MMAP_THRESHOLD, kib * 1024))

@@ -105,7 +105,7 @@ class RunPhases:
         """True while this object's handlers are installed."""
         return bool(self._previous_handlers)
 
-    def __enter__(self) -> "RunPhases":
+    def __enter__(self) -> RunPhases:
         global _active
         if self.handle_signals and threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:

@@ -83,7 +83,7 @@ def per_label_chart(scores_by_split: Mapping[str, Mapping[str, Mapping[str, floa
     figure, axes = plt.subplots(1, len(splits), figsize=(max(5.0, 1.2 * len(labels) + 2) * len(splits), 3.8),
                                 squeeze=False)
     width = 0.27
-    for ax, (split, scores) in zip(axes[0], splits.items()):
+    for ax, (split, scores) in zip(axes[0], splits.items(), strict=True):
         for i, score in enumerate(_SCORES):
             values = [scores.get(label, {}).get(score, 0.0) for label in labels]
             ax.bar([x + (i - 1) * width for x in range(len(labels))], values, width, label=score)
@@ -100,7 +100,7 @@ def confusion_matrix(labels: Sequence[str], gold: Sequence[str], predicted: Sequ
     plt = _pyplot()
     index = {label: i for i, label in enumerate(labels)}
     counts = [[0] * len(labels) for _ in labels]
-    for g, p in zip(gold, predicted):
+    for g, p in zip(gold, predicted, strict=True):
         if g in index and p in index:
             counts[index[g]][index[p]] += 1
     size = max(4.0, 0.9 * len(labels) + 2)
@@ -126,13 +126,13 @@ def objective_by_hyperparameter(runs: Sequence[Mapping[str, Any]], objective: st
         return None
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes[0], names, strict=True):
         groups: dict[str, list[float]] = {}
         for run in runs:
             groups.setdefault(str(run["params"].get(name)), []).append(run["value"])
         keys = sorted(groups, key=_sort_key)
         positions = range(len(keys))
-        for x, key in zip(positions, keys):
+        for x, key in zip(positions, keys, strict=True):
             ax.plot([x] * len(groups[key]), groups[key], "o", color="tab:blue", alpha=0.5)
         means = [sum(groups[k]) / len(groups[k]) for k in keys]
         spreads = [_std(groups[k]) for k in keys]

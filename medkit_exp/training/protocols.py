@@ -8,14 +8,15 @@ itself. The Trainer only ever calls these methods, so any object that has them t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, _ProtocolMeta, runtime_checkable
 
 import torch
 
 from medkit_exp.training.batch import BatchData
+from medkit_exp.training.errors import TrainingSetupError
 
 
-class _ComponentCheck(type(Protocol)):
+class _ComponentCheck(_ProtocolMeta):
     """``isinstance(x, TrainableComponent)`` accepts medkit's ``configure_optimizer`` spelling,
     as the Trainer does (a plain runtime Protocol would ask for ``create_optimizer`` alone)."""
 
@@ -87,7 +88,57 @@ class MetricsComputer(Protocol):
     def compute(self, all_data: dict[str, list[Any]]) -> dict[str, float]: ...
 
 
-def create_optimizer(component: Any, lr: float) -> torch.optim.Optimizer:
+def example_weight(component: TrainableComponent, example: Any) -> float:
+    """Terms of the loss mean an example brings: the component's own measure, else 1 (a row)."""
+    measure = getattr(component, "example_weight", None)
+    return float(measure(example)) if callable(measure) else 1.0
+
+
+def example_length(component: TrainableComponent, example: Any) -> int:
+    """Length used to group batches: the component's own measure, else ``len(input_ids)``."""
+    measure = getattr(component, "example_length", None)
+    if callable(measure):
+        return int(measure(example))
+    if isinstance(example, dict):
+        if "length" in example:
+            return int(example["length"])
+        if "input_ids" in example:
+            return len(example["input_ids"])
+    return 1
+
+
+def preprocess_all(component: TrainableComponent, items: list[Any]) -> list[Any]:
+    """Preprocess every item once for the whole run; a list result adds several examples."""
+    examples: list[Any] = []
+    for item in items:
+        result = component.preprocess(item)
+        if isinstance(result, list):
+            examples.extend(result)
+        else:
+            examples.append(result)
+    return examples
+
+
+def place_component(component: TrainableComponent, device: torch.device) -> None:
+    """Move the component to ``device`` with its ``to(device)``; without one, it must be there already."""
+    move = getattr(component, "to", None)
+    if callable(move):
+        move(device)
+    elif torch.device(component.device) != device:
+        raise TrainingSetupError(
+            f"the component is on {component.device} but trainer.device resolves to {device}; "
+            "create the component on that device or add a to(device) method"
+        )
+
+
+def prepare_for_training(component: TrainableComponent, examples: list[Any]) -> None:
+    """Call the component's optional ``prepare_for_training`` with the preprocessed training examples."""
+    prepare = getattr(component, "prepare_for_training", None)
+    if callable(prepare):
+        prepare(examples)
+
+
+def create_optimizer(component: TrainableComponent, lr: float) -> torch.optim.Optimizer:
     """Call the component's ``create_optimizer``, or medkit's ``configure_optimizer``."""
     for name in ("create_optimizer", "configure_optimizer"):
         method = getattr(component, name, None)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 
@@ -31,6 +32,23 @@ def build_scheduler(builder: SchedulerBuilder, optimizer: torch.optim.Optimizer,
 
 def is_plateau(scheduler: Any) -> bool:
     return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def step_per_step(scheduler: Any, interval: str) -> None:
+    """After an optimizer step: step a scheduler stepped per step (``interval``; never a plateau one)."""
+    if scheduler is not None and interval == "step" and not is_plateau(scheduler):
+        scheduler.step()
+
+
+def step_per_epoch(scheduler: Any, interval: str, tracked: Callable[[], float]) -> None:
+    """After an epoch: step a plateau scheduler with the ``tracked`` metric's value, or a scheduler
+    stepped per epoch (``interval``)."""
+    if scheduler is None:
+        return
+    if is_plateau(scheduler):
+        scheduler.step(tracked())
+    elif interval == "epoch":
+        scheduler.step()
 
 
 def _warmup_steps(num_training_steps: int, warmup_ratio: float, warmup_steps: int | None) -> int:
@@ -72,7 +90,7 @@ def step(step_size: int = 1, gamma: float = 0.5) -> SchedulerBuilder:
     return builder
 
 
-def plateau(mode: str = "min", factor: float = 0.5, patience: int = 0) -> SchedulerBuilder:
+def plateau(mode: Literal["min", "max"] = "min", factor: float = 0.5, patience: int = 0) -> SchedulerBuilder:
     """Reduce the LR when ``trainer.metric_to_track_lr`` stops improving (stepped per epoch)."""
 
     def builder(optimizer: torch.optim.Optimizer) -> Any:
