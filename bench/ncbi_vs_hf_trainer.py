@@ -59,7 +59,7 @@ def run_ours(args, labels, docs, workdir: Path) -> dict:
     from medkit_exp.text.ner import HFEntityMatcher
     from medkit_exp.training import Trainer, TrainerConfig
     from medkit_exp.training.schedulers import linear_warmup
-    from medkit_exp.training.trainer import seed_everything
+    from medkit_exp.training.runtime import seed_everything
 
     seed_everything(args.seed)  # as the app does: the new classification head is drawn from the seed
     component = HFEntityMatcher.make_trainable(args.model, labels=labels, tokenizer_max_length=args.max_length,

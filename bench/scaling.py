@@ -416,7 +416,7 @@ def run_once(source: Source, root: Path, settings: Settings, workdir: Path, samp
     from medkit_exp.tracking import MLflowCallback, TrackedRun
     from medkit_exp.training import Trainer, TrainerConfig
     from medkit_exp.training.checkpoint import MODEL_DIR
-    from medkit_exp.training.trainer import seed_everything
+    from medkit_exp.training.runtime import seed_everything
 
     clock = PhaseClock(sampler, budget, profile)
     measure = Measure()

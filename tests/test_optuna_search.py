@@ -208,7 +208,7 @@ def test_a_trial_is_pruned_before_its_last_epoch_never_after_it(tmp_path):
     import optuna
 
     from medkit_exp.sweeps.optuna_trial import OptunaTrialReporter
-    from medkit_exp.training.trainer import StopTraining
+    from medkit_exp.training.callbacks import StopTraining
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")

@@ -452,6 +452,22 @@ def test_a_medkit_style_callback_given_as_callback_gets_only_the_arguments_it_ta
     assert "epoch_end:1" in single.events
 
 
+def test_a_misspelled_hook_fails_instead_of_calling_nothing():
+    # The Trainer calls hooks through CallbackList, one method per hook of TrainerCallback: a name
+    # that is no hook raises at once (a dispatcher that accepts any name would silently call nothing).
+    from medkit_exp.training.callbacks import CallbackList
+
+    recorder = Recorder()
+    callbacks = CallbackList([recorder])
+    with pytest.raises(AttributeError, match="on_epoch_ends"):
+        callbacks.on_epoch_ends(metrics={}, epoch=1, epoch_duration=0.0)
+    assert recorder.events == []
+    hooks = {name for name in vars(TrainerCallback) if name.startswith("on_")}
+    assert {name for name in vars(CallbackList) if name.startswith("on_")} == hooks
+    callbacks.on_epoch_end(metrics={}, epoch=1, epoch_duration=0.0)
+    assert recorder.events == ["epoch_end:1"]
+
+
 def test_a_failing_on_exception_never_hides_the_error_that_stopped_training(tmp_path, caplog):
     class Broken(TrainerCallback):
         def on_exception(self, exception):
