@@ -1,4 +1,5 @@
-"""README.md's commands and code blocks, as tests read them: each test runs README's own text.
+"""The commands and code blocks of README.md and of the pages of docs/, as tests read them:
+each test runs the documentation's own text.
 
 A shell line keeps the folder of a ``cd`` and the variables of an ``export`` written before
 it in its block; ``\\``-continued lines are joined and ``  # comments`` cut.
@@ -11,11 +12,22 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-README_PATH = Path(__file__).resolve().parents[1] / "README.md"
+REPO = next(folder for folder in Path(__file__).resolve().parents if (folder / "pyproject.toml").is_file())
+README_PATH = REPO / "README.md"
 
 
 def readme() -> str:
     return README_PATH.read_text(encoding="utf-8")
+
+
+def doc_paths() -> list[Path]:
+    """README.md, then every page of docs/."""
+    return [README_PATH, *sorted((REPO / "docs").glob("*.md"))]
+
+
+def documentation() -> list[str]:
+    """The text of README.md and of each docs page, in `doc_paths` order."""
+    return [path.read_text(encoding="utf-8") for path in doc_paths()]
 
 
 @dataclass(frozen=True)
@@ -32,9 +44,11 @@ class ShellLine:
 
 
 def shell_lines() -> list[ShellLine]:
-    """Every command of README's ``bash`` blocks (``cd`` and ``export`` lines are not commands)."""
+    """Every command of the ``bash`` blocks of README and docs (``cd`` and ``export`` lines are not
+    commands)."""
     lines = []
-    for block in re.findall(r"```bash\n(.*?)```", readme(), flags=re.S):
+    blocks = [block for text in documentation() for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]
+    for block in blocks:
         cwd, env = None, {}
         for line in block.replace("\\\n", " ").splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip() if not line.lstrip().startswith("#") else ""
@@ -53,14 +67,17 @@ def shell_lines() -> list[ShellLine]:
 
 
 def inline_commands(prefix: str) -> list[str]:
-    """Commands quoted in README's prose (`` `python -m medkit_exp --help` ``) that start with ``prefix``."""
-    return sorted({c for c in re.findall(r"(?<!`)`([^`\n]+)`(?!`)", readme()) if c.startswith(prefix)})
+    """Commands quoted in the prose of README and docs (`` `python -m medkit_exp --help` ``) that
+    start with ``prefix``."""
+    return sorted({c for text in documentation() for c in re.findall(r"(?<!`)`([^`\n]+)`(?!`)", text)
+                   if c.startswith(prefix)})
 
 
 def command(prefix: str) -> ShellLine:
-    """The one README shell line starting with ``prefix``."""
+    """The one shell line of README and docs starting with ``prefix``."""
     found = [line for line in shell_lines() if line.text.startswith(prefix)]
-    assert len(found) == 1, f"README has {len(found)} commands starting with {prefix!r}: {[f.text for f in found]}"
+    assert len(found) == 1, f"README and docs have {len(found)} commands starting with {prefix!r}: " \
+                            f"{[f.text for f in found]}"
     return found[0]
 
 
@@ -77,12 +94,12 @@ def in_this_environment(args: list[str]) -> list[str]:
 
 
 def python_blocks() -> list[str]:
-    """The code of every ``python`` block of README."""
-    return re.findall(r"```python\n(.*?)```", readme(), flags=re.S)
+    """The code of every ``python`` block of README and docs."""
+    return [block for text in documentation() for block in re.findall(r"```python\n(.*?)```", text, flags=re.S)]
 
 
 def python_block(containing: str) -> str:
-    """The one ``python`` block of README that contains ``containing``."""
+    """The one ``python`` block of README and docs that contains ``containing``."""
     found = [block for block in python_blocks() if containing in block]
-    assert len(found) == 1, f"README has {len(found)} python blocks containing {containing!r}"
+    assert len(found) == 1, f"README and docs have {len(found)} python blocks containing {containing!r}"
     return found[0]
