@@ -17,7 +17,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO_ROOT, SHARED_DATA
 from test_cli import cli_env
 
@@ -95,7 +94,8 @@ def test_ncbi_vs_hf_trainer_prints_the_f1_difference(run_bench, tiny_bert_dir):
         (line,) = [line for line in lines if line.startswith(f"mean test F1 {side}: ")]
         (means[side],) = figures(line, rf"mean test F1 {side}: ([01]\.\d{{4}})")
     if not sides:
-        (difference,) = figures(last_line(result), r"test F1 difference \(ours - transformers Trainer\): ([+-]\d\.\d{4})")
+        (difference,) = figures(last_line(result),
+                                r"test F1 difference \(ours - transformers Trainer\): ([+-]\d\.\d{4})")
         assert difference == pytest.approx(means["ours"] - means["hf"], abs=1.5e-4)  # of the printed, rounded means
 
 
@@ -201,7 +201,8 @@ def test_ncbi_precision_quality_prints_the_bf16_difference(run_bench, tiny_bert_
     result = run_bench("ncbi_precision_quality.py", "--seeds", "0", "--jobs", "1", "--fork", "--",
                        f"component.model={tiny_bert_dir}", "data.max_docs=3", "trainer.epochs=1")
     lines = result.stdout.strip().splitlines()
-    (difference,) = figures(last_line(result), r"mean test F1 difference bf16 - fp32: ([+-]\d\.\d{4}) \(goal within 0\.005\)")
+    (difference,) = figures(last_line(result),
+                            r"mean test F1 difference bf16 - fp32: ([+-]\d\.\d{4}) \(goal within 0\.005\)")
     means = {}
     for precision in ("fp32", "bf16"):
         (line,) = [line for line in lines if line.startswith(f"mean test F1 {precision}: ")]
@@ -221,7 +222,8 @@ def test_bf16_memory_probe_prints_each_variants_epoch_and_peak(run_bench, tiny_b
     assert last_line(result).startswith("bf16 ")
     for variant in ("fp32", "bf16"):
         (line,) = [line for line in lines if line.startswith(f"{variant} ")]
-        seconds, peak, sentences = figures(line, rf"{variant} +epoch +(\d+\.\d) s  peak RSS +(\d+) MB  \((\d+) sentences\)")
+        seconds, peak, sentences = figures(
+            line, rf"{variant} +epoch +(\d+\.\d) s  peak RSS +(\d+) MB  \((\d+) sentences\)")
         assert seconds >= 0 and peak > 0 and sentences > 0
 
 
@@ -327,8 +329,8 @@ def test_scaling_profiles_the_phases_it_is_asked_to(capsys):
     scaling.print_profile(clock, top=5)
     printed = capsys.readouterr().out
     assert "profile of test report" in printed and "profile of read" not in printed
-    assert re.search(r"\d+\.\d\d s own +\d+\.\d\d s with callees +[\d,]+ calls  tests/test_bench_smoke\.py:\d+\(<genexpr>\)",
-                     printed), printed
+    assert re.search(r"\d+\.\d\d s own +\d+\.\d\d s with callees +[\d,]+ calls  "
+                     r"tests/test_bench_smoke\.py:\d+\(<genexpr>\)", printed), printed
 
 
 def test_single_document_prints_the_scoring_to_epoch_ratio(run_bench, tiny_bert_dir):

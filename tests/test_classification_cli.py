@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from test_cli import client_for, run_cli
 
 
@@ -58,7 +57,8 @@ def test_segment_classification_run_logs_test_scores_and_baseline(workdir, tiny_
     classifier = HFSegmentClassifier(best)
     assert classifier.labels == ["problem", "test", "treatment"] and classifier.context.context == "window"
     predicted = [p.label for p in classifier.predict(test_items)]
-    assert metrics["test_accuracy"] == pytest.approx(sum(p == g for p, g in zip(predicted, gold)) / len(gold))
+    right = sum(p == g for p, g in zip(predicted, gold, strict=True))
+    assert metrics["test_accuracy"] == pytest.approx(right / len(gold))
     assert set(predicted) != {majority}, "the model predicts like the baseline: the two would not be told apart"
     assert metrics["test_f1"] == metrics["test_macro_f1"]
     assert metrics["test_items"] == len(gold)

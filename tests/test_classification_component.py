@@ -18,7 +18,7 @@ from medkit_exp.text.classification import (
     marked_text,
 )
 from medkit_exp.text.classification.settings import SETTINGS_FILE
-from medkit_exp.training import Trainer, TrainerConfig, TrainableComponent
+from medkit_exp.training import TrainableComponent, Trainer, TrainerConfig
 
 TEXT = (
     "Germline mutations were studied in 40 families. Patients with breast cancer were screened "
@@ -26,7 +26,8 @@ TEXT = (
     "was found in two sisters."
 )
 MENTIONS = [
-    ("breast cancer", "SpecificDisease"), ("ovarian cancer", "Modifier"), ("deficiency of the C7 component", "SpecificDisease"),
+    ("breast cancer", "SpecificDisease"), ("ovarian cancer", "Modifier"),
+    ("deficiency of the C7 component", "SpecificDisease"),
 ]
 
 
@@ -163,7 +164,7 @@ def test_save_and_load_round_trip(tiny_bert_dir, tmp_path):
     other = trainable(tiny_bert_dir, context="window", context_chars=50, max_length=64)
     optimizer = other.create_optimizer(1e-3)
     other.load(tmp_path / "model")
-    for a, b in zip(component.model.state_dict().values(), other.model.state_dict().values()):
+    for a, b in zip(component.model.state_dict().values(), other.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert {id(p) for g in optimizer.param_groups for p in g["params"]} == {id(p) for p in other.model.parameters()}
 
@@ -185,8 +186,8 @@ def test_training_fits_a_few_items_and_the_reloaded_classifier_agrees(tiny_bert_
     component = trainable(tiny_bert_dir, labels=["A", "B"])
     config = TrainerConfig(output_dir=str(tmp_path / "out"), lr=5e-3, epochs=12, batch_size=3, eval_batch_size=8,
                            checkpoint_metric="accuracy", checkpoint_mode="max", checkpoint_period=0, device="cpu")
-    trainer = Trainer(component, config, items, items, metrics_computer=ClassificationMetricsComputer(component.id_to_label),
-                      callbacks=[])
+    trainer = Trainer(component, config, items, items,
+                      metrics_computer=ClassificationMetricsComputer(component.id_to_label), callbacks=[])
     history = trainer.train()
     assert history[-1]["eval"]["accuracy"] == 1.0 and history[-1]["eval"]["f1"] == 1.0
 
@@ -204,7 +205,7 @@ def test_training_fits_a_few_items_and_the_reloaded_classifier_agrees(tiny_bert_
     segments = classifier.run([(doc, doc.anns.entities[0]) for doc in fresh])
     attrs = [segment.get_attrs("type") for segment in segments]
     assert [a[0].value for a in attrs] == ["A", "B", "A", "B", "A", "B"]
-    assert all(a[0].metadata["score"] == pytest.approx(p.score) for a, p in zip(attrs, predictions))
+    assert all(a[0].metadata["score"] == pytest.approx(p.score) for a, p in zip(attrs, predictions, strict=True))
     classifier.annotate(fresh, replace=True)
     assert all(len(doc.anns.entities[0].get_attrs("type")) == 1 for doc in fresh)
 

@@ -6,7 +6,6 @@ import subprocess
 
 import pytest
 import torch
-
 from readme_blocks import command, in_this_environment
 from test_cli import cli_env, client_for, quick_args, run_cli
 
@@ -14,9 +13,8 @@ from test_cli import cli_env, client_for, quick_args, run_cli
 @pytest.fixture(scope="module")
 def tiny_bert_without_dropout(tmp_path_factory):
     """Dropout draws differ between 1 and 2 processes; without it the updates must agree."""
-    from transformers import AutoConfig, BertForTokenClassification
-
     from conftest import build_tiny_bert
+    from transformers import AutoConfig, BertForTokenClassification
 
     folder = build_tiny_bert(tmp_path_factory.mktemp("tiny-bert-nodrop"))
     config = AutoConfig.from_pretrained(folder)

@@ -11,10 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from forked_cli import run_python
-
 from conftest import REPO_ROOT
+from forked_cli import run_python
 
 EXAMPLES = REPO_ROOT / "examples"
 if str(EXAMPLES) not in sys.path:
@@ -167,7 +165,8 @@ def test_own_component_trains_data_parallel_under_torchrun(workdir):
     env.pop("MLFLOW_TRACKING_URI", None)
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "medkit_exp",
                           *USER_ARGS, "trainer.epochs=2", "trainer.lr=0.01", "trainer.batch_size=16",
-                          "trainer.precision=fp32", "hydra.run.dir=ddp"], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+                          "trainer.precision=fp32", "hydra.run.dir=ddp"],
+                         cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert ddp.returncode == 0, ddp.stderr[-4000:]
     single = run_user_cli(["trainer.epochs=2", "trainer.lr=0.01", "trainer.batch_size=32", "hydra.run.dir=single",
                            "tracking=none", "trainer.precision=fp32"], workdir)  # the same weights to 1e-5: fp32

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from medkit_exp.core.document import Attribute, Entity, Span, TextDocument
-from medkit_exp.io import CorpusError, NORMALIZATION, load_brat, load_brat_splits, read_brat, read_brat_splits, write_brat
+from medkit_exp.io import (
+    NORMALIZATION,
+    CorpusError,
+    load_brat,
+    load_brat_splits,
+    read_brat,
+    read_brat_splits,
+    write_brat,
+)
 
 TEXT = "Breast cancer and ovarian cancer run in families."
 
@@ -108,7 +116,8 @@ def test_offsets_out_of_range(tmp_path):
 
 def test_text_mismatch(tmp_path):
     message = brat_error(tmp_path, ann("T1\tDisease 0 13\tBreast cancre"))
-    assert message.startswith("train/d1.ann line 1: span 0-13 text 'Breast cancre' does not match the .txt text 'Breast cancer'")
+    assert message.startswith(
+        "train/d1.ann line 1: span 0-13 text 'Breast cancre' does not match the .txt text 'Breast cancer'")
 
 
 def test_unknown_label_is_checked_after_the_label_map(tmp_path):
@@ -118,7 +127,8 @@ def test_unknown_label_is_checked_after_the_label_map(tmp_path):
     assert "label_map" in message
     message = brat_error(tmp_path / "b", lines, labels=["Disease"], label_map={"Gene": "Protein"})
     assert "line 1: label 'SpecificDisease' is not one of" in message
-    message = brat_error(tmp_path / "c", lines, labels=["Disease"], label_map={"SpecificDisease": "Disease", "Gene": "Protein"})
+    message = brat_error(tmp_path / "c", lines, labels=["Disease"],
+                         label_map={"SpecificDisease": "Disease", "Gene": "Protein"})
     assert "line 2: label 'Gene' (mapped to 'Protein')" in message
 
 

@@ -80,7 +80,8 @@ def test_lenient_repairs_are_reported_with_lines(tmp_path):
 
 def test_strict_rejects_malformed_sequences(tmp_path):
     path = _write(tmp_path, "a B-X\nb O\nc I-X\n")
-    with pytest.raises(CorpusError, match=r"data\.conll line 3: I-X follows O \(IOB2\); fix the tags or pass strict=False"):
+    with pytest.raises(CorpusError,
+                       match=r"data\.conll line 3: I-X follows O \(IOB2\); fix the tags or pass strict=False"):
         load_conll(path, strict=True)
     path = _write(tmp_path, "a B-X\nb I-X\nc O\n", "e.conll")
     with pytest.raises(CorpusError, match=r"e\.conll line 3: X entity starting on line 1 is not closed by E-X"):

@@ -82,15 +82,18 @@ def test_minimal_records_and_report(tmp_path):
         ('["a"]', "each line must be a JSON object"),
         ('{"id": "a"}', "'text' is missing"),
         ('{"id": "a", "text": "abc", "entities": [{"spans": [[0, 1]]}]}', "entity 0: 'label' must be"),
-        ('{"id": "a", "text": "abc", "entities": [{"label": "X", "spans": [[0, 9]]}]}', "entity 0: span 0-9 is out of range"),
+        ('{"id": "a", "text": "abc", "entities": [{"label": "X", "spans": [[0, 9]]}]}',
+         "entity 0: span 0-9 is out of range"),
         ('{"id": "a", "text": "abc", "entities": [{"label": "X", "spans": [0, 1]}]}', "must be a [start, end] pair"),
         (
             '{"id": "a", "text": "abc", "entities": [{"label": "X", "spans": [[0, 2]], "text": "bc"}]}',
             "entity 0: span 0-2 text 'bc' does not match the document text 'ab'",
         ),
-        ('{"id": "a", "text": "abc", "entities": [{"label": "Y", "spans": [[0, 2]]}]}', "label 'Y' is not one of ['X']"),
+        ('{"id": "a", "text": "abc", "entities": [{"label": "Y", "spans": [[0, 2]]}]}',
+         "label 'Y' is not one of ['X']"),
         (
-            '{"id": "a", "text": "abc", "entities": [{"label": "X", "spans": [[0, 2]]}, {"label": "X", "spans": [[1, 3]]}]}',
+            '{"id": "a", "text": "abc", "entities": '
+            '[{"label": "X", "spans": [[0, 2]]}, {"label": "X", "spans": [[1, 3]]}]}',
             "overlaps",
         ),
         ('{"id": "first", "text": "abc"}', "document id 'first' is already used on line 1"),
@@ -114,7 +117,8 @@ def test_missing_file_and_overlap_policy(tmp_path):
         load_jsonl(tmp_path / "empty.jsonl")
     path = tmp_path / "o.jsonl"
     path.write_text(
-        '{"id": "a", "text": "abcd", "entities": [{"label": "X", "spans": [[0, 2]]}, {"label": "X", "spans": [[1, 4]]}]}\n',
+        '{"id": "a", "text": "abcd", "entities": '
+        '[{"label": "X", "spans": [[0, 2]]}, {"label": "X", "spans": [[1, 4]]}]}\n',
         encoding="utf-8",
     )
     corpus = load_jsonl(path, overlap_policy="keep_longest")

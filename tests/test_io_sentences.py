@@ -63,7 +63,8 @@ def test_split_keeps_every_entity_and_merges_across_boundaries():
     assert [s.id for s in sents] == ["p1#s0", "p1#s1", "p1#s2", "p1#s3"]
     assert [s.text for s in sents] == ["Fever and cough.", "Started aspirin.", "Type 2\ndiabetes is known.", "End."]
     assert sents[2].metadata == {"split": "dev", "parent_id": "p1", "parent_offset": 34, "sentence_index": 2}
-    assert [[e.text for e in s.anns.entities] for s in sents] == [["Fever", "cough"], ["aspirin"], ["Type 2\ndiabetes"], []]
+    assert [[e.text for e in s.anns.entities] for s in sents] == [
+        ["Fever", "cough"], ["aspirin"], ["Type 2\ndiabetes"], []]
     assert sents[0].anns.entities[0].attrs[0].value is True
     assert sum(len(s.anns.entities) for s in sents) == len(parent.anns.entities)
     # without the entity, the newline splits

@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import REPO_ROOT
 from test_cli import cli_env, client_for, quick_args, run_cli
 
@@ -38,8 +37,9 @@ def test_joblib_runs_four_jobs_at_once_against_a_new_sqlite_store(tmp_path, tiny
     barrier = tmp_path / "barrier"
     args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", *quick_args(tiny_bert_dir),
             "trainer.epochs=2", "data.max_docs=8", "trainer.lr=1e-3,5e-3", "trainer.seed=0,1",
-            "tracking.log_model=false", "hydra.sweep.dir=sweep", "scheduler._target_=barrier.linear_warmup_after_barrier",
-            f"+scheduler.folder={barrier}", "+scheduler.parties=4"]
+            "tracking.log_model=false", "hydra.sweep.dir=sweep",
+            "scheduler._target_=barrier.linear_warmup_after_barrier", f"+scheduler.folder={barrier}",
+            "+scheduler.parties=4"]
     env = {**cli_env(), "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])}
     result = subprocess.run([sys.executable, "-m", "medkit_exp", *args], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=600)
@@ -75,7 +75,8 @@ def test_joblib_runs_four_jobs_at_once_against_a_new_sqlite_store(tmp_path, tiny
 @needs_submitit
 def test_submitit_local_runs_a_job_like_a_cluster_would(workdir, tiny_bert_dir):
     """submitit's local executor pickles the job and runs it in a new process, as on SLURM nodes."""
-    result = run_cli(["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", *quick_args(tiny_bert_dir),
+    result = run_cli(["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                      *quick_args(tiny_bert_dir),
                       "trainer.epochs=1", "data.max_docs=16", "tracking.log_model=false", "trainer.seed=3",
                       "hydra.sweep.dir=sweep"], workdir, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -104,16 +105,17 @@ def test_slurm_presets_compose_without_a_cluster(tmp_path):
         "partition": None, "timeout_min": 240, "gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 32,
         "array_parallelism": 16, "max_num_timeout": 0}
 
-    tuned = launcher_config(["hydra/launcher=slurm_gpu", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=60",
-                             "hydra.launcher.gpus_per_node=2", "+hydra.launcher.additional_parameters.mail-type=END"],
-                            tmp_path)
+    tuned = launcher_config(["hydra/launcher=slurm_gpu", "hydra.launcher.partition=gpu",
+                             "hydra.launcher.timeout_min=60", "hydra.launcher.gpus_per_node=2",
+                             "+hydra.launcher.additional_parameters.mail-type=END"], tmp_path)
     assert (tuned["partition"], tuned["timeout_min"], tuned["gpus_per_node"]) == ("gpu", 60, 2)
     assert tuned["additional_parameters"] == {"mail-type": "END"}
 
 
 @needs_submitit
 def test_a_mistyped_slurm_setting_is_a_one_line_error(tmp_path):
-    result = run_cli(["hydra/launcher=slurm_gpu", "hydra.launcher.partiton=gpu", "--cfg", "hydra"], tmp_path, timeout=60)
+    result = run_cli(["hydra/launcher=slurm_gpu", "hydra.launcher.partiton=gpu", "--cfg", "hydra"], tmp_path,
+                     timeout=60)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Key 'partiton' not in 'SlurmQueueConf'" in lines[0]

@@ -12,13 +12,12 @@ from glob import glob
 
 import pytest
 import torch
-
 from test_ner_component import E2E_SENTENCES as SENTENCES  # a tiny corpus the tiny model learns
 
 LABELS = ["drug", "problem"]
 
 
-def load_docs(TextDocument: type, Entity: type, Span: type) -> list:  # noqa: N803 - the classes, by their names
+def load_docs(TextDocument: type, Entity: type, Span: type) -> list:
     """The sentences as documents of medkit's or medkit_exp's classes, built as the tutorial builds them."""
     docs = []
     for text, mentions in SENTENCES:
@@ -268,9 +267,8 @@ def test_medkit_names_and_scores_match_medkit_libs_own():
 
     # With a HF tokenizer its tokens are tagged: the same entity scores ([CLS]/[SEP], which
     # medkit-lib also tags, change only the accuracy).
-    from transformers import AutoTokenizer
-
     from conftest import MINILM_DIR
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(MINILM_DIR))
 

@@ -14,7 +14,8 @@ from medkit_exp.text.ner.tagging import decode_tags
 
 LABELS = ["drug", "problem"]
 SENTENCE = "Patient sous paracetamol et morphine pour une douleur thoracique intense. Pas de fièvre ce matin. "
-SENTENCE_ENTITIES = [("paracetamol", "drug"), ("morphine", "drug"), ("douleur thoracique", "problem"), ("fièvre", "problem")]
+SENTENCE_ENTITIES = [("paracetamol", "drug"), ("morphine", "drug"), ("douleur thoracique", "problem"),
+                     ("fièvre", "problem")]
 
 
 def make_doc(text: str, mentions: list[tuple[str, str]], doc_id: str = "doc") -> TextDocument:
@@ -42,7 +43,7 @@ def decoded_windows(component: HFEntityMatcherTrainable, doc: TextDocument, exam
     units = {u.first_token: u for u in tokens.units(component.tag_subtokens)}
     prefix = len(codec.special.prefix)
     result = []
-    for (start, _), example in zip(windows, examples):
+    for (start, _), example in zip(windows, examples, strict=True):
         labelled = [(i - prefix + start, tag) for i, tag in enumerate(example["labels"]) if tag != -100]
         tags = [component.id_to_label[tag] for _, tag in labelled]
         spans = set()
@@ -69,7 +70,7 @@ def test_preprocess_aligns_entities(tiny_bert_dir, scheme, tag_subtokens):
     assert example["length"] == len(example["input_ids"]) == len(example["labels"]) == len(example["attention_mask"])
     assert example["labels"][0] == -100 and example["labels"][-1] == -100  # [CLS], [SEP]
     tokens = component.tokenizer.convert_ids_to_tokens(example["input_ids"])
-    subtoken_labels = [label for token, label in zip(tokens, example["labels"]) if token.startswith("##")]
+    subtoken_labels = [label for token, label in zip(tokens, example["labels"], strict=True) if token.startswith("##")]
     if tag_subtokens:
         assert all(label != -100 for label in subtoken_labels)
     else:
@@ -319,7 +320,7 @@ def test_train_save_reload_and_find_the_gold_entities(tiny_bert_dir, tmp_path):
     component.save(tmp_path / "model")
     matcher = HFEntityMatcher(model=tmp_path / "model")
     predicted = matcher.predict(docs)
-    for doc, entities in zip(docs, predicted):
+    for doc, entities in zip(docs, predicted, strict=True):
         assert {(e.spans[0].start, e.spans[0].end, e.label, e.text) for e in entities} == {
             (e.spans[0].start, e.spans[0].end, e.label, e.text) for e in doc.anns.entities
         }

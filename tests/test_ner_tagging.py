@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
 
 from medkit_exp.core.document import Entity, Span
 from medkit_exp.text.ner.tagging import (
+    UnitLocator,
     build_tag_set,
     decode_tags,
     encode_tags,
     entity_extent,
     infer_scheme,
-    UnitLocator,
     resolve_overlaps,
 )
 from medkit_exp.text.ner.windows import (
@@ -159,7 +160,7 @@ def test_windows_cover_everything_with_the_overlap(seed):
     starts = _words(n, seed)
     windows = plan_windows(starts, capacity, stride)
     assert windows[0][0] == 0 and windows[-1][1] == n
-    for (s1, e1), (s2, e2) in zip(windows, windows[1:]):
+    for (s1, e1), (s2, _) in itertools.pairwise(windows):
         assert 0 < e1 - s1 <= capacity and s1 < s2
         assert e1 - s2 >= stride  # overlap of at least `stride` tokens, no gap
     # every token range of at most `stride` tokens is whole in some window

@@ -26,7 +26,7 @@ def is_valid(tags: list[str], scheme: str) -> bool:
     allowed, first, last = transition_mask(build_tag_set(["C", "D"], scheme), scheme)
     index = {t: i for i, t in enumerate(build_tag_set(["C", "D"], scheme))}
     ids = [index[t] for t in tags]
-    return first[ids[0]] and last[ids[-1]] and all(allowed[a, b] for a, b in zip(ids, ids[1:]))
+    return first[ids[0]] and last[ids[-1]] and all(allowed[a, b] for a, b in itertools.pairwise(ids))
 
 
 def test_a_weak_begin_before_a_confident_inside_becomes_an_entity_start():

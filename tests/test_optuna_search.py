@@ -16,7 +16,6 @@ import subprocess
 import sys
 
 import pytest
-
 from test_cli import cli_env, client_for, run_cli
 
 LEARNS, STILL, BLOWS_UP = 5e-3, 1e-12, 1e30
@@ -45,19 +44,22 @@ def test_search_space_reads_hydra_sweep_syntax():
 
     space = SearchSpace.parse(
         {"trainer.lr": "tag(log, interval(1e-5, 3e-4))", "trainer.batch_size": "choice(8, 16)",
-         "trainer.epochs": "range(2, 5)", "+component.layers": "tag(int, interval(1, 3))", "trainer.seed": "choice(0, 1)"},
+         "trainer.epochs": "range(2, 5)", "+component.layers": "tag(int, interval(1, 3))",
+         "trainer.seed": "choice(0, 1)"},
         ["trainer.seed=3", "component.tagging_scheme=iob2,bilou", "data.max_docs=10"])
     by_name = {p.name: p for p in space.parameters}
     assert set(by_name) == {"trainer.lr", "trainer.batch_size", "trainer.epochs", "component.layers",
                             "component.tagging_scheme"}  # the command line fixed the seed
     assert (by_name["trainer.lr"].kind, by_name["trainer.lr"].log, by_name["trainer.lr"].high) == ("float", True, 3e-4)
-    assert (by_name["trainer.epochs"].kind, by_name["trainer.epochs"].low, by_name["trainer.epochs"].high) == ("int", 2, 4)
+    epochs = by_name["trainer.epochs"]
+    assert (epochs.kind, epochs.low, epochs.high) == ("int", 2, 4)
     assert by_name["component.layers"].kind == "int" and by_name["component.layers"].key == "+component.layers"
     assert by_name["component.tagging_scheme"].choices == ("iob2", "bilou")
     assert space.fixed == ("trainer.seed=3", "data.max_docs=10")
     assert space.digest("maximize") == SearchSpace.parse(
-        {"trainer.seed": "choice(0, 1)", "+component.layers": "tag(int, interval(1, 3))", "trainer.epochs": "range(2, 5)",
-         "trainer.batch_size": "choice(8, 16)", "trainer.lr": "tag(log, interval(1e-5, 3e-4))"},
+        {"trainer.seed": "choice(0, 1)", "+component.layers": "tag(int, interval(1, 3))",
+         "trainer.epochs": "range(2, 5)", "trainer.batch_size": "choice(8, 16)",
+         "trainer.lr": "tag(log, interval(1e-5, 3e-4))"},
         ["data.max_docs=10", "component.tagging_scheme=iob2,bilou", "trainer.seed=3"]).digest("maximize")
     assert space.digest("maximize") != space.digest("minimize")
 
@@ -95,8 +97,8 @@ def test_search_space_errors_name_the_key_and_the_fix(params, message):
 def test_a_search_prunes_the_trial_that_does_not_learn_and_survives_one_that_fails(workdir, tiny_bert_dir):
     from optuna.trial import TrialState
 
-    result = run_cli(search_args(tiny_bert_dir, "hydra.sweeper.n_trials=5", f"trainer.lr=choice({LEARNS},{STILL},{BLOWS_UP})"),
-                     workdir, timeout=600)
+    result = run_cli(search_args(tiny_bert_dir, "hydra.sweeper.n_trials=5",
+                                 f"trainer.lr=choice({LEARNS},{STILL},{BLOWS_UP})"), workdir, timeout=600)
     assert result.returncode == 1, result.stderr[-3000:]
     trials = load_study(workdir).trials
     lrs = [t.params["trainer.lr"] for t in trials]
@@ -133,13 +135,16 @@ def test_a_search_prunes_the_trial_that_does_not_learn_and_survives_one_that_fai
     metrics, tags = parent.data.metrics, parent.data.tags
     counts = {s: sum(t.state == getattr(TrialState, s.upper()) for t in trials) for s in ("complete", "pruned", "fail")}
     assert {s: metrics[f"search_trials_{s}"] for s in counts} == counts
-    assert metrics["search_epochs_run"] == sum(t.user_attrs["epochs_run"] for t in trials) < metrics["search_epochs_full"] == 10
+    assert (metrics["search_epochs_run"] == sum(t.user_attrs["epochs_run"] for t in trials)
+            < metrics["search_epochs_full"] == 10)
     best = min((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
     best_run = children[best.user_attrs["mlflow_run_id"]]
     assert tags["search.best_trial"] == str(best.number) and tags["search.best_run_id"] == best_run.info.run_id
-    assert metrics["search_best_eval_loss"] == pytest.approx(best_run.data.metrics["best_eval_loss"]) == pytest.approx(best.value)
+    assert (metrics["search_best_eval_loss"] == pytest.approx(best_run.data.metrics["best_eval_loss"])
+            == pytest.approx(best.value))
     assert json.loads(tags["search.best_params"]) == {"trainer.lr": LEARNS}
-    assert f"trials       : {counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed" in result.stdout
+    assert (f"trials       : {counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed"
+            in result.stdout)
     assert f"best         : trial {best.number} eval_loss={best.value:.4f} trainer.lr={LEARNS}" in result.stdout
 
 
@@ -195,7 +200,8 @@ def test_a_bad_pruner_or_a_study_made_by_another_search_is_refused_in_one_line(w
                                  f"hydra.sweeper.storage=sqlite:///{workdir / 'taken.db'}"), workdir, timeout=120)
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("medkit_exp: error: Optuna study mine in sqlite:///") and "was made by another search" in line
+    assert line.startswith("medkit_exp: error: Optuna study mine in sqlite:///")
+    assert "was made by another search" in line
     # Refused before any trial ran: no empty FAILED parent run is left in MLflow.
     client = client_for(workdir)
     experiment = client.get_experiment_by_name("search")

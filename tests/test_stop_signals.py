@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from stop_at import StopAtServer
 from test_cli import cli_env, client_for, quick_args
 
@@ -104,7 +103,7 @@ def test_a_signal_in_each_phase_ends_the_run_killed_with_its_phase(runs, workdir
     if phase == "model logging":
         assert "plots" in {a.path for a in client.list_artifacts(run.info.run_id)}
     kept = sorted(p.name for p in folder.glob("checkpoint_*"))
-    assert len(kept) == len(checkpoints) and all(k.startswith(c) for k, c in zip(kept, checkpoints)), kept
+    assert len(kept) == len(checkpoints) and all(k.startswith(c) for k, c in zip(kept, checkpoints, strict=True)), kept
     assert json.loads((folder / "checkpoints.json").read_text())["last"] == kept[-1]
     assert not (folder / "mlflow_unsent.json").exists()  # everything reached the store
 
@@ -203,17 +202,16 @@ def test_a_signal_while_the_run_is_started_or_ended_waits_until_that_is_done():
     done = []
     with RunPhases() as phases:
         phases.enter(ENDING)
-        with pytest.raises(SystemExit) as stopped:
-            with phases.deferred():
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(0)  # the handler runs here, and lets the block go on
-                done.append("run ended")
+        with pytest.raises(SystemExit) as stopped, phases.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0)  # the handler runs here, and lets the block go on
+            done.append("run ended")
     assert done == ["run ended"] and stopped.value.code == 143
     assert (phases.signal, phases.stopped_in) == (signal.SIGTERM, ENDING)
 
 
 def test_a_component_announces_its_phase_only_inside_a_run():
-    from medkit_exp.training.phases import ERROR_REPORT, RunPhases, TEST_PREDICTION, phase
+    from medkit_exp.training.phases import ERROR_REPORT, TEST_PREDICTION, RunPhases, phase
 
     with phase(ERROR_REPORT):  # outside a run: nothing happens
         pass

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT
 from test_cli import cli_env, client_for, quick_args, run_cli
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import REPO_ROOT
 from servers import free_port, serving
 from test_cli import cli_env, quick_args

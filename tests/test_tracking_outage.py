@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT
 from readme_blocks import command, in_this_environment
 from servers import RestartableServer, free_port
@@ -46,10 +45,11 @@ def start_paused_run(workdir: Path, tiny_bert_dir: Path, url: str, pauses: str,
                      env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
     signals = workdir / "signals"
     signals.mkdir()
-    args = [*quick_args(tiny_bert_dir), f"trainer.epochs={EPOCHS}", "data.max_docs=24", "hydra.run.dir=out", "trainer.log_every_n_steps=1",
-            f"tracking.uri={url}", "tracking.experiment=outage"]
+    args = [*quick_args(tiny_bert_dir), f"trainer.epochs={EPOCHS}", "data.max_docs=24", "hydra.run.dir=out",
+            "trainer.log_every_n_steps=1", f"tracking.uri={url}", "tracking.experiment=outage"]
     process = subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "pause_at.py"), str(signals), pauses, *args],
-                               cwd=workdir, env={**cli_env(), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=workdir, env={**cli_env(), **(env or {})}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     return process, signals
 
 
@@ -120,7 +120,8 @@ def test_a_server_that_never_comes_back_leaves_a_command_that_sends_everything(s
     assert process.returncode == 0, err[-3000:]  # the training itself succeeded
     line = next(line for line in out.splitlines() if line.startswith("NOT SENT"))
     send = re.search(r"send them with: (python -m medkit_exp\.send_unsent \S+)$", line).group(1)
-    assert (workdir / "out" / "checkpoints" / "mlflow_unsent.json").is_file() and (workdir / "out" / "checkpoints" / "history.json").is_file()
+    assert (workdir / "out" / "checkpoints" / "mlflow_unsent.json").is_file()
+    assert (workdir / "out" / "checkpoints" / "history.json").is_file()
     best = re.search(r"checkpoint\s+: (\S+)", out).group(1)
     assert Path(best).is_dir()
 
@@ -139,8 +140,8 @@ def test_a_server_that_never_comes_back_leaves_a_command_that_sends_everything(s
     assert_complete(client, run_id, str(workdir / "dl"))
     assert "model.safetensors" in {Path(a.path).name for a in client.list_artifacts(run_id, "best_checkpoint")}
 
-    again = subprocess.run([*send.split()[:-1], str(workdir / "out" / "checkpoints" / "mlflow_unsent.json.sent")], cwd=workdir,
-                           env=cli_env(), capture_output=True, text=True, timeout=300)
+    again = subprocess.run([*send.split()[:-1], str(workdir / "out" / "checkpoints" / "mlflow_unsent.json.sent")],
+                           cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "sent 0 metric point(s)" in again.stdout  # nothing twice
     assert_complete(client, run_id, str(workdir / "dl2"))
 
@@ -151,11 +152,12 @@ def test_a_run_killed_during_an_outage_sends_what_it_kept_when_resumed(mlflow_ro
     there; another run started in the same folder sets a foreign spool aside instead of
     overwriting it."""
     from mlflow import MlflowClient
-
-    from medkit_exp.tracking.run import TrackedRun
     from test_tracking_callback import entry
 
-    settings = dict(experiment="tests", tracking_root=mlflow_root, spool_dir=tmp_path / "ckpt", flush_timeout_s=5)
+    from medkit_exp.tracking.run import TrackedRun
+
+    settings = {"experiment": "tests", "tracking_root": mlflow_root, "spool_dir": tmp_path / "ckpt",
+                "flush_timeout_s": 5}
     first = TrackedRun(**settings)
     first.start()
     first.log_epoch(entry(1, 1.0, 0.5), epoch=1)

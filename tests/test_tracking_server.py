@@ -6,7 +6,6 @@ import re
 import shutil
 
 import pytest
-
 from readme_blocks import command, in_this_environment
 from servers import free_port, serving
 from test_cli import cli_env, quick_args, run_cli

@@ -115,7 +115,7 @@ def test_processes_creating_the_same_store_at_once_all_succeed(tmp_path):
     ]
     # communicate(), not wait(): a child whose log fills its pipe would otherwise block until the timeout.
     outputs = [p.communicate(timeout=300) for p in procs]
-    results = [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
+    results = [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
     for code, _, err in results:
         assert code == 0, err[-2000:]
     assert len({out.strip() for _, out, _ in results}) == 1

@@ -10,8 +10,8 @@ import signal
 
 import pytest
 import torch
-
 from dummy_component import AccuracyMetrics, DummyClassifier, make_data
+
 from medkit_exp.training import (
     BatchData,
     NonFiniteLossError,
@@ -29,7 +29,8 @@ EVAL = make_data(32, seed=2)
 
 
 def config(tmp_path, **overrides) -> TrainerConfig:
-    values = dict(output_dir=str(tmp_path / "out"), lr=0.05, epochs=3, batch_size=8, eval_batch_size=16, seed=0)
+    values = {"output_dir": str(tmp_path / "out"), "lr": 0.05, "epochs": 3, "batch_size": 8, "eval_batch_size": 16,
+              "seed": 0}
     values.update(overrides)
     return TrainerConfig(**values)
 
@@ -75,7 +76,8 @@ def test_batch_data_columns_rows_and_device():
 
 def test_history_has_one_entry_per_epoch_with_train_and_eval_metrics(tmp_path):
     component = DummyClassifier()
-    history = Trainer(component, config(tmp_path), TRAIN, EVAL, metrics_computer=AccuracyMetrics(), callbacks=[]).train()
+    history = Trainer(component, config(tmp_path), TRAIN, EVAL, metrics_computer=AccuracyMetrics(),
+                      callbacks=[]).train()
     assert [h["epoch"] for h in history] == [1, 2, 3]
     for entry in history:
         assert set(entry["train"]) == {"loss"}
@@ -89,7 +91,8 @@ def test_history_has_one_entry_per_epoch_with_train_and_eval_metrics(tmp_path):
 
 def test_every_item_is_preprocessed_once(tmp_path):
     component = DummyClassifier()
-    Trainer(component, config(tmp_path, epochs=3), TRAIN, EVAL, callbacks=[], metrics_computer=AccuracyMetrics()).train()
+    Trainer(component, config(tmp_path, epochs=3), TRAIN, EVAL, callbacks=[],
+            metrics_computer=AccuracyMetrics()).train()
     assert component.preprocess_calls == len(TRAIN) + len(EVAL)
 
 
@@ -99,7 +102,7 @@ def test_train_metrics_when_asked(tmp_path):
     def accuracy(component, data):
         with torch.no_grad():
             logits = component.model(torch.tensor([features for features, _ in data]))
-        return sum(int(p) == label for p, (_, label) in zip(logits.argmax(-1), data)) / len(data)
+        return sum(int(p) == label for p, (_, label) in zip(logits.argmax(-1), data, strict=True)) / len(data)
 
     untrained = DummyClassifier(dropout=0.0, optimizer="sgd")
     expected_train, expected_eval = accuracy(untrained, TRAIN), accuracy(untrained, EVAL)
@@ -186,7 +189,7 @@ def test_plateau_reads_the_tracked_metric(tmp_path):
     accuracies = [entry["eval"]["accuracy"] for entry in history]
     assert lrs == pytest.approx(replay_plateau(accuracies, 0.05, "max", 0.5))
     # Kept after an improvement, halved after an epoch that did not raise the accuracy: both happen.
-    steps = list(zip(accuracies, accuracies[1:], lrs, lrs[1:]))
+    steps = list(zip(accuracies, accuracies[1:], lrs, lrs[1:], strict=False))  # consecutive pairs: one fewer
     assert any(acc > before and lr == lr_before for before, acc, lr_before, lr in steps)
     assert any(acc <= before and lr == pytest.approx(lr_before / 2) for before, acc, lr_before, lr in steps)
     # Read from the eval loss (the default metric) the same scheduler gives another sequence.
@@ -254,7 +257,7 @@ def _comparable(history):
 
 
 def test_resume_gives_the_same_weights_and_history_as_an_uninterrupted_run(tmp_path):
-    settings = dict(epochs=4, lr_scheduler_interval="step")
+    settings = {"epochs": 4, "lr_scheduler_interval": "step"}
     full = DummyClassifier(dropout=0.3)
     full_history = Trainer(full, config(tmp_path / "full", **settings), TRAIN, EVAL,
                            metrics_computer=AccuracyMetrics(), callbacks=[],
@@ -354,7 +357,7 @@ class SendSignal(TrainerCallback):
 
 
 def test_ctrl_c_finishes_the_step_checkpoints_mid_epoch_and_resumes_exactly(tmp_path):
-    settings = dict(epochs=3, grad_accum_steps=2, batch_size=4)
+    settings = {"epochs": 3, "grad_accum_steps": 2, "batch_size": 4}
     full = DummyClassifier(dropout=0.3)
     full_history = Trainer(full, config(tmp_path / "full", **settings), TRAIN, EVAL,
                            metrics_computer=AccuracyMetrics(), callbacks=[],

@@ -82,5 +82,6 @@ def test_resuming_with_other_training_tokens_is_refused_in_one_line(tiny_bert_di
     Trainer(HFEntityMatcher.make_trainable(tiny_bert_dir, labels=labels), config, docs[:4], callbacks=[]).train()
     config.epochs, config.resume_from = 2, "last"
     trainer = Trainer(HFEntityMatcher.make_trainable(tiny_bert_dir, labels=labels), config, docs[:12], callbacks=[])
-    with pytest.raises(CheckpointError, match=r"parameter 0 of shape \(\d+, \d+\), the model.s is \(\d+, \d+\); resume with the training data"):
+    with pytest.raises(CheckpointError, match=r"parameter 0 of shape \(\d+, \d+\), the model.s is \(\d+, \d+\); "
+                                              r"resume with the training data"):
         trainer.train()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-
 from conftest import REPO_ROOT
 
 spec = importlib.util.spec_from_file_location("ui_screenshots", REPO_ROOT / "scripts" / "ui_screenshots.py")

@@ -16,7 +16,7 @@ class RegressionMetrics:
         return {"pred": model_output["prediction"].tolist(), "gold": input_batch["y"].tolist()}
 
     def compute(self, all_data: dict[str, list[float]]) -> dict[str, float]:
-        errors = [p - g for p, g in zip(all_data["pred"], all_data["gold"])]
+        errors = [p - g for p, g in zip(all_data["pred"], all_data["gold"], strict=True)]
         scores = {"mae": sum(abs(e) for e in errors) / len(errors),
                   "rmse": math.sqrt(sum(e * e for e in errors) / len(errors))}
         return {k: round(v, self.digits) for k, v in scores.items()} if self.digits else scores

@@ -13,9 +13,9 @@ counted in the `LoadReport`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from medkit_exp.core.document import Attribute, Entity, Span, TextDocument, covered_text
 from medkit_exp.io.base import (
@@ -163,7 +163,7 @@ def parse_ann(
     entities = [
         Entity(label=r.label, spans=r.spans, text=r.text, metadata={"brat_id": r.brat_id}) for r in raw_ents
     ]
-    line_of = {id(e): r.line for e, r in zip(entities, raw_ents)}
+    line_of = {id(e): r.line for e, r in zip(entities, raw_ents, strict=True)}
     try:
         kept, dropped = resolve_overlaps(entities, overlap_policy)
     except OverlapError as exc:
@@ -399,7 +399,7 @@ def write_brat(docs: Iterable[TextDocument], folder: str | Path, encoding: str =
         seen.add(doc.id)
     ann_texts = [format_ann(doc) for doc in docs]
     folder.mkdir(parents=True, exist_ok=True)
-    for doc, ann_text in zip(docs, ann_texts):
+    for doc, ann_text in zip(docs, ann_texts, strict=True):
         atomic_write_text(folder / f"{doc.id}.txt", doc.text, encoding)
         atomic_write_text(folder / f"{doc.id}.ann", ann_text, encoding)
     return folder

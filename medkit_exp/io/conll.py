@@ -13,9 +13,9 @@ are repaired by default, each repair counted and reported with its file and line
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from medkit_exp.core.document import Entity, Span, TextDocument
 from medkit_exp.io.base import (
@@ -136,6 +136,9 @@ def _decode_tags(sentence: list[_Token], scheme: str, on_problem) -> list[tuple[
 
     for i, tok in enumerate(sentence):
         prefix, label = tok.prefix, tok.label
+        if label is None:  # an O tag: it ends the open chunk
+            close(i, tok)
+            continue
         if prefix in ("E", "S") and not iobes:
             raise ValueError(f"line {tok.line}: tag {prefix}-{label} is not valid in {scheme}")
         if prefix == "I" and cur is not None and cur[0] == label:

@@ -11,16 +11,19 @@ import copy
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from medkit_exp.core.document import Entity, Segment, Span, TextDocument
 from medkit_exp.io.base import OVERLAP_POLICIES, CorpusError, check_choice, normalise_label_map
 
+AnnT = TypeVar("AnnT", bound=Segment)
+
 # -- copying ---------------------------------------------------------------------------------
 
 
-def copy_annotation(ann: Segment, **changes) -> Segment:
+def copy_annotation(ann: AnnT, **changes: Any) -> AnnT:
     """A copy of ``ann`` (same ``uid``) with its attributes and metadata copied too."""
     changes.setdefault("attrs", [copy.deepcopy(a) for a in ann.attrs])
     changes.setdefault("metadata", copy.deepcopy(ann.metadata))
@@ -114,7 +117,7 @@ def _length(ent: Segment) -> int:
     return sum(s.length for s in ent.spans)
 
 
-def find_overlap(entities: Sequence[Segment]) -> tuple[Segment, Segment] | None:
+def find_overlap(entities: Sequence[AnnT]) -> tuple[AnnT, AnnT] | None:
     """The first overlapping pair (earlier, later in reading order), or None."""
     ordered = sorted(range(len(entities)), key=lambda i: (entities[i].start, i))
     for a_pos, i in enumerate(ordered):

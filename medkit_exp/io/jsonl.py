@@ -14,8 +14,9 @@ attribute metadata; the writer picks the object form whenever it is lossless. An
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from medkit_exp.core.document import Attribute, Entity, Span, TextDocument, covered_text
 from medkit_exp.io.base import (

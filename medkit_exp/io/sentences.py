@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import bisect
 import copy
+import itertools
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from medkit_exp.core.document import Entity, Span, TextDocument
 from medkit_exp.io.base import CorpusError
 from medkit_exp.io.corpus import copy_annotation, rebuild_document
 
-ABBREVIATIONS = frozenset(
-    "e.g i.e al vs dr mr mrs ms prof fig figs eq ref vol approx ca cf st jr sr resp viz incl".split()
-)
+ABBREVIATIONS = frozenset({
+    "e.g", "i.e", "al", "vs", "dr", "mr", "mrs", "ms", "prof", "fig", "figs", "eq",
+    "ref", "vol", "approx", "ca", "cf", "st", "jr", "sr", "resp", "viz", "incl",
+})
 _END = re.compile(r"[.!?]+[)\]\"'’”]*(?=\s)")
 _TOKEN_START = re.compile(r"[^\s(\[\"'“‘]+$")
 _NON_SPACE = re.compile(r"\S")
@@ -49,9 +51,7 @@ def _is_boundary(text: str, match: re.Match, next_pos: int) -> bool:
     if word is None:
         return True
     token = word.group()
-    if token.lower() in ABBREVIATIONS or (len(token) == 1 and token.isupper()):
-        return False
-    return True
+    return not (token.lower() in ABBREVIATIONS or (len(token) == 1 and token.isupper()))
 
 
 def sentence_spans(text: str, split_on_newlines: bool = True) -> list[tuple[int, int]]:
@@ -71,7 +71,7 @@ def sentence_spans(text: str, split_on_newlines: bool = True) -> list[tuple[int,
             cuts.add(match.end())
     spans = []
     points = sorted(cuts)
-    for a, b in zip(points, points[1:]):
+    for a, b in itertools.pairwise(points):
         first = _NON_SPACE.search(text, a, b)
         if first is None:
             continue  # only whitespace between two cuts
@@ -179,5 +179,5 @@ def merge_sentence_entities(
     out = []
     for parent in parents:
         anns = [copy_annotation(a) for a in parent.anns if keep_parent_entities or not isinstance(a, Entity)]
-        out.append(rebuild_document(parent, anns + found[parent.id]))
+        out.append(rebuild_document(parent, [*anns, *found[parent.id]]))
     return out

@@ -12,7 +12,7 @@ gradient and two moments in memory.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F

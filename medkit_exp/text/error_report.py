@@ -12,9 +12,9 @@ import bisect
 import csv
 import html
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from medkit_exp.io.sentences import sentence_spans
 
@@ -119,7 +119,8 @@ mark.pred { background: #ffd08a; }
 """
 
 
-def write_error_report(rows: Sequence[ErrorRow], folder: str | Path, title: str, counts: dict[str, float]) -> list[Path]:
+def write_error_report(rows: Sequence[ErrorRow], folder: str | Path, title: str,
+                       counts: dict[str, float]) -> list[Path]:
     """Write ``errors.html`` and ``errors.tsv`` under ``folder``; return their paths.
 
     ``counts``: figures shown on top of the page (e.g. gold and predicted entities, F1).

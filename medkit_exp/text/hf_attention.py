@@ -14,11 +14,14 @@ The setting is not saved with the model: a saved checkpoint loads with ``sdpa`` 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from medkit_exp.training.fast_dropout import fast_dropout
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 TRAINING_ATTENTION = "medkit_exp_cpu_training"
 
@@ -68,7 +71,7 @@ def _register() -> None:
     AttentionMaskInterface.register(TRAINING_ATTENTION, sdpa_mask)
 
 
-def use_fast_training_attention(model: torch.nn.Module) -> bool:
+def use_fast_training_attention(model: PreTrainedModel) -> bool:
     """Switch a transformers model that uses ``sdpa`` attention to `cpu_training_attention`.
 
     Returns whether it was switched: models on another attention implementation, or that do

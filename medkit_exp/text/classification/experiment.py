@@ -10,8 +10,9 @@ and macro F1 beside the majority-class baseline of the train split.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any
 
 from medkit_exp.core.document import TextDocument
 from medkit_exp.text.classification.hf_segment_classifier_trainable import HFSegmentClassifierTrainable
@@ -93,7 +94,7 @@ class SegmentClassifierExperimentComponent(HFSegmentClassifierTrainable):
         confusion_matrix(labels, gold, predicted, folder / "plots" / "confusion_matrix.png")
         rows = []
         locators: dict[int, SentenceLocator] = {}  # one per document: its sentences are split once
-        for item, g, p in zip(segments, gold, predictions):
+        for item, g, p in zip(segments, gold, predictions, strict=True):
             if g == p.label:
                 continue
             start, end = item.segment.spans[0].start, item.segment.spans[-1].end
@@ -116,13 +117,13 @@ def hf_segment_classifier(
     model: str = PACKAGED_MINILM,
     source: str = "entities",
     attr_label: str = "type",
-    segment_label: Optional[str] = None,
+    segment_label: str | None = None,
     context: str = "sentence",
     context_chars: int = 200,
     start_marker: str = "[E]",
     end_marker: str = "[/E]",
-    max_length: Optional[int] = 128,
-    labels: Optional[List[str]] = None,
+    max_length: int | None = 128,
+    labels: list[str] | None = None,
     predict_batch_size: int = 64,
     fast_dropout: bool = True,
     *,

@@ -7,9 +7,10 @@ Each segment is shown to the model in its document context with the mention mark
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -153,7 +154,7 @@ class HFSegmentClassifier:
         with ``replace``, attributes of that label already on the segment are removed first.
         """
         items = [as_item(item) for item in items]
-        for item, prediction in zip(items, self.predict(items)):
+        for item, prediction in zip(items, self.predict(items), strict=True):
             segment = item.segment
             if replace:
                 segment.attrs[:] = [a for a in segment.attrs if a.label != self.attr_label]
@@ -165,7 +166,7 @@ class HFSegmentClassifier:
         self, docs: Iterable[TextDocument], segment_label: str | None = None, replace: bool = False
     ) -> list[Segment]:
         """`run` on the entities of ``docs`` (or, with ``segment_label``, on their annotations of that label)."""
-        items = []
+        items: list[SegmentItem] = []
         for doc in docs:
             anns = doc.anns.entities if segment_label is None else doc.anns.get(segment_label)
             items.extend(SegmentItem(doc, ann) for ann in anns)

@@ -8,8 +8,9 @@ its marked context and a class id, ``collate`` pads them, ``forward`` runs the m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -18,14 +19,17 @@ from medkit_exp.text.classification.encoding import SegmentEncoder
 from medkit_exp.text.classification.items import as_item
 from medkit_exp.text.classification.settings import ClassifierSettings
 from medkit_exp.text.hf_model import (
-    as_device,
     HFTrainableModel,
+    as_device,
     config_labels,
     input_token_limit,
     load_fast_tokenizer,
     quiet_transformers,
 )
 from medkit_exp.training.batch import BatchData
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class HFSegmentClassifierTrainable(HFTrainableModel):
@@ -83,7 +87,7 @@ class HFSegmentClassifierTrainable(HFTrainableModel):
         self.model = self._load_model(self.model_name_or_path)
         self._set_fast_dropout(fast_dropout)
         self.device = as_device(device)
-        self.model.to(self.device)
+        self.model.to(self.device)  # type: ignore[arg-type]  # PreTrainedModel.to is @wraps(Module.to): mypy takes the device for self (transformers#38052)
 
     # ------------------------------------------------------------------ classes and settings
     @property
@@ -156,7 +160,8 @@ class HFSegmentClassifierTrainable(HFTrainableModel):
         return example
 
     def collate(self, batch: list[dict[str, Any]]) -> BatchData:
-        """Pad examples to the longest one: tensors ``input_ids``, ``attention_mask``, ``labels`` (one class id per row)."""
+        """Pad examples to the longest one: tensors ``input_ids``, ``attention_mask``, ``labels``
+        (one class id per row)."""
         return self.encoder.collate(batch, with_labels=True, pad_to_multiple_of=self.pad_to_multiple_of,
                                     pad_lengths=self.pad_lengths)
 
@@ -165,7 +170,7 @@ class HFSegmentClassifierTrainable(HFTrainableModel):
         self.settings.save(self._save_hf_folder(path))
 
     # ------------------------------------------------------------------ helpers
-    def _load_model(self, path: str | Path) -> torch.nn.Module:
+    def _load_model(self, path: str | Path) -> PreTrainedModel:
         from transformers import AutoModelForSequenceClassification
 
         return AutoModelForSequenceClassification.from_pretrained(

@@ -8,8 +8,9 @@ segment's attribute ``attr_label``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from medkit_exp.core.document import Segment, TextDocument
 
@@ -98,7 +99,8 @@ def as_item(value: Any) -> SegmentItem:
     """A `SegmentItem` from an item, a ``(document, segment)`` pair, or a bare `Segment` (no document)."""
     if isinstance(value, SegmentItem):
         return value
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], TextDocument) and isinstance(value[1], Segment):
+    if (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], TextDocument)
+            and isinstance(value[1], Segment)):
         return SegmentItem(value[0], value[1])
     if isinstance(value, Segment):
         return SegmentItem(None, value)

@@ -13,7 +13,8 @@ item) has precision (or recall) 0.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from medkit_exp.text.classification.items import SegmentItem
 
@@ -34,7 +35,7 @@ def classification_scores(
     seen = sorted(set(y_true) | set(y_pred))
     reported = list(labels or []) + [label for label in seen if label not in set(labels or [])]
     true_counts, pred_counts = Counter(y_true), Counter(y_pred)
-    hits = Counter(t for t, p in zip(y_true, y_pred) if t == p)
+    hits = Counter(t for t, p in zip(y_true, y_pred, strict=True) if t == p)
     per_label = {}
     for label in reported:
         precision = hits[label] / pred_counts[label] if pred_counts[label] else 0.0
@@ -68,7 +69,7 @@ class ClassificationMetricsComputer:
     """
 
     @classmethod
-    def for_component(cls, component: Any, by_label: bool = True) -> "ClassificationMetricsComputer":
+    def for_component(cls, component: Any, by_label: bool = True) -> ClassificationMetricsComputer:
         """The metrics of a classifier's classes (``metrics=classification``): its ``id_to_label``."""
         return cls(component.id_to_label, return_metrics_by_label=by_label)
 
@@ -118,7 +119,8 @@ class ClassificationEvaluator:
         """Scores of ``predicted_labels`` (class strings, or predictions with a ``label``), one per item."""
         if len(reference_items) != len(predicted_labels):
             raise ValueError(
-                f"{len(reference_items)} reference items but {len(predicted_labels)} predictions: predict every item once"
+                f"{len(reference_items)} reference items but {len(predicted_labels)} predictions: "
+                "predict every item once"
             )
         return classification_scores(
             gold_labels(reference_items, self.attr_label),

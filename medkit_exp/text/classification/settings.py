@@ -38,6 +38,6 @@ class ClassifierSettings:
         save_settings(self, Path(directory) / SETTINGS_FILE)
 
     @classmethod
-    def load(cls, directory: str | Path) -> "ClassifierSettings | None":
+    def load(cls, directory: str | Path) -> ClassifierSettings | None:
         """The settings saved in ``directory``, or None when it has none (a plain HF model)."""
         return load_settings(cls, Path(directory) / SETTINGS_FILE)

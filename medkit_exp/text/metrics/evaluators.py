@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from medkit_exp.core.document import Entity, TextDocument
 from medkit_exp.text.metrics.seqeval_metrics import check_options, seqeval_scores
@@ -80,7 +80,7 @@ class SeqEvalEvaluator:
         _check_inputs(reference_docs, predicted_entities)
         y_true, y_pred = [], []
         labels: set[str] = set()
-        for doc, predicted in zip(reference_docs, predicted_entities):
+        for doc, predicted in zip(reference_docs, predicted_entities, strict=True):
             words = list(self.tokenizer(doc.text))
             gold = doc.anns.entities
             labels.update(self._label(e) for e in gold)
@@ -130,7 +130,7 @@ class ExactSpanEvaluator:
         true_pos: Counter[str] = Counter()
         nb_gold: Counter[str] = Counter()
         nb_pred: Counter[str] = Counter()
-        for doc, predicted in zip(reference_docs, predicted_entities):
+        for doc, predicted in zip(reference_docs, predicted_entities, strict=True):
             gold_keys = Counter(_key(e) for e in doc.anns.entities)
             pred_keys = Counter(_key(e) for e in predicted)
             for key, count in gold_keys.items():

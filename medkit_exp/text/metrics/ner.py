@@ -11,7 +11,8 @@ are those of `medkit_exp.text.metrics`.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from medkit_exp.text.metrics import evaluators, seqeval_metrics
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from medkit_exp.text.ner.tagging import OUTSIDE, check_scheme, labels_of_tags
 
@@ -33,7 +34,7 @@ def split_at_shared_outside(y_true: Sequence[Sequence[str]], y_pred: Sequence[Se
     """
     true_pieces: list[list[str]] = []
     pred_pieces: list[list[str]] = []
-    for true_seq, pred_seq in zip(y_true, y_pred):
+    for true_seq, pred_seq in zip(y_true, y_pred, strict=True):
         start = 0
         for i in range(piece_length - 1, len(true_seq) - 1):
             if i - start + 1 >= piece_length and true_seq[i] == OUTSIDE and pred_seq[i] == OUTSIDE:
@@ -72,7 +73,7 @@ def seqeval_scores(
 
     scheme = check_scheme(tagging_scheme)
     check_options(average, key_style)
-    if len(y_true) != len(y_pred) or any(len(t) != len(p) for t, p in zip(y_true, y_pred)):
+    if len(y_true) != len(y_pred) or any(len(t) != len(p) for t, p in zip(y_true, y_pred, strict=True)):
         raise ValueError("y_true and y_pred must hold sequences of the same lengths")
     y_true, y_pred = split_at_shared_outside(y_true, y_pred)
     nb_tags = sum(len(seq) for seq in y_true)
@@ -138,7 +139,7 @@ class SeqEvalMetricsComputer:
     """
 
     @classmethod
-    def for_component(cls, component: Any, by_label: bool = True, average: str = "micro") -> "SeqEvalMetricsComputer":
+    def for_component(cls, component: Any, by_label: bool = True, average: str = "micro") -> SeqEvalMetricsComputer:
         """The metrics of a NER component's tags (``metrics=seqeval``): its ``id_to_label`` and scheme."""
         if getattr(component, "tagging_scheme", None) is None:
             raise ValueError(f"seqeval scores tag sequences, and {type(component).__name__} has no tagging_scheme; "
@@ -177,7 +178,7 @@ class SeqEvalMetricsComputer:
         predictions = model_output["logits"].argmax(dim=-1).cpu().tolist()
         gold = input_batch["labels"].cpu().tolist()
         y_true, y_pred = [], []
-        for gold_row, pred_row in zip(gold, predictions):
+        for gold_row, pred_row in zip(gold, predictions, strict=True):
             keep = [i for i, label in enumerate(gold_row) if label != IGNORE_INDEX]
             y_true.append([self.id_to_label[gold_row[i]] for i in keep])
             y_pred.append([self.id_to_label[pred_row[i]] for i in keep])

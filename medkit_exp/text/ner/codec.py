@@ -7,19 +7,20 @@ what the model is trained on is exactly what it is read from.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from medkit_exp.core.document import TextDocument
 from medkit_exp.text.ner.tagging import (
+    UnitLocator,
     check_scheme,
     decode_tags,
     encode_tags,
     entity_extent,
     labels_of_tags,
-    UnitLocator,
     resolve_overlaps,
 )
 from medkit_exp.text.ner.viterbi import DECODINGS, viterbi_decode
@@ -100,10 +101,11 @@ class NerCodec:
         windows = self.windows(tokens)
         bounds = window_units(units, windows)
         examples = []
-        for window, (lo, hi), local in zip(windows, bounds, window_tags(ranges, bounds)):
+        for window, (lo, hi), local in zip(windows, bounds, window_tags(ranges, bounds), strict=True):
             if hi <= lo:
                 continue  # only the tail of a cut word: nothing to learn here
-            tags = encode_tags(hi - lo, [r for r in local if r[2] is not None], self.tagging_scheme)
+            tagged = [(first, end, label) for first, end, label in local if label is not None]
+            tags = encode_tags(hi - lo, tagged, self.tagging_scheme)
             unit_labels = [self.label_to_id[tag] for tag in tags]
             for first, end, label in local:
                 if label is None:
@@ -111,7 +113,7 @@ class NerCodec:
             inputs = window_inputs(tokens, window, self.special)
             labels = [IGNORE_INDEX] * len(inputs["input_ids"])
             shift = len(self.special.prefix) - window[0]
-            for unit, label_id in zip(units[lo:hi], unit_labels):
+            for unit, label_id in zip(units[lo:hi], unit_labels, strict=True):
                 labels[unit.first_token + shift] = label_id
             examples.append({**inputs, "labels": labels, "length": len(inputs["input_ids"])})
         return examples
@@ -128,7 +130,8 @@ class NerCodec:
             start, end = entity_extent(entity, doc.text, doc.id)
             cover = locate.covering(start, end)
             if cover is None:
-                logger.warning("entity %r (%s) of document %r covers no token; skipped", entity.text, entity.label, doc.id)
+                logger.warning("entity %r (%s) of document %r covers no token; skipped",
+                               entity.text, entity.label, doc.id)
                 continue
             ranges.append((cover[0], cover[1], entity.label))
         kept, dropped = resolve_overlaps(ranges)

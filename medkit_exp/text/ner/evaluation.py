@@ -15,7 +15,7 @@ def predict_by_sentence(matcher: Any, docs: list[Any]) -> list[list[Any]]:
     bare = [TextDocument(text=doc.text, id=doc.id, metadata=doc.metadata) for doc in docs]
     sentences = split_into_sentences(bare)
     by_parent: dict[str, list[Any]] = {doc.id: [] for doc in docs}
-    for sentence, entities in zip(sentences, matcher.predict(sentences)):
+    for sentence, entities in zip(sentences, matcher.predict(sentences), strict=True):
         by_parent[sentence.metadata["parent_id"]].extend(entity_to_parent(e, sentence) for e in entities)
     return [by_parent[doc.id] for doc in docs]
 
@@ -42,32 +42,39 @@ def entity_errors(reference_docs, predictions) -> list:
     another label is a wrong label; every other gold entity is missed (false negative) and
     every other predicted one spurious (false positive), so a boundary error counts as both.
     """
+    rows = []
+    for doc, predicted in zip(reference_docs, predictions, strict=True):
+        rows += _document_errors(doc, predicted)
+    return rows
+
+
+def _document_errors(doc, predicted) -> list:
+    """The `ErrorRow` s of one document's predicted entities (see `entity_errors`)."""
     from medkit_exp.text.error_report import ErrorRow, MarkedSpan, MarkIndex, SentenceLocator, highlighted
 
+    gold = {_bounds(e): e.label for e in doc.anns.entities}
+    pred = {_bounds(e): e for e in predicted}
+    spans = [MarkedSpan(s, e, "gold", label) for (s, e), label in gold.items()]
+    spans += [MarkedSpan(s, e, "pred", entity.label) for (s, e), entity in pred.items()]
+    # Sentences and marks are indexed once per document: each row then costs its own size.
+    sentences, marks = SentenceLocator(doc.text), MarkIndex(spans)
+
+    def row(kind: str, bounds: tuple[int, int], label: str, gold_label: str = "", pred_label: str = "",
+            score: float | None = None) -> ErrorRow:
+        window = sentences.around(*bounds)
+        return ErrorRow(kind, label, doc.text[bounds[0]:bounds[1]], str(doc.id), bounds[0], bounds[1],
+                        gold_label, pred_label, highlighted(doc.text, window, marks),
+                        doc.text[window[0]:window[1]], score)
+
     rows = []
-    for doc, predicted in zip(reference_docs, predictions):
-        gold = {_bounds(e): e.label for e in doc.anns.entities}
-        pred = {_bounds(e): e for e in predicted}
-        marks = [MarkedSpan(s, e, "gold", label) for (s, e), label in gold.items()]
-        marks += [MarkedSpan(s, e, "pred", entity.label) for (s, e), entity in pred.items()]
-        # Sentences and marks are indexed once per document: each row then costs its own size.
-        sentences, marks = SentenceLocator(doc.text), MarkIndex(marks)
-
-        def row(kind: str, bounds: tuple[int, int], label: str, gold_label: str = "", pred_label: str = "",
-                score: float | None = None) -> ErrorRow:
-            window = sentences.around(*bounds)
-            return ErrorRow(kind, label, doc.text[bounds[0]:bounds[1]], str(doc.id), bounds[0], bounds[1],
-                            gold_label, pred_label, highlighted(doc.text, window, marks),
-                            doc.text[window[0]:window[1]], score)
-
-        for bounds, label in gold.items():
-            if bounds not in pred:
-                rows.append(row("false_negative", bounds, label, gold_label=label))
-            elif pred[bounds].label != label:
-                rows.append(row("wrong_label", bounds, label, label, pred[bounds].label, pred[bounds].score))
-        for bounds, entity in pred.items():
-            if bounds not in gold:
-                rows.append(row("false_positive", bounds, entity.label, pred_label=entity.label, score=entity.score))
+    for bounds, label in gold.items():
+        if bounds not in pred:
+            rows.append(row("false_negative", bounds, label, gold_label=label))
+        elif pred[bounds].label != label:
+            rows.append(row("wrong_label", bounds, label, label, pred[bounds].label, pred[bounds].score))
+    for bounds, entity in pred.items():
+        if bounds not in gold:
+            rows.append(row("false_positive", bounds, entity.label, pred_label=entity.label, score=entity.score))
     return rows
 
 

@@ -9,13 +9,14 @@ with exact character spans, and the best checkpoint is logged as an MLflow pyfun
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any
 
 from medkit_exp.core.document import TextDocument
-from medkit_exp.training.phases import ERROR_REPORT, phase
 from medkit_exp.text.hf_model import PACKAGED_MINILM, resolve_model
 from medkit_exp.text.ner.hf_entity_matcher_trainable import HFEntityMatcherTrainable
+from medkit_exp.training.phases import ERROR_REPORT, phase
 
 
 class NerExperimentComponent(HFEntityMatcherTrainable):
@@ -92,12 +93,12 @@ def entity_labels(documents: Sequence[TextDocument]) -> list[str]:
 
 def hf_ner(
     model: str = PACKAGED_MINILM,
-    labels: Optional[List[str]] = None,
+    labels: list[str] | None = None,
     tagging_scheme: str = "iob2",
     tag_subtokens: bool = False,
-    max_length: Optional[int] = 128,
-    window_stride: Optional[int] = None,
-    attention_dropout: Optional[float] = None,
+    max_length: int | None = 128,
+    window_stride: int | None = None,
+    attention_dropout: float | None = None,
     fast_dropout: bool = True,
     split_sentences: bool = False,
     predict_batch_size: int = 32,

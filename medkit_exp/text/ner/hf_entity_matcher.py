@@ -6,16 +6,15 @@ token is read from the window where it is the most central; nothing is truncated
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from medkit_exp.core.document import Attribute, Entity, Segment, Span, TextDocument
-from medkit_exp.text.ner.codec import CharMention, NerCodec
-from medkit_exp.text.ner.hf_entity_matcher_trainable import HFEntityMatcherTrainable, collate_windows
 from medkit_exp.text.hf_model import (
     as_device,
     cast_linear_layers_bf16,
@@ -26,6 +25,8 @@ from medkit_exp.text.hf_model import (
     model_folder,
     quantize_int8,
 )
+from medkit_exp.text.ner.codec import CharMention, NerCodec
+from medkit_exp.text.ner.hf_entity_matcher_trainable import HFEntityMatcherTrainable, collate_windows
 from medkit_exp.text.ner.settings import SETTINGS_FILE, NerSettings, resolve_stride
 from medkit_exp.text.ner.windows import SpecialTokens, window_inputs
 from medkit_exp.training.batching import CPU_BF16_PAD_MULTIPLE
@@ -109,7 +110,8 @@ class HFEntityMatcher:
             self.model.config, self.tokenizer, tokenizer_max_length or settings.max_length, "tokenizer_max_length"
         )
         nb_special = SpecialTokens.of(self.tokenizer).count
-        if window_stride is None and settings.window_stride is not None and settings.window_stride < max_length - nb_special:
+        if (window_stride is None and settings.window_stride is not None
+                and settings.window_stride < max_length - nb_special):
             window_stride = settings.window_stride
         stride = resolve_stride(max_length, nb_special, window_stride)
         self.codec = NerCodec(
@@ -166,15 +168,16 @@ class HFEntityMatcher:
         windows = [self.codec.windows(t) for t in tokens]
         probs = self._window_probs(tokens, windows)
         results = []
-        for item, view, item_tokens, item_windows, item_probs in zip(items, views, tokens, windows, probs):
+        for item, view, item_tokens, item_windows, item_probs in zip(items, views, tokens, windows, probs, strict=True):
             mentions = self.codec.decode(item_tokens, item_windows, item_probs) if item_windows else []
             results.append([self._entity(item, view, mention) for mention in mentions])
         return results
 
-    def _window_probs(self, tokens: Sequence[Any], windows: Sequence[Sequence[tuple[int, int]]]) -> list[list[np.ndarray]]:
+    def _window_probs(self, tokens: Sequence[Any],
+                      windows: Sequence[Sequence[tuple[int, int]]]) -> list[list[np.ndarray]]:
         """Tag probabilities of every window, batched longest first to cut padding."""
         jobs = []
-        for i, (item_tokens, item_windows) in enumerate(zip(tokens, windows)):
+        for i, (item_tokens, item_windows) in enumerate(zip(tokens, windows, strict=True)):
             for j, window in enumerate(item_windows):
                 jobs.append((i, j, window_inputs(item_tokens, window, self.codec.special)))
         jobs.sort(key=lambda job: len(job[2]["input_ids"]), reverse=True)
@@ -193,7 +196,7 @@ class HFEntityMatcher:
                     probs[i][j] = batch_probs[row, : len(inputs["input_ids"])]
         return probs
 
-    def _entity(self, item: Item, view: "_TextView", mention: CharMention) -> Entity:
+    def _entity(self, item: Item, view: _TextView, mention: CharMention) -> Entity:
         pieces = view.to_document(mention.start, mention.end)
         entity = Entity(
             label=self.labels_map.get(mention.label, mention.label),
@@ -221,7 +224,7 @@ class _TextView:
     pieces: list[tuple[int, int, int]]
 
     @classmethod
-    def of(cls, item: Item) -> "_TextView":
+    def of(cls, item: Item) -> _TextView:
         if isinstance(item, TextDocument):
             return cls(item.text, [(0, len(item.text), 0)])
         if isinstance(item, Segment):

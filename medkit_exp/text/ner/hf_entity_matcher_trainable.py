@@ -7,27 +7,31 @@ model, ``save`` writes a folder that `HFEntityMatcher(model=folder)` runs as is.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from medkit_exp.core.document import TextDocument
-from medkit_exp.text.ner.codec import NerCodec
 from medkit_exp.text.hf_model import (
-    as_device,
     HFTrainableModel,
+    as_device,
     attention_dropout_override,
     config_labels,
-    pad_examples,
     input_token_limit,
     load_fast_tokenizer,
+    pad_examples,
     quiet_transformers,
 )
+from medkit_exp.text.ner.codec import NerCodec
 from medkit_exp.text.ner.settings import NerSettings, resolve_stride
 from medkit_exp.text.ner.tagging import build_tag_set, check_scheme
 from medkit_exp.text.ner.windows import IGNORE_INDEX, SpecialTokens
 from medkit_exp.training.batch import BatchData
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class HFEntityMatcherTrainable(HFTrainableModel):
@@ -85,11 +89,11 @@ class HFEntityMatcherTrainable(HFTrainableModel):
         max_length = input_token_limit(config, self.tokenizer, tokenizer_max_length, "tokenizer_max_length")
         stride = resolve_stride(max_length, SpecialTokens.of(self.tokenizer).count, window_stride)
         self.codec = NerCodec(self.tokenizer, tags, self.tagging_scheme, self.tag_subtokens, max_length, stride)
-        self._config_overrides = attention_dropout_override(config, attention_dropout)
+        self._config_overrides: dict[str, Any] = attention_dropout_override(config, attention_dropout)
         self.model = self._load_model(self.model_name_or_path)
         self._set_fast_dropout(fast_dropout)
         self.device = as_device(device)
-        self.model.to(self.device)
+        self.model.to(self.device)  # type: ignore[arg-type]  # PreTrainedModel.to is @wraps(Module.to): mypy takes the device for self (transformers#38052)
 
     # ------------------------------------------------------------------ tag set
     @property
@@ -169,7 +173,7 @@ class HFEntityMatcherTrainable(HFTrainableModel):
         ).save(path)
 
     # ------------------------------------------------------------------ helpers
-    def _load_model(self, path: str | Path) -> torch.nn.Module:
+    def _load_model(self, path: str | Path) -> PreTrainedModel:
         from transformers import AutoModelForTokenClassification
 
         return AutoModelForTokenClassification.from_pretrained(

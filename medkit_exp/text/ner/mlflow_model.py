@@ -31,10 +31,11 @@ environment, ``medkit_exp`` included, so a load elsewhere warns about any mismat
 from __future__ import annotations
 
 import importlib.metadata
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
 TEXT_COLUMN = "text"
 ARTIFACT_KEY = "hf_model"  # the checkpoint's HF model/ folder, inside the logged model
@@ -46,14 +47,15 @@ MAX_CHARS = 1_000_000  # characters of text per predict call (about 250 pages); 
 EXAMPLE_TEXTS = ["The patient was started on metformin for type 2 diabetes.", "No acute distress."]
 
 
-class EntityMatcherModel(mlflow.pyfunc.PythonModel):
+class EntityMatcherModel(PythonModel):
     """Pyfunc wrapper of `HFEntityMatcher`; see the module docstring for inputs and outputs.
 
     ``model_config`` keys (set at logging time): ``batch_size`` (windows per forward pass,
     default 32), ``split_sentences`` (predict sentence by sentence, as a model trained with
     ``component.split_sentences=true`` saw its inputs; default false), ``device`` (default cpu),
     ``precision`` (``fp32``, ``bf16``, ``int8`` or ``auto``; default fp32, see `HFEntityMatcher`),
-    ``max_chars`` (characters of text accepted per call, default `MAX_CHARS`). Override them when loading: ``mlflow.pyfunc.load_model(uri, model_config={"precision": "bf16"})``.
+    ``max_chars`` (characters of text accepted per call, default `MAX_CHARS`). Override them when
+    loading: ``mlflow.pyfunc.load_model(uri, model_config={"precision": "bf16"})``.
     """
 
     def __init__(self) -> None:
@@ -61,7 +63,7 @@ class EntityMatcherModel(mlflow.pyfunc.PythonModel):
         self.split_sentences = False
         self.max_chars = MAX_CHARS
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         from medkit_exp.text.ner import HFEntityMatcher
 
         config = dict(context.model_config or {})
@@ -76,11 +78,13 @@ class EntityMatcherModel(mlflow.pyfunc.PythonModel):
         from mlflow.exceptions import MlflowException
 
         if self.matcher is None:
-            raise RuntimeError("EntityMatcherModel.predict called before load_context: load it with mlflow.pyfunc.load_model")
+            raise RuntimeError("EntityMatcherModel.predict called before load_context: "
+                               "load it with mlflow.pyfunc.load_model")
         try:
             texts = texts_of(model_input)
         except (TypeError, ValueError) as exc:
-            raise MlflowException.invalid_parameter_value(f"{exc}; send texts, e.g. {{\"inputs\": [\"...\"]}}") from None
+            raise MlflowException.invalid_parameter_value(
+                f"{exc}; send texts, e.g. {{\"inputs\": [\"...\"]}}") from None
         size = sum(map(len, texts))
         if size > self.max_chars:
             raise MlflowException.invalid_parameter_value(
@@ -98,7 +102,8 @@ def texts_of(model_input: Any) -> list[str]:
         elif len(model_input.columns) == 1 and not isinstance(model_input.columns[0], str):
             values = list(model_input.iloc[:, 0])  # a list converted by MLflow: one column named 0
         else:  # a named column (age, note...) is not the texts; MLflow's input check may have dropped others
-            raise ValueError(f"the input DataFrame needs a {TEXT_COLUMN!r} column, got columns {list(model_input.columns)}")
+            raise ValueError(f"the input DataFrame needs a {TEXT_COLUMN!r} column, "
+                             f"got columns {list(model_input.columns)}")
     elif isinstance(model_input, dict):
         if TEXT_COLUMN not in model_input:
             raise ValueError(f"the input dict needs a {TEXT_COLUMN!r} key, got keys {sorted(model_input)}")
@@ -130,7 +135,8 @@ def predict_entities(matcher: Any, texts: Sequence[str], split_sentences: bool =
         predictions = matcher.predict(docs)
     rows = [
         {"text_index": i, "start": e.spans[0].start, "end": e.spans[-1].end, "label": e.label,
-         "text": texts[i][e.spans[0].start:e.spans[-1].end], "score": float(e.score if e.score is not None else float("nan"))}
+         "text": texts[i][e.spans[0].start:e.spans[-1].end],
+         "score": float(e.score if e.score is not None else float("nan"))}
         for i, entities in enumerate(predictions)
         for e in sorted(entities, key=lambda e: (e.spans[0].start, e.spans[-1].end))
     ]

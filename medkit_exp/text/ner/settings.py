@@ -34,7 +34,7 @@ class NerSettings:
         save_settings(self, Path(directory) / SETTINGS_FILE)
 
     @classmethod
-    def load(cls, directory: str | Path) -> "NerSettings | None":
+    def load(cls, directory: str | Path) -> NerSettings | None:
         """The settings saved in ``directory``, or None when it has none (a plain HF model)."""
         settings = load_settings(cls, Path(directory) / SETTINGS_FILE)
         if settings is not None:
@@ -42,7 +42,7 @@ class NerSettings:
         return settings
 
     @classmethod
-    def from_model_config(cls, config: Any) -> "NerSettings":
+    def from_model_config(cls, config: Any) -> NerSettings:
         """Settings of a plain HF token-classification model, read from its ``id2label``.
 
         The scheme is BILOU when tags use L-/U- (or E-/S-), else IOB2; sub-tokens are assumed

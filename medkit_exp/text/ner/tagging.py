@@ -12,8 +12,9 @@ This module is pure Python (no torch, no transformers).
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from medkit_exp.core.document import Segment
 
@@ -112,7 +113,7 @@ def decode_tags(tags: Sequence[str], scheme: str = "iob2") -> list[UnitRange]:
     """
     check_scheme(scheme)
     ranges: list[UnitRange] = []
-    current: list | None = None  # [first, label]
+    current: tuple[int, str] | None = None  # (first, label)
 
     def close(end: int) -> None:
         nonlocal current
@@ -123,18 +124,18 @@ def decode_tags(tags: Sequence[str], scheme: str = "iob2") -> list[UnitRange]:
     for i, tag in enumerate(tags):
         prefix, label = split_tag(tag)
         continues = current is not None and current[1] == label
-        if prefix == OUTSIDE:
+        if label is None:  # O
             close(i)
         elif prefix == "B" or (prefix == "I" and not continues):
             close(i)
-            current = [i, label]
+            current = (i, label)
         elif prefix == "U":
             close(i)
             ranges.append((i, i + 1, label))
         elif prefix == "L":
             if not continues:
                 close(i)
-                current = [i, label]
+                current = (i, label)
             close(i + 1)
     close(len(tags))
     return ranges
@@ -154,17 +155,16 @@ class UnitLocator:
         The entity is widened to whole units (an entity ending inside a word covers that word).
         """
         units = self.units
-        first = None
-        last = None
+        first = last = -1
         for i in range(max(bisect.bisect_right(self._starts, start) - 1, 0), len(units)):
             u_start, u_end = units[i]
             if u_start >= end:
                 break
             if start < u_end:
-                if first is None:
+                if first < 0:
                     first = i
                 last = i
-        return None if first is None else (first, last + 1)
+        return None if first < 0 else (first, last + 1)
 
 
 def resolve_overlaps(ranges: Sequence[UnitRange]) -> tuple[list[UnitRange], list[UnitRange]]:
@@ -199,11 +199,12 @@ def entity_extent(entity: Segment, text: str, doc_id: str = "?") -> tuple[int, i
     (e.g. "lobe [...] inférieur") cannot be tagged as one mention: it is rejected.
     """
     spans = sorted(entity.spans)
-    for left, right in zip(spans, spans[1:]):
+    for left, right in itertools.pairwise(spans):
         gap = text[left.end : right.start]
         if right.start < left.end or gap.strip():
             raise ValueError(
                 f"entity {entity.text!r} ({entity.label}) in document {doc_id!r} is discontinuous "
-                f"(spans {[(s.start, s.end) for s in spans]}): split it into one entity per span or drop it before training"
+                f"(spans {[(s.start, s.end) for s in spans]}): split it into one entity per span "
+                "or drop it before training"
             )
     return spans[0].start, spans[-1].end

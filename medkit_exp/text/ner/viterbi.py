@@ -9,7 +9,7 @@ a confident ``I-`` becomes an entity start rather than a broken entity.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

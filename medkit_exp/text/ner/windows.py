@@ -14,8 +14,9 @@ most central (`central_window_per_token`).
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from medkit_exp.text.ner.tagging import UnitRange
 
@@ -105,7 +106,7 @@ class SpecialTokens:
     suffix: tuple[int, ...]
 
     @classmethod
-    def of(cls, tokenizer: Any) -> "SpecialTokens":
+    def of(cls, tokenizer: Any) -> SpecialTokens:
         """Read them off the encoding of a probe text with and without special tokens."""
         probe = "a"
         plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
@@ -181,7 +182,8 @@ def window_units(units: Sequence[Unit], windows: Sequence[tuple[int, int]]) -> l
     return [(bisect.bisect_left(firsts, start), bisect.bisect_left(firsts, end)) for start, end in windows]
 
 
-def window_tags(ranges: Sequence[UnitRange], bounds: Sequence[tuple[int, int]]) -> list[list[tuple[int, int, str | None]]]:
+def window_tags(ranges: Sequence[UnitRange],
+                bounds: Sequence[tuple[int, int]]) -> list[list[tuple[int, int, str | None]]]:
     """For each window, the entity ranges to tag in it, in window-local unit positions.
 
     ``ranges`` are sorted and do not overlap (as `resolve_overlaps` keeps them); ``bounds`` are
