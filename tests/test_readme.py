@@ -274,6 +274,19 @@ def test_help_lists_the_groups_and_only_the_options_users_choose(tmp_path):
     assert listed == expected
 
 
+def test_every_setting_of_the_app_is_in_the_configuration_page(tmp_path):
+    """Each key of the typed groups (``trainer``, ``tracking``, ``callbacks``) and of the top level,
+    as the default config composes them, has its row in docs/configuration.md."""
+    result = run_cli(["--cfg", "job"], tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = yaml.safe_load(result.stdout)
+    keys = [f"{group}.{key}" for group in ("trainer", "tracking", "callbacks") for key in config[group]]
+    keys += [key for key, value in config.items() if not isinstance(value, dict)]
+    assert len(keys) > 30
+    page = (REPO_ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert [key for key in keys if f"| `{key}` |" not in page] == []
+
+
 def test_the_typo_example_prints_readmes_error_line(tmp_path):
     (example,) = re.findall(r"```\n(\$ .*?)```", readme(), flags=re.S)
     typed, *expected = example.strip().splitlines()
