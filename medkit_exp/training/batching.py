@@ -45,6 +45,11 @@ def plan_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
     return [batches[i] for i in shuffled]
 
 
+def eval_batches(count: int, batch_size: int) -> list[list[int]]:
+    """Indices of ``count`` examples cut into batches of ``batch_size``, in order (evaluation)."""
+    return [list(range(i, min(i + batch_size, count))) for i in range(0, count, batch_size)]
+
+
 def window_weight(batch_weights: Sequence[float], batch_idx: int, grad_accum_steps: int) -> float:
     """Loss terms (rows, or labelled tokens) of the accumulation window of batch ``batch_idx``, all processes."""
     start = batch_idx - batch_idx % grad_accum_steps

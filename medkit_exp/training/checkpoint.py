@@ -34,8 +34,9 @@ from typing import Any
 
 import torch
 
+from medkit_exp.errors import MedkitExpError
 from medkit_exp.training.config import TrainerConfig
-from medkit_exp.training.loop_state import LoopState
+from medkit_exp.training.loop_state import LoopState, tracked_metric
 
 INDEX_FILE = "checkpoints.json"
 MODEL_DIR = "model"
@@ -46,8 +47,15 @@ MID_EPOCH = "_step_"
 LEGACY_PREFIX = "checkpoint-epoch-"  # the names before medkit's glob was followed; still rotated
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(MedkitExpError, RuntimeError):
     """A checkpoint cannot be found, read or written."""
+
+
+def is_due(epoch: int, improved: bool, config: TrainerConfig) -> bool:
+    """Whether epoch ``epoch`` ends with a checkpoint: every ``checkpoint_period`` epochs (0: never
+    for that reason), at a new best, and at the last epoch."""
+    periodic = config.checkpoint_period > 0 and epoch % config.checkpoint_period == 0
+    return periodic or improved or epoch == config.epochs
 
 
 def checkpoint_name(epoch: int, global_step: int | None = None) -> str:
@@ -211,6 +219,19 @@ def write_checkpoint(
     return final
 
 
+def save_checkpoint(output_dir: Path, name: str, save_model: Callable[[Path], None], optimizer: torch.optim.Optimizer,
+                    scheduler: Any, loop: LoopState, config: TrainerConfig, epoch: int, improved: bool) -> Path:
+    """Write checkpoint ``name`` of epoch ``epoch`` as the loop is now (the model, `trainer_state`,
+    `checkpoint_summary`), index it (as the best too when ``improved``), rotate the older ones;
+    return its folder."""
+    value = tracked_metric(loop.history[-1], config.checkpoint_metric) if loop.history else None
+    summary = checkpoint_summary(epoch, loop, config, value, improved)
+    path = write_checkpoint(output_dir, name, save_model, trainer_state(optimizer, scheduler, loop, config), summary)
+    record_checkpoint(output_dir, path, metric=config.checkpoint_metric, mode=config.checkpoint_mode,
+                      keep=config.keep_checkpoints, best=loop if improved else None)
+    return path
+
+
 def update_index(output_dir: Path, index: dict[str, Any]) -> None:
     _write_json_atomic(Path(output_dir) / INDEX_FILE, index)
 
@@ -282,6 +303,31 @@ def check_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any
             "data and component settings of the run that wrote it (the trained embedding rows are those of the "
             "training data's tokens), or start a new run from its model/ folder"
         )
+
+
+def load_for_resume(resume_from: str, output_dir: Path, load_model: Callable[[Path], None]) -> dict[str, Any]:
+    """Load the model of ``trainer.resume_from``'s checkpoint with ``load_model``; return its trainer
+    state (for `restore_training`, once the optimizer exists)."""
+    checkpoint_dir = resolve_checkpoint(resume_from, output_dir)
+    saved = load_trainer_state(checkpoint_dir)
+    try:
+        load_model(checkpoint_dir / MODEL_DIR)
+    except (ValueError, OSError) as exc:  # another model or label set
+        raise CheckpointError(f"cannot resume from {checkpoint_dir}: {exc}") from exc
+    return saved
+
+
+def restore_training(saved: dict[str, Any], optimizer: torch.optim.Optimizer, scheduler: Any,
+                     resume_from: str) -> LoopState:
+    """Continue from a checkpoint's trainer state: the optimizer's and scheduler's states, the RNG
+    states; return the loop's counters."""
+    check_optimizer_state(optimizer, saved["optimizer"], resume_from)
+    optimizer.load_state_dict(saved["optimizer"])
+    if scheduler is not None and saved.get("scheduler") is not None:
+        scheduler.load_state_dict(saved["scheduler"])
+    loop = LoopState(**saved["loop"])
+    restore_rng_states(saved["rng"])
+    return loop
 
 
 def load_trainer_state(checkpoint_dir: Path) -> dict[str, Any]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from medkit_exp.errors import MedkitExpError
 
-class NonFiniteLossError(RuntimeError):
+
+class NonFiniteLossError(MedkitExpError, RuntimeError):
     """The loss became NaN or infinite."""
 
 
-class TrainingSetupError(ValueError):
+class TrainingSetupError(MedkitExpError, ValueError):
     """The trainer's inputs cannot work together (reported before training starts)."""

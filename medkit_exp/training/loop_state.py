@@ -25,6 +25,17 @@ class LoopState:
     batches_done: int = 0
     partial_epoch: dict[str, Any] | None = None
 
+    def out_of_patience(self, patience: int | None) -> bool:
+        """Whether ``patience`` epochs went by without improvement (None: never)."""
+        return patience is not None and self.epochs_without_improvement >= patience
+
+    def skip_non_finite(self, max_skips: int) -> bool:
+        """Count a skipped non-finite loss, unless ``max_skips`` were skipped already (then False)."""
+        if self.nan_skips >= max_skips:
+            return False
+        self.nan_skips += 1
+        return True
+
     def update_best(self, value: float, epoch: int, mode: str) -> bool:
         """Count epoch ``epoch``'s ``value`` of the checkpoint metric; whether it is the best so far
         (``mode``: "min" or "max")."""

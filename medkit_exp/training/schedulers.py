@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import torch
 
+from medkit_exp.training.config import TrainerConfig
+
 SchedulerBuilder = Callable[..., Any]
 
 
@@ -32,6 +34,14 @@ def build_scheduler(builder: SchedulerBuilder, optimizer: torch.optim.Optimizer,
 
 def is_plateau(scheduler: Any) -> bool:
     return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def scheduler_horizon(train_examples: int, world_size: int, config: TrainerConfig) -> int:
+    """How many times training steps its scheduler (per optimizer step or per epoch, as
+    ``config.lr_scheduler_interval`` says), with ``world_size`` processes."""
+    batches_per_epoch = math.ceil(train_examples / (config.batch_size * world_size))
+    steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum_steps)
+    return steps_per_epoch * config.epochs if config.lr_scheduler_interval == "step" else config.epochs
 
 
 def step_per_step(scheduler: Any, interval: str) -> None:

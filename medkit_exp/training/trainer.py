@@ -3,11 +3,9 @@
 `Trainer.train()` sets up (preprocesses every item once), resumes from a checkpoint when
 asked, then for each epoch: forward, backward, optimizer (and scheduler) step with gradient
 accumulation and clipping, evaluation, metrics, an atomic checkpoint, early stopping.
-Everything that watches the run (printing, MLflow) is a callback; the loop itself knows
-nothing about tracking. What the loop stands on lives beside it: `signals` (a graceful stop),
-`callbacks` (the hooks and their dispatch), `runtime` (device, seeds), `protocols` (the
-component's contract and its defaults), `batching` (batches and their padding), `precision`
-and `checkpoint` (writing, indexing, rotating and reading checkpoints).
+Everything that watches the run (printing, MLflow) is a callback. What the loop stands on
+lives beside it: `signals`, `callbacks`, `runtime` (device, seeds), `protocols` (the
+component's contract and defaults), `batching`, `precision`, `checkpoint`, `loop_state`.
 """
 
 from __future__ import annotations
@@ -23,27 +21,19 @@ from typing import Any
 import torch
 
 from medkit_exp.training import checkpoint as ckpt
+from medkit_exp.training import protocols, schedulers
 from medkit_exp.training.batch import BatchData
-from medkit_exp.training.batching import batch_loader, plan_batches, set_batch_padding, window_weight
+from medkit_exp.training.batching import batch_loader, eval_batches, plan_batches, set_batch_padding, window_weight
 from medkit_exp.training.callbacks import CallbackList, StopTraining, TrainerCallback, callback_list
 from medkit_exp.training.config import TrainerConfig, as_trainer_config
 from medkit_exp.training.distributed import DistributedContext
 from medkit_exp.training.errors import NonFiniteLossError, TrainingSetupError
 from medkit_exp.training.host_memory import release_free_heap
-from medkit_exp.training.loop_state import EpochTotals, LoopState, required_metric, tracked_metric
+from medkit_exp.training.loop_state import EpochTotals, LoopState, required_metric
 from medkit_exp.training.precision import autocast, compile_model, resolve_precision
-from medkit_exp.training.protocols import (
-    MetricsComputer,
-    TrainableComponent,
-    create_optimizer,
-    example_length,
-    example_weight,
-    place_component,
-    prepare_for_training,
-    preprocess_all,
-)
+from medkit_exp.training.protocols import MetricsComputer, TrainableComponent
 from medkit_exp.training.runtime import resolve_device, seed_everything
-from medkit_exp.training.schedulers import SchedulerBuilder, build_scheduler, step_per_epoch, step_per_step
+from medkit_exp.training.schedulers import SchedulerBuilder
 from medkit_exp.training.signals import StopSignals
 
 
@@ -60,17 +50,11 @@ class Trainer:
     medkit's ``TrainerConfig`` (its settings are read by name, see `as_trainer_config`).
     """
 
-    def __init__(
-        self,
-        component: TrainableComponent,
-        config: TrainerConfig,
-        train_data: Iterable[Any],
-        eval_data: Iterable[Any] | None = None,
-        metrics_computer: MetricsComputer | None = None,
-        lr_scheduler_builder: SchedulerBuilder | None = None,
-        callbacks: Sequence[TrainerCallback] | TrainerCallback | None = None,
-        callback: TrainerCallback | None = None,
-    ) -> None:
+    def __init__(self, component: TrainableComponent, config: TrainerConfig, train_data: Iterable[Any],
+                 eval_data: Iterable[Any] | None = None, metrics_computer: MetricsComputer | None = None,
+                 lr_scheduler_builder: SchedulerBuilder | None = None,
+                 callbacks: Sequence[TrainerCallback] | TrainerCallback | None = None,
+                 callback: TrainerCallback | None = None) -> None:
         config = as_trainer_config(config)
         config.validate()
         self.component = component
@@ -128,10 +112,9 @@ class Trainer:
             saved = self._load_checkpoint() if self.config.resume_from else None  # its model; the rest below
             self._create_optimizer(len(train_examples))
             if saved is not None:
-                self._restore(saved)
+                self.state = ckpt.restore_training(saved, self._optimizer, self.scheduler, str(self.config.resume_from))
             self.callbacks.on_train_begin(config=self.config)
-            # A run resumed from a mid-epoch checkpoint starts with that epoch.
-            for epoch in range(self.state.epoch + 1, self.config.epochs + 1):
+            for epoch in range(self.state.epoch + 1, self.config.epochs + 1):  # mid-epoch checkpoint: its epoch
                 epoch_start = time.perf_counter()
                 self.callbacks.on_epoch_begin(epoch=epoch)
                 entry = self._fit_epoch(epoch, train_examples, train_lengths, eval_examples)
@@ -166,52 +149,34 @@ class Trainer:
         self.output_dir = Path(self.dist.broadcast(str(self.output_dir)))  # rank 0's folder for all
         if self.dist.is_main:
             ckpt.check_writable(self.output_dir)  # know it before hours of training, not after
-        place_component(self.component, self.device)
+        protocols.place_component(self.component, self.device)
         if cfg.compile:
             try:
                 compile_model(self.component)
             except ValueError as exc:
                 raise TrainingSetupError(f"trainer.{exc}") from exc
-        train_examples = preprocess_all(self.component, self.train_data)
-        eval_examples = preprocess_all(self.component, self.eval_data)
-        train_lengths = [example_length(self.component, e) for e in train_examples]
+        train_examples = protocols.preprocess_all(self.component, self.train_data)
+        eval_examples = protocols.preprocess_all(self.component, self.eval_data)
+        train_lengths = [protocols.example_length(self.component, e) for e in train_examples]
         cpu_bf16 = self.precision == "bf16" and self.device.type == "cpu"
         set_batch_padding(self.component, cfg.pad_to_multiple_of, cpu_bf16, train_lengths,
                           lambda: self._batch_indices(1, train_lengths))
-        prepare_for_training(self.component, train_examples)
-        self._train_weights = [example_weight(self.component, e) for e in train_examples]
+        protocols.prepare_for_training(self.component, train_examples)
+        self._train_weights = [protocols.example_weight(self.component, e) for e in train_examples]
         return train_examples, train_lengths, eval_examples
 
     def _load_checkpoint(self) -> dict[str, Any]:
         """Load the model of ``trainer.resume_from``'s checkpoint; return its trainer state."""
-        resume_from = str(self.config.resume_from)
-        checkpoint_dir = ckpt.resolve_checkpoint(resume_from, self.output_dir)
-        saved = ckpt.load_trainer_state(checkpoint_dir)
-        try:
-            self.component.load(checkpoint_dir / ckpt.MODEL_DIR)
-        except (ValueError, OSError) as exc:  # another model or label set
-            raise ckpt.CheckpointError(f"cannot resume from {checkpoint_dir}: {exc}") from exc
-        place_component(self.component, self.device)
+        saved = ckpt.load_for_resume(str(self.config.resume_from), self.output_dir, self.component.load)
+        protocols.place_component(self.component, self.device)
         return saved
 
     def _create_optimizer(self, train_examples: int) -> None:
         cfg = self.config
-        self.optimizer = create_optimizer(self.component, cfg.lr)
-        batches_per_epoch = math.ceil(train_examples / (cfg.batch_size * self.dist.world_size))
-        steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum_steps)
+        self.optimizer = protocols.create_optimizer(self.component, cfg.lr)
         if self.lr_scheduler_builder is not None:
-            horizon = steps_per_epoch * cfg.epochs if cfg.lr_scheduler_interval == "step" else cfg.epochs
-            self.scheduler = build_scheduler(self.lr_scheduler_builder, self.optimizer, horizon)
-
-    def _restore(self, saved: dict[str, Any]) -> None:
-        """Continue from a checkpoint's trainer state: optimizer, scheduler, loop counters, RNG states."""
-        optimizer = self._optimizer
-        ckpt.check_optimizer_state(optimizer, saved["optimizer"], str(self.config.resume_from))
-        optimizer.load_state_dict(saved["optimizer"])
-        if self.scheduler is not None and saved.get("scheduler") is not None:
-            self.scheduler.load_state_dict(saved["scheduler"])
-        self.state = LoopState(**saved["loop"])
-        ckpt.restore_rng_states(saved["rng"])
+            horizon = schedulers.scheduler_horizon(train_examples, self.dist.world_size, cfg)
+            self.scheduler = schedulers.build_scheduler(self.lr_scheduler_builder, self.optimizer, horizon)
 
     # ------------------------------------------------------------------ the loop
     def _fit_epoch(self, epoch: int, train_examples: list[Any], train_lengths: list[int],
@@ -226,7 +191,7 @@ class Trainer:
             entry["eval"] = self.evaluate_examples(eval_examples, epoch=epoch)
             release_free_heap()
         entry["train_samples_per_s"] = samples_per_s
-        step_per_epoch(self.scheduler, self.config.lr_scheduler_interval,
+        schedulers.step_per_epoch(self.scheduler, self.config.lr_scheduler_interval,
                        lambda: required_metric(entry, self.config.metric_to_track_lr, "trainer.metric_to_track_lr"))
         entry["lr"] = self._optimizer.param_groups[0]["lr"]  # after this epoch's scheduler steps
         self.state.epoch = epoch
@@ -248,9 +213,7 @@ class Trainer:
         self._signals.raise_if_received()  # it came during the evaluation or the last window
         if self.stop_reason is not None:
             return True
-        patience = self.config.early_stopping_patience
-        if patience is not None and self.state.epochs_without_improvement >= patience:
-            self.stopped_early = True
+        self.stopped_early = self.state.out_of_patience(self.config.early_stopping_patience)
         return self.stopped_early
 
     def _train_epoch(self, epoch: int, examples: list[Any], lengths: list[int]) -> tuple[dict[str, float], float]:
@@ -342,14 +305,13 @@ class Trainer:
         if self.config.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         optimizer.step()
-        step_per_step(self.scheduler, self.config.lr_scheduler_interval)
+        schedulers.step_per_step(self.scheduler, self.config.lr_scheduler_interval)
         optimizer.zero_grad(set_to_none=True)
         self.state.global_step += 1
 
     def _handle_non_finite(self, loss_value: float, epoch: int, batch_idx: int) -> None:
         where = f"epoch {epoch}, batch {batch_idx + 1}, after optimizer step {self.state.global_step}"
-        if self.config.nan_policy == "skip" and self.state.nan_skips < self.config.max_nan_skips:
-            self.state.nan_skips += 1
+        if self.config.nan_policy == "skip" and self.state.skip_non_finite(self.config.max_nan_skips):
             return
         last = self.last_checkpoint
         kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
@@ -364,7 +326,7 @@ class Trainer:
         Runs in this process alone (after a distributed training, rank 0 calls it) and tells no
         callback: the evaluation of an epoch is `evaluate_examples`.
         """
-        examples = preprocess_all(self.component, list(items))
+        examples = protocols.preprocess_all(self.component, list(items))
         if not examples:
             return {}
         return self.evaluate_examples(examples, epoch=None, alone=True)
@@ -376,9 +338,7 @@ class Trainer:
         """
         dist = DistributedContext() if alone else self.dist
         callbacks = CallbackList([]) if alone else self.callbacks
-        batch_size = self.config.eval_batch_size
-        batches = [list(range(i, min(i + batch_size, len(examples)))) for i in range(0, len(examples), batch_size)]
-        batches = batches[dist.rank :: dist.world_size]  # whole batches per process
+        batches = eval_batches(len(examples), self.config.eval_batch_size)[dist.rank :: dist.world_size]  # whole ones
         loader = self._loader(examples, batches)
         metric_data: dict[str, list[Any]] = {}
         loss_sum, weight = 0.0, 0.0
@@ -390,14 +350,13 @@ class Trainer:
                     output, loss = self.component.forward(batch, return_loss=True, eval_mode=True)
                 loss_value = float(loss) if loss is not None else None
                 if loss_value is not None:  # weighted like the train loss: by loss terms
-                    batch_weight = sum(example_weight(self.component, examples[i]) for i in indices)
+                    batch_weight = sum(protocols.example_weight(self.component, examples[i]) for i in indices)
                     loss_sum += loss_value * batch_weight
                     weight += batch_weight
                 if self.metrics_computer is not None:
                     _extend(metric_data, self.metrics_computer.prepare_batch(output, batch))
-                callbacks.on_step_end(
-                    step_idx=batch_idx, nb_batches=len(batches), phase="eval", batch_size=len(indices), loss=loss_value
-                )
+                callbacks.on_step_end(step_idx=batch_idx, nb_batches=len(batches), phase="eval",
+                                      batch_size=len(indices), loss=loss_value)
         loss_sum, weight = dist.sum(loss_sum, weight)
         metric_data = dist.gather_lists(metric_data)
         metrics = {"loss": loss_sum / weight} if weight else {}
@@ -422,22 +381,15 @@ class Trainer:
         return self.state.update_best(value, entry["epoch"], self.config.checkpoint_mode)
 
     def _maybe_checkpoint(self, epoch: int, improved: bool) -> None:
-        cfg = self.config
-        periodic = cfg.checkpoint_period > 0 and epoch % cfg.checkpoint_period == 0
-        if periodic or improved or epoch == cfg.epochs:
+        if ckpt.is_due(epoch, improved, self.config):
             self._save_checkpoint(ckpt.checkpoint_name(epoch), epoch, improved)
 
     def _save_checkpoint(self, name: str, epoch: int, improved: bool) -> None:
-        cfg = self.config
         if not self.dist.is_main:  # rank 0 writes; the others wait until the checkpoint is complete
             self.dist.barrier()
             return
-        trainer_state = ckpt.trainer_state(self._optimizer, self.scheduler, self.state, cfg)
-        value = tracked_metric(self.state.history[-1], cfg.checkpoint_metric) if self.state.history else None
-        summary = ckpt.checkpoint_summary(epoch, self.state, cfg, value, improved)
-        path = ckpt.write_checkpoint(self.output_dir, name, self.component.save, trainer_state, summary)
-        ckpt.record_checkpoint(self.output_dir, path, metric=cfg.checkpoint_metric, mode=cfg.checkpoint_mode,
-                               keep=cfg.keep_checkpoints, best=self.state if improved else None)
+        path = ckpt.save_checkpoint(self.output_dir, name, self.component.save, self._optimizer, self.scheduler,
+                                    self.state, self.config, epoch, improved)
         self.dist.barrier()
         self.callbacks.on_save(checkpoint_dir=path)
 
