@@ -353,3 +353,14 @@ def test_single_document_prints_the_scoring_to_epoch_ratio(run_bench, tiny_bert_
                            r"its error report \([\d,]+ error rows, exact-span F1 [01]\.\d{4}\): (\d+\.\d) s")
     (ratio,) = figures(last_line(result), r"ratio test scoring / training epoch: (\d+\.\d{3}) \(goal < 1\)")
     assert ratio * epoch_s == pytest.approx(scoring_s, abs=0.05 * (1 + ratio) + 0.01)  # times printed to 0.1 s
+
+
+def test_significance_cost_prints_its_seconds(run_bench):
+    result = run_bench("significance_cost.py", "--documents", "20", "--repeats", "1", "--interval-resamples", "200",
+                       "--test-resamples", "500")
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("data: 20 documents (synthetic), "), lines[0]
+    point, low, high = figures(lines[2].split(" (95% CI")[0], r"f1 = (\d\.\d{4}) \[(\d\.\d{4}), (\d\.\d{4})\]")
+    assert low <= point <= high
+    figures(last_line(result), r"seconds: interval (\d+\.\d{3}) \(goal < 2\), paired bootstrap (\d+\.\d{3}), "
+                               r"approximate randomization (\d+\.\d{3}) \(500 resamples each; goal < 10\)")
