@@ -3,37 +3,38 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 
-class UserError(Exception):
-    """Bad input from the user (config, data, paths). Reported as one line, exit code 2."""
+class MedkitExpError(Exception):
+    """An error of this project whose message is meant for its user: it names the problem and
+    the fix in one line. The command line reports it as that line, exit code 2, no traceback.
+    Every such exception of the package subclasses it (`CorpusError`, `CheckpointError`...)."""
 
 
-# Exceptions whose message is already a one-line explanation for the user. Kept as names so
-# that this module imports nothing heavy.
-USER_ERROR_TYPES = (
-    "UserError",
-    "CorpusError",
-    "OverlapError",
-    "AnnotationError",
-    "CheckpointError",
-    "TrainingSetupError",
-    "NonFiniteLossError",
-    "TrackingError",
-    "ModelLoggingError",
-    "TrackingUnavailableError",
-    "ConfigCompositionException",
-    "OverrideParseException",
-    "MissingConfigException",
-    "ConfigKeyError",
-    "ValidationError",
-    "MissingMandatoryValue",
-    "InterpolationResolutionError",
-)
+class UserError(MedkitExpError):
+    """Bad input from the user (config, data, paths) that no more specific error names."""
 
 
 def is_user_error(exc: BaseException) -> bool:
-    return any(cls.__name__ in USER_ERROR_TYPES for cls in type(exc).__mro__) or isinstance(exc, UserError)
+    """Whether ``exc``'s message is already a one-line explanation for the user: the project's
+    own errors (`MedkitExpError`), and Hydra's and OmegaConf's configuration errors."""
+    return isinstance(exc, (MedkitExpError, *_config_error_types()))
+
+
+def _config_error_types() -> tuple[type[Exception], ...]:
+    """Hydra's and OmegaConf's errors about a configuration or an override, imported here (not at
+    module level) so that this module stays free to import anywhere."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from omegaconf.errors import (
+        ConfigKeyError,
+        InterpolationResolutionError,
+        MissingMandatoryValue,
+        ValidationError,
+    )
+
+    return (ConfigCompositionException, OverrideParseException, MissingConfigException, ConfigKeyError,
+            ValidationError, MissingMandatoryValue, InterpolationResolutionError)
 
 
 _NOISE = ("full_key:", "reference_type", "object_type", "Set the environment variable HYDRA_FULL_ERROR")
@@ -68,7 +69,7 @@ def one_line(exc: BaseException) -> str:
     return _clearer("; ".join(parts)) or type(exc).__name__
 
 
-def run_command(prog: str, body, also_user_errors: tuple[type[BaseException], ...] = ()) -> int:
+def run_command(prog: str, body: Callable[[], int], also_user_errors: tuple[type[BaseException], ...] = ()) -> int:
     """Run a command's ``body()`` and return its exit code: a user error (or one of
     ``also_user_errors``) is one line ``<prog>: error: ...`` on stderr and exit 2; Ctrl-C exits 130;
     anything else propagates with its traceback (a bug, not bad input)."""
@@ -78,7 +79,7 @@ def run_command(prog: str, body, also_user_errors: tuple[type[BaseException], ..
         return body()
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - top-level reporter
+    except Exception as exc:  # the top-level reporter: a bug goes on with its traceback
         if is_user_error(exc) or isinstance(exc, also_user_errors):
             print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
             return 2

@@ -12,8 +12,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from medkit_exp.errors import MedkitExpError
 
-class AnnotationError(ValueError):
+
+class AnnotationError(MedkitExpError, ValueError):
     """An annotation does not fit the document it is added to."""
 
 

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from medkit_exp.core.document import TextDocument
+from medkit_exp.errors import MedkitExpError
 
 OVERLAP_POLICIES = ("error", "keep_longest", "keep_first", "keep")
 DATA_HINT = "set data.root (or the MEDKIT_EXP_DATA environment variable) to the folder holding your corpus"
 MAX_WARNINGS = 50  # warnings kept verbatim in a report; the rest are only counted
 
 
-class CorpusError(ValueError):
+class CorpusError(MedkitExpError, ValueError):
     """A corpus file cannot be read as asked.
 
     The message is one line: the file (and line number where there is one), what is wrong,
