@@ -22,6 +22,7 @@ import mlflow
 from filelock import FileLock
 from mlflow.exceptions import MlflowException
 
+from medkit_exp.errors import MedkitExpError
 from medkit_exp.tracking.secrets import redact_text
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQU
 LOCK_TIMEOUT_S = 300  # a first migration takes 5-7 s; several waiting processes queue behind it
 
 
-class TrackingUnavailableError(RuntimeError):
+class TrackingUnavailableError(MedkitExpError, RuntimeError):
     """The configured tracking server cannot be reached."""
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import mlflow
 
+from medkit_exp.errors import MedkitExpError
 from medkit_exp.text.ner import mlflow_model as pyfunc_model
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ LOGGED_MODEL_NAME = "ner_model"
 ENTRY_POINT = Path(__file__).with_name("pyfunc_entry.py")
 
 
-class ModelLoggingError(RuntimeError):
+class ModelLoggingError(MedkitExpError, RuntimeError):
     """The best checkpoint could not be logged or registered as an MLflow model."""
 
 
