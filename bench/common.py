@@ -7,14 +7,15 @@ puts bench/ on sys.path). Nothing here is part of the medkit_exp package.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import platform
 import resource
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ FORK_HELP = ("run each side (or app run) in a fork of this process, its heavy mo
 PRELOAD = ("torch", "transformers", "transformers.models.bert.modeling_bert", "transformers.trainer",
            "medkit_exp.core", "medkit_exp.io", "medkit_exp.text.ner", "medkit_exp.text.ner.evaluation",
            "medkit_exp.text.metrics", "medkit_exp.training", "seqeval.metrics", "hydra", "omegaconf",
-           "medkit_exp.app", "medkit_exp.tracking", "mlflow", "mlflow.store.tracking.sqlalchemy_store",
+           "medkit_exp.app.run", "medkit_exp.tracking", "mlflow", "mlflow.store.tracking.sqlalchemy_store",
            "mlflow.pyfunc", "optuna", "matplotlib.pyplot")
 _FORKED = False  # whether this process forked a side (the machine line says so)
 
@@ -124,10 +125,8 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> None:
     import importlib
 
     for name in modules:
-        try:
+        with contextlib.suppress(ImportError):
             importlib.import_module(name)
-        except ImportError:
-            pass
 
 
 def run_python(args: list[str], cwd: str | Path | None = None, env: dict[str, str] | None = None,
@@ -146,37 +145,41 @@ def run_python(args: list[str], cwd: str | Path | None = None, env: dict[str, st
     global _FORKED
     _FORKED = True
     preload()
-    outputs = [tempfile.TemporaryFile(), tempfile.TemporaryFile()] if capture else []
+    with contextlib.ExitStack() as files:
+        outputs = [files.enter_context(tempfile.TemporaryFile()) for _ in range(2)] if capture else []
+        status, usage = _fork_and_wait(args, cwd, env, [f.fileno() for f in outputs], timeout)
+        texts = []
+        for output in outputs:
+            output.seek(0)
+            texts.append(output.read().decode(errors="replace"))
+    completed = subprocess.CompletedProcess([sys.executable, *args], os.waitstatus_to_exitcode(status),
+                                            *(texts or [None, None]))
+    completed.peak_rss_kb = usage.ru_maxrss
+    return completed
+
+
+def _fork_and_wait(args: list[str], cwd, env, fds: list[int], timeout: float | None):
+    """Fork, run ``python ARGS`` in the fork (its stdout and stderr to ``fds`` if given) and wait
+    for it; returns its wait status and resource usage."""
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        _forked_child(args, cwd, env, [f.fileno() for f in outputs])  # never returns
+        _forked_child(args, cwd, env, fds)  # never returns
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
             done, status, usage = os.wait4(pid, 0 if deadline is None else os.WNOHANG)
             if done:
-                break
+                return status, usage
             if time.monotonic() > deadline:
                 raise subprocess.TimeoutExpired([sys.executable, *args], timeout)
             time.sleep(0.02)
     except BaseException:  # a timeout or an interrupt: the fork and what it started go too
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, 9)
-        except ProcessLookupError:
-            pass
         os.waitpid(pid, 0)
         raise
-    texts = []
-    for output in outputs:
-        output.seek(0)
-        texts.append(output.read().decode(errors="replace"))
-        output.close()
-    completed = subprocess.CompletedProcess([sys.executable, *args], os.waitstatus_to_exitcode(status),
-                                            *(texts or [None, None]))
-    completed.peak_rss_kb = usage.ru_maxrss
-    return completed
 
 
 def _forked_child(args: list[str], cwd, env, fds: list[int]) -> None:
@@ -191,7 +194,7 @@ def _forked_child(args: list[str], cwd, env, fds: list[int]) -> None:
         os.setpgid(0, 0)  # a timeout kills the fork's own subprocesses too
         atexit._clear()  # the parent's exit handlers (its temporary folders) are not the fork's to run
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-        for fd, target in zip(fds, (1, 2)):
+        for fd, target in zip(fds, (1, 2), strict=False):  # no fds: the outputs stay the parent's
             os.dup2(fd, target)
         if cwd is not None:
             os.chdir(cwd)
@@ -217,8 +220,11 @@ def _forked_child(args: list[str], cwd, env, fds: list[int]) -> None:
             code = exc.code or 0
         else:
             print(exc.code, file=sys.stderr)
-    except BaseException:
-        traceback.print_exc()
+    except BaseException:  # the fork is its run's top level: the traceback to stderr, as Python prints it
+        log = logging.getLogger("bench.forked_run")
+        log.propagate = False  # not into the handlers the run may have configured
+        log.addHandler(logging.StreamHandler(sys.stderr))
+        log.exception("python %s failed", " ".join(args))
     try:
         atexit._run_exitfuncs()  # those the run registered (MLflow ends its runs there)
         sys.stdout.flush()

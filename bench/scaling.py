@@ -46,6 +46,7 @@ prints where the time of each phase with k > 1.15 went.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import gc
 import itertools
@@ -62,10 +63,11 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from common import DEFAULT_NCBI_ROOT, REPO, machine_line
 
@@ -234,8 +236,8 @@ class Source:
 
     def read(self, root: Path) -> Any:
         """The app's data step: the data node's target, wrapped as the app wraps it, and described."""
-        from medkit_exp.datasets import ExperimentData, load_corpus
-        from medkit_exp.io import NCBI_LABEL_MAP, load_brat, load_jsonl
+        from medkit_exp.app.data import ExperimentData
+        from medkit_exp.io import NCBI_LABEL_MAP, load_brat, load_corpus, load_jsonl
 
         if self.jsonl:
             corpus = load_corpus(partial(load_jsonl, overlap_policy="error"), root=str(root), name=self.name,
@@ -382,10 +384,8 @@ def predict_and_report(clock: PhaseClock, settings: Settings, model_dir: Path, d
                                               precision="fp32")
             return predict_documents(used, docs, settings.split_sentences)
 
-        try:
+        with contextlib.suppress(PhaseTimeout):
             predictions = clock.run(phases[0], predict)
-        except PhaseTimeout:
-            pass
     scored = perturbed_gold(docs) if settings.report_on == "gold" else predictions
     if phases[1] in skip or scored is None:
         return {}, None
@@ -410,7 +410,8 @@ def run_once(source: Source, root: Path, settings: Settings, workdir: Path, samp
              skip: set[str], profile: frozenset[str] = frozenset(), keep_model: Path | None = None
              ) -> tuple[Measure, PhaseClock]:
     """Every phase of one run on the corpus written under ``root`` (``skip``: phases left out)."""
-    from medkit_exp import app
+    from medkit_exp.app import report, train_and_test
+    from medkit_exp.app.tracker import log_model
     from medkit_exp.text.metrics import SeqEvalMetricsComputer
     from medkit_exp.text.ner.experiment import hf_ner
     from medkit_exp.tracking import MLflowCallback, TrackedRun
@@ -437,7 +438,7 @@ def run_once(source: Source, root: Path, settings: Settings, workdir: Path, samp
         tracker = TrackedRun(experiment="scaling", tracking_uri=settings.store_uri, run_name=root.name, params=params,
                              system_metrics=False, spool_dir=output_dir / "checkpoints")
 
-        def start_tracking():  # app._make_tracker's calls
+        def start_tracking():  # medkit_exp.app.tracker.start_tracking's calls
             tracker.tags.update({"dataset.name": data.name, "dataset.digest": data.digest(),
                                  "dataset.source": data.source})
             tracker.start()
@@ -446,7 +447,7 @@ def run_once(source: Source, root: Path, settings: Settings, workdir: Path, samp
             tracker.log_datasets(data.mlflow_inputs())
 
         clock.run("mlflow", start_tracking)
-        lr_steps = app.LearningRateRecorder()
+        lr_steps = train_and_test.LearningRateRecorder()
         trainer = Trainer(component, config, data.splits["train"], data.splits["dev"],
                           metrics_computer=SeqEvalMetricsComputer.for_component(component),
                           callbacks=[ClockCallback(clock, before=True), lr_steps,
@@ -466,31 +467,25 @@ def run_once(source: Source, root: Path, settings: Settings, workdir: Path, samp
         scores, measure.report_rows = predict_and_report(clock, settings, best_dir / MODEL_DIR, data.splits["test"],
                                                          output_dir, skip)
         if "mlflow" not in skip:
-            try:
+            with contextlib.suppress(PhaseTimeout):
                 clock.run("mlflow", lambda: tracker.log_test_metrics(scores))
-            except PhaseTimeout:
-                pass
         if "plots" not in skip:
-            try:
-                clock.run("plots", lambda: app._write_plots(output_dir, history, best_entry, scores, "f1",
+            with contextlib.suppress(PhaseTimeout):
+                clock.run("plots", lambda: report.write_plots(output_dir, history, best_entry, scores, "f1",
                                                             lr_steps.points))
-            except PhaseTimeout:
-                pass
 
-        def log_the_rest():  # the end of app._train_and_test and app.run
+        def log_the_rest():  # the end of medkit_exp.app.train_and_test and medkit_exp.app.run
             for folder in ("plots", "analysis"):
                 tracker.log_folder(output_dir / folder, folder)
             tracker.log_best_checkpoint(best_dir)
-            logged = app._log_model(component, tracker, best_dir / MODEL_DIR, trainer.state.best_epoch or 0, None)
+            logged = log_model(component, tracker, best_dir / MODEL_DIR, trainer.state.best_epoch or 0, None)
             if str(logged.get("model_uri", "")).startswith("not logged"):
                 raise RuntimeError(f"the model was not logged: {logged['model_uri']}")
             tracker.finish()
 
         if "mlflow" not in skip:
-            try:
+            with contextlib.suppress(PhaseTimeout):
                 clock.run("mlflow", log_the_rest)
-            except PhaseTimeout:
-                pass
     except PhaseTimeout:  # in reading or training: nothing after it can run
         if clock.current is not None:
             clock.stop()
@@ -581,10 +576,10 @@ def exponent(result: AxisResult, phase: str) -> tuple[float | None, bool]:
     budget counts with the time it ran before it was stopped)."""
     import numpy as np
 
-    points = [(s, t) for s, t in zip(result.sizes, result.times(phase)) if t is not None and t > 0]
+    points = [(s, t) for s, t in zip(result.sizes, result.times(phase), strict=True) if t is not None and t > 0]
     if len(points) < 2:
         return None, phase in result.over_budget
-    sizes, seconds = zip(*points)
+    sizes, seconds = zip(*points, strict=True)
     return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0]), phase in result.over_budget
 
 
@@ -670,10 +665,9 @@ def long_document_ratio(source: Source, settings: Settings, model_dir: Path, cha
 def tiny_bert(directory: Path) -> Path:
     """A randomly initialised 2-layer BERT (hidden 32) with MiniLM's tokenizer (as tests/conftest.py builds it)."""
     import torch
+    from common import packaged_model
     from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
     from transformers.utils import logging as hf_logging
-
-    from common import packaged_model
 
     hf_logging.set_verbosity_error()
     torch.manual_seed(0)
@@ -762,8 +756,8 @@ def main() -> None:
     import logging
 
     import torch
-
     from common import packaged_model
+
     from medkit_exp.tracking.store import default_tracking_uri, setup_tracking
 
     logging.getLogger("mlflow").setLevel(logging.ERROR)

@@ -71,7 +71,7 @@ def main() -> None:
 
     import torch
 
-    from medkit_exp.datasets import load_corpus
+    from medkit_exp.io import load_corpus
     from medkit_exp.io.conll import load_conll
     from medkit_exp.text.ner.experiment import hf_ner
     from medkit_exp.training import Trainer, TrainerConfig

@@ -12,8 +12,8 @@ import hydra
 import hydra._internal.utils as hydra_utils
 from omegaconf import DictConfig
 
+from medkit_exp.app.schema import register_configs
 from medkit_exp.errors import is_user_error, one_line
-from medkit_exp.schema import register_configs
 
 register_configs()
 
@@ -42,7 +42,7 @@ def _report(func):
     except (KeyboardInterrupt, SystemExit) as exc:
         _exit_if_stopped(exc)
         raise
-    except Exception as exc:  # noqa: BLE001 - this is the top-level reporter
+    except Exception as exc:
         if is_user_error(exc):
             print(f"medkit_exp: error: {one_line(exc)}", file=sys.stderr)
             sys.exit(2)
@@ -83,7 +83,7 @@ def _stop_on_signals() -> None:
 
 @hydra.main(version_base="1.3", config_path="pkg://medkit_exp.conf", config_name="config")
 def _run(cfg: DictConfig) -> float | None:
-    from medkit_exp.app import run
+    from medkit_exp.app.run import run
 
     try:
         return run(cfg)
@@ -127,7 +127,7 @@ def _failed_job(exc: Exception, job_dir: str) -> float:
 
 
 def main() -> None:
-    from medkit_exp.output_redaction import redact_process_output
+    from medkit_exp.app.output_redaction import redact_process_output
 
     redact_process_output()  # before Hydra parses: its errors echo the overrides, secrets included
     _stop_on_signals()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from test_cli import quick_args, run_cli
 
 TEXT = "Fever and cough treated with paracetamol.\n"
@@ -22,12 +21,12 @@ def brat_corpus(root: Path, train_ann: str = GOOD_ANN, train_text: bytes | None 
 
 
 CASES = {
-    "malformed BRAT line": (dict(train_ann="T1\tproblem zero 5\tFever\n"), [], "train/d1.ann line 1"),
-    "span out of range": (dict(train_ann="T1\tproblem 0 500\tFever\n"), [], "out of range"),
-    "span text mismatch": (dict(train_ann="T1\tproblem 0 5\tCough\n"), [], "does not match"),
-    "overlap under the error policy": (dict(train_ann=GOOD_ANN + "T3\tproblem 0 9\tFever and\n"), [], "overlap"),
-    "label not in the label set": (dict(), ["data.labels=[problem,test]"], "treatment"),
-    "non-UTF-8 file": (dict(train_text=TEXT.replace("Fever", "Fi\xe8vre").encode("latin-1")), [], "UTF-8"),
+    "malformed BRAT line": ({"train_ann": "T1\tproblem zero 5\tFever\n"}, [], "train/d1.ann line 1"),
+    "span out of range": ({"train_ann": "T1\tproblem 0 500\tFever\n"}, [], "out of range"),
+    "span text mismatch": ({"train_ann": "T1\tproblem 0 5\tCough\n"}, [], "does not match"),
+    "overlap under the error policy": ({"train_ann": GOOD_ANN + "T3\tproblem 0 9\tFever and\n"}, [], "overlap"),
+    "label not in the label set": ({}, ["data.labels=[problem,test]"], "treatment"),
+    "non-UTF-8 file": ({"train_text": TEXT.replace("Fever", "Fi\xe8vre").encode("latin-1")}, [], "UTF-8"),
 }
 
 
@@ -81,8 +80,9 @@ def test_an_out_of_range_component_setting_is_one_line(tmp_path, tiny_bert_dir):
 
 
 @pytest.mark.parametrize("override, expected", [
-    ("data.root=/no/such/folder", "data.root is not a setting of this configuration: the chosen data option has no 'root'"),
-    ("+data.root=/no/such/folder", "data.root: medkit_exp.datasets.demo_corpus has no argument 'root'"),
+    ("data.root=/no/such/folder",
+     "data.root is not a setting of this configuration: the chosen data option has no 'root'"),
+    ("+data.root=/no/such/folder", "data.root: medkit_exp.io.demo_corpus has no argument 'root'"),
     ("scheduler=none", None),  # a valid choice: composes
     ("scheduler.warmup_ratioo=0.2", "scheduler.warmup_ratioo is not a setting of this configuration"),
 ])

@@ -10,10 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from forked_cli import run_python
-
 from conftest import REPO_ROOT
+from forked_cli import run_python
 from readme_blocks import command
 
 
@@ -55,7 +53,7 @@ def test_one_run_is_logged_completely_and_its_checkpoint_predicts(workdir, tiny_
     assert run.info.status == "FINISHED"
     params = run.data.params
     assert params["trainer.lr"] == "0.005" and params["trainer.epochs"] == "12"
-    assert params["component.model"] == str(tiny_bert_dir) and params["data._target_"] == "medkit_exp.datasets.demo_corpus"
+    assert params["component.model"] == str(tiny_bert_dir) and params["data._target_"] == "medkit_exp.io.demo_corpus"
     tags = run.data.tags
     assert "trainer.epochs=12" in tags["hydra.overrides"]
     assert tags["dataset.name"] == "demo" and len(tags["dataset.digest"]) >= 12
@@ -75,7 +73,8 @@ def test_one_run_is_logged_completely_and_its_checkpoint_predicts(workdir, tiny_
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
-    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="best_checkpoint", dst_path=str(workdir / "dl"))
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="best_checkpoint",
+                                                dst_path=str(workdir / "dl"))
 
     from medkit_exp.core import TextDocument
     from medkit_exp.text.ner import HFEntityMatcher
@@ -252,7 +251,8 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(workdir, tiny_bert_dir):
     straight = run_cli([*args, "hydra.run.dir=straight", "tracking=none"], workdir)
     assert straight.returncode == 0, straight.stderr[-3000:]
     final = "checkpoints/checkpoint_008/model/model.safetensors"
-    killed_then_resumed, uninterrupted = load_file(str(workdir / "killed" / final)), load_file(str(workdir / "straight" / final))
+    killed_then_resumed = load_file(str(workdir / "killed" / final))
+    uninterrupted = load_file(str(workdir / "straight" / final))
     assert all(torch_equal(killed_then_resumed[k], uninterrupted[k]) for k in uninterrupted)
 
 

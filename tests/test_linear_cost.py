@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from medkit_exp.core.document import Entity, Span, TextDocument
-from medkit_exp.datasets import demo_corpus
+from medkit_exp.io import demo_corpus
 
 GROWTH = 4  # the long document is this many times the short one
 MAX_GROWTH = GROWTH * 1.25  # linear, with room for fixed costs and per-size constants; quadratic gives ~16
@@ -95,9 +95,8 @@ def _work(func) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def minilm_tokenizer():
-    from transformers import AutoTokenizer
-
     from conftest import MINILM_DIR
+    from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(MINILM_DIR))
 
@@ -109,7 +108,7 @@ def short_and_long() -> tuple[TextDocument, TextDocument]:
 
 
 def _assert_linear(name: str, short_work: tuple[int, int], long_work: tuple[int, int]) -> None:
-    for what, short, long in zip(("lines executed", "characters sliced"), short_work, long_work):
+    for what, short, long in zip(("lines executed", "characters sliced"), short_work, long_work, strict=True):
         if short == 0:
             continue
         assert long / short <= MAX_GROWTH, (
@@ -221,14 +220,14 @@ def write_demo_results(folder: Path) -> None:
     import hashlib
     import json
 
+    from conftest import MINILM_DIR
+    from transformers import AutoTokenizer
+
     from medkit_exp.io.sentences import split_into_sentences
     from medkit_exp.text.error_report import write_error_report
     from medkit_exp.text.ner.codec import NerCodec
     from medkit_exp.text.ner.evaluation import entity_errors, score_predictions
     from medkit_exp.text.ner.tagging import build_tag_set
-    from transformers import AutoTokenizer
-
-    from conftest import MINILM_DIR
 
     docs = list(demo_corpus()["test"])
     docs.append(_concatenated(docs, "demo-test-as-one"))
@@ -306,8 +305,9 @@ def test_scores_of_pieces_equal_those_of_whole_sequences(scheme, strict):
             y_pred.append(sides[1])
         true_pieces, pred_pieces = split_at_shared_outside(y_true, y_pred, piece_length=5)
         assert [t for seq in true_pieces for t in seq] == [t for seq in y_true for t in seq]
-        for true_piece, pred_piece in zip(true_pieces, pred_pieces):  # cut at the first shared O past 5 tags
-            shared_outside = [i for i, (t, p) in enumerate(zip(true_piece, pred_piece)) if t == p == "O"]
+        # each piece is cut at the first shared O past 5 tags
+        for true_piece, pred_piece in zip(true_pieces, pred_pieces, strict=True):
+            shared_outside = [i for i, (t, p) in enumerate(zip(true_piece, pred_piece, strict=True)) if t == p == "O"]
             assert len(true_piece) <= 5 or not [i for i in shared_outside if 4 <= i < len(true_piece) - 1]
         whole = _seqeval_on_whole(y_true, y_pred, scheme, strict)
         assert seqeval_scores(y_true, y_pred, scheme, strict=strict, labels=["A", "B"]) == whole

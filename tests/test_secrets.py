@@ -67,7 +67,7 @@ def test_printed_and_logged_lines_are_masked(monkeypatch):
     import io
     import logging
 
-    from medkit_exp.output_redaction import RedactingStream, _redact_record
+    from medkit_exp.app.output_redaction import RedactingStream, _redact_record
 
     monkeypatch.setenv("HF_TOKEN", "hf_printed_token")
     out = io.StringIO()

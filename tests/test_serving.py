@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from readme_blocks import command, in_this_environment, python_block
 from servers import free_port, serving
 from test_cli import cli_env, quick_args, run_cli
@@ -81,7 +80,8 @@ def as_tuples(grouped: list[list[dict]]) -> list[list[tuple]]:
 
 def same_entities(got: list[list[tuple]], expected: list[list[tuple]]) -> bool:
     return [[e[:4] for e in x] for x in got] == [[e[:4] for e in x] for x in expected] and all(
-        g[4] == pytest.approx(e[4], abs=1e-5) for gs, es in zip(got, expected) for g, e in zip(gs, es))
+        g[4] == pytest.approx(e[4], abs=1e-5) for gs, es in zip(got, expected, strict=True)
+        for g, e in zip(gs, es, strict=True))
 
 
 # ---------------------------------------------------------------------------- end to end
@@ -91,7 +91,8 @@ def test_the_run_logs_and_registers_its_best_checkpoint(registered_run, tracking
     out = registered_run["stdout"]
     model_uri = re.search(r"MLflow model : (models:/m-\w+)", out).group(1)
     assert f"registered as: models:/{MODEL_NAME}/1" in out
-    seconds = float(re.search(r"Logged model models:/m-\w+ in ([0-9.]+) s", registered_run["stdout"] + registered_run["stderr"]).group(1))
+    printed = registered_run["stdout"] + registered_run["stderr"]
+    seconds = float(re.search(r"Logged model models:/m-\w+ in ([0-9.]+) s", printed).group(1))
     print(f"log_model + registration took {seconds} s")
 
     client = MlflowClient(tracking_uri)
@@ -111,7 +112,8 @@ def test_the_run_logs_and_registers_its_best_checkpoint(registered_run, tracking
     local = Path(model.artifact_location.removeprefix("file://"))
     requirements = (local / "requirements.txt").read_text().split()
     assert any(r.startswith("medkit_exp==") for r in requirements)
-    assert any(r.startswith("torch==") for r in requirements) and any(r.startswith("transformers==") for r in requirements)
+    assert any(r.startswith("torch==") for r in requirements)
+    assert any(r.startswith("transformers==") for r in requirements)
     assert (local / "artifacts" / "model" / "model.safetensors").is_file()
 
 
@@ -139,7 +141,8 @@ def served_model(registered_run, tmp_path_factory):
     instead of 5001; yields its URL."""
     missing = [m for m in ("uvicorn", "fastapi") if importlib.util.find_spec(m) is None]
     if missing:
-        pytest.skip(f"the MLflow scoring server needs {', '.join(missing)} (pip install 'mlflow[extras]' or uvicorn fastapi)")
+        pytest.skip(f"the MLflow scoring server needs {', '.join(missing)} "
+                    "(pip install 'mlflow[extras]' or uvicorn fastapi)")
     folder = tmp_path_factory.mktemp("served")
     port = free_port()
     env = {**cli_env(), **SERVE.env}  # export MLFLOW_TRACKING_URI=sqlite:///mlruns/mlflow.db
@@ -203,8 +206,10 @@ def test_the_pyfunc_python_block_prints_the_entities(registered_run, tracking_ur
     (b'{"inputs": ["fever and', "Ensure that input is a valid JSON formatted string"),
     (json.dumps({"dataframe_records": [{"text": 3}]}).encode(), "input text 0 is a int, not a str; send texts"),
     # MLflow's input check keeps the first column only (the signature has one): it is named, so not texts
-    (json.dumps({"dataframe_records": [{"sex": "F", "age": 3}]}).encode(), "needs a 'text' column, got columns ['sex']"),
-    (json.dumps({"inputs": ["fever " * 900_000]}).encode(), "holds 5,400,000 characters of text, more than the 1,000,000"),
+    (json.dumps({"dataframe_records": [{"sex": "F", "age": 3}]}).encode(),
+     "needs a 'text' column, got columns ['sex']"),
+    (json.dumps({"inputs": ["fever " * 900_000]}).encode(),
+     "holds 5,400,000 characters of text, more than the 1,000,000"),
 ], ids=["malformed-json", "number-in-text-column", "no-text-column", "5MB-text"])
 def test_the_served_model_refuses_bad_input_politely_and_keeps_serving(served_model, body, expected):
     status, answer = invoke(served_model, body)
@@ -236,14 +241,14 @@ class _Component:
 
 
 def test_model_logging_warns_without_register_as_and_fails_with_it(tmp_path, caplog):
-    from medkit_exp.app import _log_model
+    from medkit_exp.app.tracker import log_model
     from medkit_exp.errors import UserError
 
-    summary = _log_model(_Component(), _Tracker(), tmp_path, 1, None)  # no active run: a warning, the run goes on
+    summary = log_model(_Component(), _Tracker(), tmp_path, 1, None)  # no active run: a warning, the run goes on
     assert summary == {"model_uri": "not logged (RuntimeError: run not-active is not the active MLflow run)"}
     assert "not logged as an MLflow model" in caplog.text
     with pytest.raises(UserError, match="tracking.register_as=prod: the model could not be logged or registered"):
-        _log_model(_Component(), _Tracker(), tmp_path, 1, "prod")
+        log_model(_Component(), _Tracker(), tmp_path, 1, "prod")
 
 
 # ---------------------------------------------------------------------------- inputs and outputs

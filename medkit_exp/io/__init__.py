@@ -38,6 +38,7 @@ from medkit_exp.io.sentences import (
     sentence_spans,
     split_into_sentences,
 )
+from medkit_exp.io.splits import CorpusSplits, demo_corpus, load_corpus
 
 # The usual NCBI-disease NER benchmark collapses its four labels into one.
 NCBI_LABEL_MAP = {
@@ -50,6 +51,7 @@ NCBI_LABEL_MAP = {
 __all__ = [
     "Corpus",
     "CorpusError",
+    "CorpusSplits",
     "DEMO_LABELS",
     "LoadReport",
     "NCBI_LABEL_MAP",
@@ -58,12 +60,14 @@ __all__ = [
     "corpus_digest",
     "corpus_labels",
     "corpus_summary",
+    "demo_corpus",
     "entity_to_parent",
     "filter_labels",
     "format_summary",
     "load_brat",
     "load_brat_splits",
     "load_conll",
+    "load_corpus",
     "load_demo_corpus",
     "load_jsonl",
     "merge_sentence_entities",

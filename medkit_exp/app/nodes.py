@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -65,11 +65,11 @@ def _signature(target: Callable[..., Any]) -> inspect.Signature | None:
         return None
 
 
-def _hints(target: Callable[..., Any]) -> dict[str, Any]:
-    function = target.__init__ if isinstance(target, type) else target
+def _hints(target: Any) -> dict[str, Any]:
+    function = target.__init__ if inspect.isclass(target) else target
     try:
         return typing.get_type_hints(function)
-    except Exception:  # noqa: BLE001 - annotations naming what cannot be resolved: skip the type check
+    except (NameError, TypeError, AttributeError):  # annotations naming what cannot be resolved: no type check
         return {}
 
 
@@ -88,7 +88,8 @@ def check_node(key: str, node: Any) -> Callable[..., Any] | None:
     if name is None:
         extra = list(_arguments(key, node)) if isinstance(node, (DictConfig, Mapping)) else []
         if extra:
-            raise UserError(f"{key} has settings ({', '.join(extra)}) but no _target_; add {key}._target_=<module.Class>")
+            raise UserError(f"{key} has settings ({', '.join(extra)}) but no _target_; "
+                            f"add {key}._target_=<module.Class>")
         return None
     target = _locate(key, name)
     signature = _signature(target)
@@ -143,9 +144,9 @@ def _matches(value: Any, expected: Any) -> bool:
         if expected is int:
             return isinstance(value, int) and not isinstance(value, bool)
         return isinstance(value, expected)
-    if origin in (list, tuple, typing.Sequence, typing.List) or expected in (list, tuple):
+    if origin in (list, tuple, typing.Sequence) or expected in (list, tuple):
         return isinstance(value, (list, tuple))
-    if origin in (dict, typing.Dict, Mapping) or expected is dict:
+    if origin in (dict, Mapping) or expected is dict:
         return isinstance(value, dict)
     return True  # anything richer (a path type, a protocol, Any): left to the target itself
 
@@ -178,6 +179,7 @@ def build_node(key: str, node: Any, label: str | None = None, **context: Any) ->
     extra = {k: v for k, v in context.items() if (k in params or takes_any) and k not in node}
     # Resolved first: interpolations may point anywhere in the whole config.
     plain = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(plain, dict)  # check_node accepted the node: a mapping
     keep = set(_arguments(key, node)) | {k for k in HYDRA_KEYS if k in node}
     config = OmegaConf.create({k: v for k, v in plain.items() if k in keep})
     try:

@@ -3,7 +3,7 @@
 ``trainer``, ``tracking`` and ``callbacks`` configure the app itself, so they are typed
 dataclasses: a typo (``trainer.lrr=1``) or a wrong type (``trainer.epochs=abc``) fails while
 Hydra composes the config. ``component``, ``data``, ``metrics`` and ``scheduler`` are open:
-each node names what it builds with ``_target_``, and `medkit_exp.build.check_node` checks
+each node names what it builds with ``_target_``, and `medkit_exp.app.nodes.check_node` checks
 its keys against that target's signature before anything runs. Imports stay light (no
 torch, no mlflow) so that ``--cfg job`` and ``--help`` answer quickly.
 """
@@ -11,7 +11,7 @@ torch, no mlflow) so that ``--cfg job`` and ``--help`` answer quickly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -24,14 +24,14 @@ class TrackingConfig:
     """``tracking=...``: where runs are logged (``tracking=none`` logs nothing)."""
 
     enabled: bool = True
-    uri: Optional[str] = None  # null: $MLFLOW_TRACKING_URI, else SQLite under `root`
+    uri: str | None = None  # null: $MLFLOW_TRACKING_URI, else SQLite under `root`
     experiment: str = "medkit_exp"
     root: str = "mlruns"
-    run_name: Optional[str] = None
+    run_name: str | None = None
     log_checkpoints: str = "best"  # best, best_and_last or none
     required: bool = True  # false: a tracking failure at start only warns
     log_model: bool = True  # log the best checkpoint as an MLflow model, for components that offer one
-    register_as: Optional[str] = None  # also register that model under this name (models:/<name>/<version>)
+    register_as: str | None = None  # also register that model under this name (models:/<name>/<version>)
     system_metrics: bool = True  # CPU, memory (and GPU) use as system/* metrics of the run
 
 
@@ -40,7 +40,7 @@ class CallbacksConfig:
     """``callbacks=...``: what watches the run besides tracking."""
 
     printer: bool = True
-    progress_bars: Optional[bool] = None  # null: bars on a terminal only
+    progress_bars: bool | None = None  # null: bars on a terminal only
 
 
 @dataclass
@@ -58,17 +58,20 @@ class AppConfig:
     objective: str = "eval_f1"
     # max or min; null: the sweeper's direction, else trainer.checkpoint_mode when the objective
     # is eval_<trainer.checkpoint_metric>, else max.
-    objective_mode: Optional[str] = None
-    threads: Optional[int] = None  # torch threads; null keeps torch's default
+    objective_mode: str | None = None
+    threads: int | None = None  # torch threads; null keeps torch's default
     # glibc's mmap threshold (KiB): larger freed blocks go back to the system instead of staying
     # in the heap (medkit_exp.training.host_memory); null keeps glibc's own adjustment.
-    malloc_mmap_threshold_kib: Optional[int] = None
+    malloc_mmap_threshold_kib: int | None = None
 
 
 def register_configs() -> None:
-    """Make the schemas available to the YAML files as ``base_*`` defaults."""
+    """Make the schemas available to the YAML files as ``base_*`` defaults (``- /base_trainer``).
+
+    They are stored outside the config groups: a schema in a group would be one of its options,
+    and ``--help`` would list ``trainer: base_trainer, default`` as if users could choose it."""
     store = ConfigStore.instance()
     store.store(name="base_config", node=AppConfig)
-    store.store(group="trainer", name="base_trainer", node=TrainerConfig)
-    store.store(group="tracking", name="base_tracking", node=TrackingConfig)
-    store.store(group="callbacks", name="base_callbacks", node=CallbacksConfig)
+    store.store(name="base_trainer", node=TrainerConfig)
+    store.store(name="base_tracking", node=TrackingConfig)
+    store.store(name="base_callbacks", node=CallbacksConfig)

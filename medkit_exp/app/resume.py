@@ -79,6 +79,19 @@ def _from_launch_folder() -> Path | None:
     return max(candidates, key=lambda p: (p / INDEX_FILE).stat().st_mtime, default=None)
 
 
+def resume_point(tracking: Any, trainer_cfg: Any) -> str | None:
+    """Point ``trainer_cfg`` at what ``trainer.resume_from`` names (its checkpoint folder and that
+    folder's run folder) and return the MLflow run to continue; None and nothing changed when the
+    run starts afresh."""
+    if not trainer_cfg.resume_from:
+        return None
+    point = resolve_resume(tracking, trainer_cfg.resume_from, Path(trainer_cfg.output_dir))
+    trainer_cfg.output_dir, trainer_cfg.resume_from = str(point.output_dir), str(point.checkpoint_dir)
+    print(f"Resuming from {point.checkpoint_dir}"
+          + (f" in MLflow run {point.run_id}" if point.run_id and tracking.enabled else ""), flush=True)
+    return point.run_id
+
+
 def resolve_resume(tracking: Any, resume_from: str, output_dir: Path) -> ResumePoint:
     """Turn ``trainer.resume_from`` into a checkpoint folder, its output folder and MLflow run.
 

@@ -1,21 +1,18 @@
-"""The ``data`` group: the splits a run trains, selects and tests on.
+"""A corpus read as its train, dev and test splits: the built-in targets of the ``data`` group.
 
 A data node's ``_target_`` returns a mapping with ``train``, ``dev`` and optionally ``test``,
 each a sequence of the items the component's ``preprocess`` takes. The built-in targets
 read annotated corpora into `TextDocument` s: `load_corpus` (a folder per split, read by
 the node's ``reader``: BRAT, CoNLL, JSONL or a user's own) and `demo_corpus` (the shipped
-demo). `ExperimentData` wraps whatever a target returned with what the app shows and tracks
-(a description, a summary, a digest), asking the object for them when it offers them.
+demo). The app wraps whatever a target returned in `medkit_exp.app.data.ExperimentData`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any
 
 from medkit_exp.core import TextDocument
 from medkit_exp.errors import UserError
@@ -89,14 +86,14 @@ def _root(name: str, root: str | None) -> Path:
 
 def load_corpus(
     reader: Callable[..., Any],
-    root: Optional[str] = None,
+    root: str | None = None,
     name: str = "corpus",
     train: str = "train",
     dev: str = "dev",
     test: str = "test",
-    label_map: Optional[Dict[str, str]] = None,
-    labels: Optional[List[str]] = None,
-    max_docs: Optional[int] = None,
+    label_map: dict[str, str] | None = None,
+    labels: list[str] | None = None,
+    max_docs: int | None = None,
 ) -> CorpusSplits:
     """Read the splits ``root/<train>``, ``root/<dev>``, ``root/<test>`` with ``reader``.
 
@@ -108,7 +105,7 @@ def load_corpus(
     """
     folder = _root(name, root)
     splits, reports = {}, {}
-    for split, relative in zip(SPLITS, (train, dev, test)):
+    for split, relative in zip(SPLITS, (train, dev, test), strict=True):
         path = folder / relative
         if not path.exists():
             raise UserError(f"split {path} does not exist; check data.root and data.{split}")
@@ -117,8 +114,8 @@ def load_corpus(
     return _checked(CorpusSplits(name, splits, reports, source=str(folder.resolve())), labels, max_docs)
 
 
-def demo_corpus(label_map: Optional[Dict[str, str]] = None, labels: Optional[List[str]] = None,
-                max_docs: Optional[int] = None) -> CorpusSplits:
+def demo_corpus(label_map: dict[str, str] | None = None, labels: list[str] | None = None,
+                max_docs: int | None = None) -> CorpusSplits:
     """The demo corpus shipped with the package (clinical sentences: problem, treatment, test)."""
     from medkit_exp.io.corpus import apply_label_map, filter_labels
     from medkit_exp.io.demo import load_demo_corpus
@@ -140,64 +137,3 @@ def _checked(corpus: CorpusSplits, labels: list[str] | None, max_docs: int | Non
         raise UserError(f"data={corpus.name}: the train split has no entity"
                         + (f" with labels {list(labels)}" if labels else "") + "; check data.labels and data.label_map")
     return corpus
-
-
-class ExperimentData:
-    """The splits a data target returned, with what the app prints and tracks about them."""
-
-    def __init__(self, splits: Any, name: str) -> None:
-        if not isinstance(splits, Mapping):
-            raise UserError(f"data={name} returned a {type(splits).__name__}, not a mapping of splits; "
-                            "return {'train': [...], 'dev': [...], 'test': [...]}")
-        missing = [s for s in ("train", "dev") if s not in splits]
-        if missing:
-            raise UserError(f"data={name} returned no {' and no '.join(missing)} split (keys: {sorted(splits)}); "
-                            "return a mapping with train, dev and optionally test")
-        self.source_object = splits
-        self.name = getattr(splits, "name", None) or name
-        self.source = str(getattr(splits, "source", "") or name)
-        self.splits: dict[str, list[Any]] = {s: list(splits.get(s) or []) for s in SPLITS}
-        if not self.splits["train"]:
-            raise UserError(f"data={name}: the train split is empty; check the data settings")
-
-    def _offered(self, method: str) -> Callable[[], Any] | None:
-        found = getattr(self.source_object, method, None)
-        return found if callable(found) else None
-
-    def describe(self) -> str:
-        offered = self._offered("describe")
-        if offered:
-            return offered()
-        return "\n".join(f"{self.name}/{split}: {len(items)} items" for split, items in self.splits.items())
-
-    def summary(self) -> dict[str, Any]:
-        offered = self._offered("summary")
-        return offered() if offered else {split: {"items": len(items)} for split, items in self.splits.items()}
-
-    def digest(self, split: str | None = None) -> str:
-        """A short hash of every item, or of ``split``'s (the data's own ``digest()`` when it has one)."""
-        offered = self._offered("digest")
-        if offered:
-            try:
-                return offered(split) if split else offered()
-            except TypeError:  # a digest() of the whole data only
-                if split is None:
-                    raise
-        items = self.splits[split] if split else self.splits
-        payload = json.dumps(items, sort_keys=True, default=repr).encode("utf-8")
-        return hashlib.sha256(payload).hexdigest()[:16]
-
-    def mlflow_inputs(self) -> list[dict[str, Any]]:
-        """One entry per non-empty split for `TrackedRun.log_datasets`: name, digest, context, source."""
-        contexts = {"train": "training", "dev": "validation", "test": "test"}
-        summary = self.summary()
-        inputs = []
-        for split, items in self.splits.items():
-            if not items:
-                continue
-            counts = summary.get(split, {}) if isinstance(summary, dict) else {}
-            source = {"source": self.source, "items": len(items)}
-            source.update({k: v for k, v in counts.items() if k in ("documents", "entities") and not isinstance(v, dict)})
-            inputs.append({"name": f"{self.name}/{split}", "digest": self.digest(split), "context": contexts[split],
-                           "source": source})
-        return inputs
