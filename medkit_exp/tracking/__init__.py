@@ -1,6 +1,7 @@
-"""Experiment tracking with MLflow: store setup, params, tags, the Trainer callback.
+"""Experiment tracking with MLflow: store setup, params, tags, the run, the Trainer callback.
 
-``flatten_params`` and the tag helpers are light; ``setup_tracking`` and ``MLflowCallback``
+``RunTracker`` (what a run offers), ``NullRun`` (the run when tracking is off), ``flatten_params``
+and the tag helpers are light; ``setup_tracking`` and ``MLflowCallback``
 import MLflow (2-3 s) only when first accessed.
 """
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from medkit_exp.tracking.params import flatten_params
 from medkit_exp.tracking.tags import dataset_digest, dataset_tags, git_tags, run_name
+from medkit_exp.tracking.tracker import NullRun, RunTracker
 
 if TYPE_CHECKING:
     from medkit_exp.tracking.mlflow_callback import MLflowCallback
@@ -26,6 +28,8 @@ _LAZY = {
 
 __all__ = [
     "MLflowCallback",
+    "NullRun",
+    "RunTracker",
     "TrackedRun",
     "TrackingUnavailableError",
     "dataset_digest",

@@ -1,4 +1,4 @@
-"""`MLflowCallback`: the Trainer's hooks, forwarded to a `TrackedRun`.
+"""`MLflowCallback`: the Trainer's hooks, forwarded to a `TrackedRun` (any `RunTracker`).
 
 The run (params, metrics, artifacts, its end) is `medkit_exp.tracking.run.TrackedRun`; this
 callback only decides what each Trainer event logs there. The app passes the run it started
@@ -14,18 +14,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medkit_exp.tracking.run import CHECKPOINT_POLICIES, PARENT_RUN_ENV, CheckpointRecord, TrackedRun
+from medkit_exp.tracking.checkpoints import check_policy
+from medkit_exp.tracking.run import TrackedRun
+from medkit_exp.tracking.tracker import RunTracker
 from medkit_exp.training.callbacks import TrainerCallback
 
-__all__ = ["CHECKPOINT_POLICIES", "PARENT_RUN_ENV", "CheckpointRecord", "MLflowCallback", "TrackedRun"]
+__all__ = ["MLflowCallback"]
 
 
 class MLflowCallback(TrainerCallback):
     """Track a training in MLflow.
 
     Args:
-        run: the `TrackedRun` to feed; None builds one from ``run_settings`` (the arguments of
-            `TrackedRun`: ``experiment``, ``tracking_uri``, ``tracking_root``, ``params``...).
+        run: the `TrackedRun` (or other `RunTracker`) to feed; None builds one from ``run_settings``
+            (the arguments of `TrackedRun`: ``experiment``, ``tracking_uri``, ``tracking_root``, ``params``...).
         log_every_n_steps: log step metrics at most every n optimizer steps; None logs every
             ``on_log`` call (the Trainer already calls it every ``trainer.log_every_n_steps``).
         log_checkpoints: "best", "best_and_last" or "none": which checkpoints to upload at the end.
@@ -36,13 +38,12 @@ class MLflowCallback(TrainerCallback):
     ``trainer.`` (it is also added when ``params`` has no ``trainer`` key).
     """
 
-    def __init__(self, run: TrackedRun | None = None, *, log_every_n_steps: int | None = None,
+    def __init__(self, run: RunTracker | None = None, *, log_every_n_steps: int | None = None,
                  log_checkpoints: str = "best", end_run_on_train_end: bool = True, **run_settings: Any) -> None:
-        if log_checkpoints not in CHECKPOINT_POLICIES:
-            raise ValueError(f"log_checkpoints must be one of {CHECKPOINT_POLICIES}, got {log_checkpoints!r}")
+        check_policy(log_checkpoints)
         if run is not None and run_settings:
             raise TypeError(f"give either a TrackedRun or its settings, not both ({', '.join(run_settings)})")
-        self.run = run if run is not None else TrackedRun(**run_settings)
+        self.run: RunTracker = run if run is not None else TrackedRun(**run_settings)
         self.log_every_n_steps = log_every_n_steps
         self.log_checkpoints = log_checkpoints
         self.end_run_on_train_end = end_run_on_train_end

@@ -56,6 +56,21 @@ def tracking_username(uri: str | None) -> str | None:
     return os.environ.get(USERNAME_ENV) or urllib.parse.urlsplit(uri).username or None
 
 
+def ui_command(uri: str | None, experiment_id: str | None, run_id: str | None) -> str:
+    """How to browse a run: the ``mlflow ui`` command for a SQLite store, else the run's URL
+    (credentials redacted); "tracking is off" without a store."""
+    uri = redact_text(uri) if uri else None
+    if not uri:
+        return "tracking is off"
+    if not uri.startswith("sqlite:///"):
+        if uri.startswith(("http://", "https://")) and run_id:
+            return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return uri
+    artifacts = Path(uri[len("sqlite:///"):].split("?", 1)[0]).parent / "artifacts"
+    return (f"mlflow ui --backend-store-uri {uri} --artifacts-destination {artifacts} --port 5000\n"
+            f"then open    : http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}")
+
+
 def default_tracking_uri(root: str | os.PathLike[str] = "mlruns") -> str:
     """``sqlite:///<absolute root>/mlflow.db`` (four slashes for an absolute path)."""
     return f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
@@ -108,7 +123,10 @@ def _setup_sqlite(uri: str, db_path: Path, experiment: str, wal: bool) -> str:
             try:
                 experiment_id = mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri())
             except MlflowException:  # created meanwhile by a process that used another lock path
-                experiment_id = mlflow.get_experiment_by_name(experiment).experiment_id
+                created = mlflow.get_experiment_by_name(experiment)
+                if created is None:
+                    raise
+                experiment_id = created.experiment_id
         if wal:
             _enable_wal(db_path)
         mark_training_experiment(experiment_id)
