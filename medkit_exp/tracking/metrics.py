@@ -51,8 +51,8 @@ def numbers(values: Mapping[str, Any], nested: bool = False) -> dict[str, float]
     out: dict[str, float] = {}
     for key, value in values.items():
         if nested and isinstance(value, Mapping):
-            for sub, number in numbers(value, nested=True).items():
-                out[f"{key}_{sub}"] = number
+            for sub, inner in numbers(value, nested=True).items():
+                out[f"{key}_{sub}"] = inner
         elif (number := as_float(value)) is not None:
             out[str(key)] = number
     return out

@@ -52,7 +52,8 @@ def is_secret_name(name: str) -> bool:
     words = _words(name.rsplit(".", 1)[-1])
     if not words or words[-1] in _LOCATION_WORDS:
         return False
-    return bool(_SECRET_WORDS.intersection(words)) or any(pair in _SECRET_PAIRS for pair in zip(words, words[1:]))
+    pairs = zip(words, words[1:], strict=False)  # each word with the next one
+    return bool(_SECRET_WORDS.intersection(words)) or any(pair in _SECRET_PAIRS for pair in pairs)
 
 
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:

@@ -34,7 +34,8 @@ def alive(pid: int) -> bool:
 def fail_dead_runs(client, experiment_id: str) -> list[str]:
     """End as FAILED the RUNNING runs of this host whose process no longer exists; return their ids."""
     host = socket.gethostname()
-    runs = client.search_runs([experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'")
+    running_here = f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'"
+    runs = client.search_runs([experiment_id], filter_string=running_here)
     ended = []
     for run in runs:
         pid = run.data.tags.get(PID_TAG, "")

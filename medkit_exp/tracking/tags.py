@@ -134,7 +134,7 @@ def _override_items(overrides: Mapping[str, Any] | Sequence[str] | None) -> list
     if isinstance(overrides, Mapping):
         pairs = [(str(k), str(v)) for k, v in overrides.items()]
     else:
-        pairs = [tuple(o.split("=", 1)) if "=" in o else (o, "") for o in overrides]
+        pairs = [(o.split("=", 1)[0], o.split("=", 1)[1]) if "=" in o else (o, "") for o in overrides]
     items = []
     for key, value in pairs:
         key = key.lstrip("+~")
