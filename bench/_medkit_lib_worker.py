@@ -90,7 +90,7 @@ def main() -> None:
             predicted = model_output["logits"].argmax(dim=-1).cpu().tolist()
             gold = input_batch["labels"].cpu().tolist()
             y_true, y_pred = [], []
-            for gold_row, pred_row in zip(gold, predicted):
+            for gold_row, pred_row in zip(gold, predicted, strict=True):
                 keep = [i for i, label in enumerate(gold_row) if label != IGNORED]
                 y_true.append([self.id_to_label[gold_row[i]] for i in keep])
                 y_pred.append([self.id_to_label[pred_row[i]] for i in keep])

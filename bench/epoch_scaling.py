@@ -5,8 +5,9 @@
 Takes ``--base`` NCBI-disease training sentences (a fixed random sample) and their 2x and
 4x supersets, and trains one epoch of `HFEntityMatcherTrainable` (packaged MiniLM, batch
 16, length-grouped batches) on each, in one process after a short warm-up run; with
-``--repeats N`` the 1x-2x-4x sequence runs N times and medians are compared. Printed last: the time per sentence at 2x and 4x relative to 1x (1.0 is perfectly linear; goal:
-within 10%, i.e. between 0.9 and 1.1).
+``--repeats N`` the 1x-2x-4x sequence runs N times and medians are compared. Printed last:
+the time per sentence at 2x and 4x relative to 1x (1.0 is perfectly linear; goal: within 10%,
+i.e. between 0.9 and 1.1).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def main() -> None:
         epoch_seconds(model, sample[: max(16, args.base // 10)], Path(tmp) / "warmup")
         for repeat in range(args.repeats):
             for factor in runs:
-                runs[factor].append(epoch_seconds(model, sample[: factor * args.base], Path(tmp) / f"x{factor}-{repeat}"))
+                sentences = sample[: factor * args.base]
+                runs[factor].append(epoch_seconds(model, sentences, Path(tmp) / f"x{factor}-{repeat}"))
                 print(f"{factor}x ({factor * args.base} sentences): train epoch {runs[factor][-1]:.1f} s, "
                       f"{1000 * runs[factor][-1] / (factor * args.base):.2f} ms per sentence", flush=True)
     seconds = {factor: statistics.median(times) for factor, times in runs.items()}

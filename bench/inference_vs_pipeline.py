@@ -7,8 +7,9 @@ abstracts split into sentences (how the reference NER model is trained and appli
 pipeline groups words from their first sub-token (``aggregation_strategy="first"``, the
 matcher's rule) and runs at each of ``--batch-sizes``; its best is compared with the matcher
 at its default batch size, reading words the same way (``decoding="greedy"``). Entities
-must be identical (same spans and labels); the count of differences is printed. Without ``--model`` the script first fine-tunes the packaged MiniLM
-for one epoch on part of the training set (a quick model that finds real entities).
+must be identical (same spans and labels); the count of differences is printed. Without
+``--model`` the script first fine-tunes the packaged MiniLM for one epoch on part of the
+training set (a quick model that finds real entities).
 
 The matcher also runs in each of ``--precisions`` (``bf16``: autocast on the CPU's bf16
 units; ``int8``: dynamically quantized linear layers): its entities are compared with the
@@ -21,6 +22,7 @@ F1 within 0.003 of fp32).
 
 from __future__ import annotations
 
+import functools
 import statistics
 import sys
 import tempfile
@@ -73,15 +75,17 @@ def main() -> None:
     sentences = split_into_sentences(docs["test"])
     texts = [s.text for s in sentences]
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(args.model) if args.model else quick_model(split_into_sentences(docs["train"][: args.train_docs]),
-                                                                    Path(tmp))
+        if args.model:
+            model_dir = Path(args.model)
+        else:
+            model_dir = quick_model(split_into_sentences(docs["train"][: args.train_docs]), Path(tmp))
         # Whole sentences in one window and each word's most probable tag: what the pipeline does
-        # (the matcher's default Viterbi decoding finds other, better, entities; see README).
+        # (the matcher's default Viterbi decoding finds other, better, entities; see docs/ncbi-disease.md).
         matchers = {}
         for precision in dict.fromkeys(["fp32", *args.precisions]):
             matcher = HFEntityMatcher(model_dir, batch_size=args.matcher_batch_size, tokenizer_max_length=512,
                                       decoding="greedy", precision=precision)
-            seconds, found = timed(lambda: matcher.predict(sentences), args.repeats)
+            seconds, found = timed(functools.partial(matcher.predict, sentences), args.repeats)
             entities = {(i, e.spans[0].start, e.spans[0].end, e.label) for i, f in enumerate(found) for e in f}
             f1 = ExactSpanEvaluator().compute(sentences, found)["f1"]
             matchers[precision] = (seconds, entities, f1)
@@ -96,7 +100,7 @@ def main() -> None:
         best = None
         for batch_size in args.batch_sizes:
             with torch.inference_mode():
-                pipe_s, outputs = timed(lambda: pipe(texts, batch_size=batch_size), args.repeats)
+                pipe_s, outputs = timed(functools.partial(pipe, texts, batch_size=batch_size), args.repeats)
             theirs = {(i, o["start"], o["end"], o["entity_group"]) for i, found in enumerate(outputs) for o in found}
             differences = len(ours ^ theirs)
             print(f"pipeline batch {batch_size:3d}: {len(texts) / pipe_s:.1f} documents/s ({pipe_s:.2f} s), "

@@ -37,8 +37,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (add_fork_option, counting, epoch_timer, load_ncbi, machine_line, ncbi_parser, ner_examples,
-                    packaged_model, run_side, write_result)
+from common import (
+    add_fork_option,
+    counting,
+    epoch_timer,
+    load_ncbi,
+    machine_line,
+    ncbi_parser,
+    ner_examples,
+    packaged_model,
+    run_side,
+    write_result,
+)
 
 SIDES = ("ours", "ours-bf16", "hf-random", "hf-grouped", "hf-grouped-bf16")
 GOALS = (("ours", "hf-random", 0.65), ("ours", "hf-grouped", 1.0), ("ours-bf16", "hf-random", 0.40),
@@ -63,8 +73,14 @@ def train_ours(args, model: str, train, workdir: Path, precision: str) -> dict:
 
 def train_hf(args, model: str, train, workdir: Path, grouped: bool, bf16: bool) -> dict:
     import torch
-    from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification,
-                              Trainer, TrainerCallback, TrainingArguments)
+    from transformers import (
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     examples, tags = ner_examples(model, ["Disease"], train)
     torch.manual_seed(0)

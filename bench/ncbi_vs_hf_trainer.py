@@ -29,8 +29,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import (add_fork_option, epoch_timer, load_ncbi, machine_line, ncbi_parser, ner_examples, packaged_model,
-                    run_side, write_result)
+from common import (
+    add_fork_option,
+    epoch_timer,
+    load_ncbi,
+    machine_line,
+    ncbi_parser,
+    ner_examples,
+    packaged_model,
+    run_side,
+    write_result,
+)
 
 ORDERS = ("random", "length_grouped")
 # What transformers' Trainer is given in ../shared/notes/reference-figures.md: its own default
@@ -46,8 +55,8 @@ def training_items(args, docs):
 
 def test_scores(args, model_dir: Path, test_docs) -> dict[str, float]:
     """Predicted as the model was trained (sentence by sentence, or whole documents), exact spans."""
-    from medkit_exp.text.ner.evaluation import predict_by_sentence, score_predictions
     from medkit_exp.text.ner import HFEntityMatcher
+    from medkit_exp.text.ner.evaluation import predict_by_sentence, score_predictions
 
     matcher = HFEntityMatcher(model=model_dir, batch_size=64)
     predictions = predict_by_sentence(matcher, test_docs) if args.context == "sentences" else matcher.predict(test_docs)
@@ -58,8 +67,8 @@ def run_ours(args, labels, docs, workdir: Path) -> dict:
     from medkit_exp.text.metrics import SeqEvalMetricsComputer
     from medkit_exp.text.ner import HFEntityMatcher
     from medkit_exp.training import Trainer, TrainerConfig
-    from medkit_exp.training.schedulers import linear_warmup
     from medkit_exp.training.runtime import seed_everything
+    from medkit_exp.training.schedulers import linear_warmup
 
     seed_everything(args.seed)  # as the app does: the new classification head is drawn from the seed
     component = HFEntityMatcher.make_trainable(args.model, labels=labels, tokenizer_max_length=args.max_length,
@@ -74,16 +83,22 @@ def run_ours(args, labels, docs, workdir: Path) -> dict:
                                                               tagging_scheme=component.tagging_scheme),
                       lr_scheduler_builder=linear_warmup(warmup_ratio=args.warmup_ratio), callbacks=[timer])
     history = trainer.train()
-    return {"dev_f1": max(h["eval"]["f1"] for h in history), "test": test_scores(args, trainer.best_checkpoint / "model",
-                                                                                 docs["test"]),
+    return {"dev_f1": max(h["eval"]["f1"] for h in history),
+            "test": test_scores(args, trainer.best_checkpoint / "model", docs["test"]),
             "train_epoch_s": timer.train_seconds}
 
 
 def run_hf(args, labels, docs, workdir: Path) -> dict:
     import numpy as np
     import torch
-    from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification,
-                              Trainer, TrainerCallback, TrainingArguments)
+    from transformers import (
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     from medkit_exp.text.metrics import seqeval_scores
 
@@ -101,7 +116,7 @@ def run_hf(args, labels, docs, workdir: Path) -> dict:
         logits, gold = prediction
         predicted = np.argmax(logits, axis=-1)
         y_true, y_pred = [], []
-        for p_row, g_row in zip(predicted, gold):
+        for p_row, g_row in zip(predicted, gold, strict=True):
             keep = g_row != -100
             y_true.append([tags[int(t)] for t in g_row[keep]])
             y_pred.append([tags[int(t)] for t in p_row[keep]])
@@ -191,7 +206,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run_side, Path(__file__), side, [*side_args[side], f"--seed={seed}"], Path(tmp), threads,
                                f"{side}-{seed}", args.fork) for seed, side in runs]
-        for (seed, side), future in zip(runs, futures):
+        for (seed, side), future in zip(runs, futures, strict=True):
             result = future.result()
             results[side].append(result)
             test = result["test"]
@@ -203,8 +218,8 @@ def main() -> None:
         print("transformers' side: " + " ".join(HF_REFERENCE_RECIPE) + " (the reference-figures recipe); "
               "the settings below are ours")
     print(machine_line() + f"; {args.epochs} epochs, lr {args.lr}, batch {args.batch_size}, {args.tagging_scheme}, "
-          f"warmup {args.warmup_ratio}, {args.context}, max length {args.max_length}, labels {args.labels}, batch order "
-          f"ours {args.ours_order} / transformers {args.hf_order}, attention dropout "
+          f"warmup {args.warmup_ratio}, {args.context}, max length {args.max_length}, labels {args.labels}, "
+          f"batch order ours {args.ours_order} / transformers {args.hf_order}, attention dropout "
           f"{'model default' if args.attention_dropout is None else args.attention_dropout}, seeds {args.seeds}, "
           f"{args.jobs} job(s) at once")
     means = {side: statistics.mean(r["test"]["f1"] for r in side_results)

@@ -63,8 +63,17 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from common import (REPO, add_fork_option, epoch_timer, load_ncbi, machine_line, ncbi_parser, packaged_model, run_side,
-                    write_result)
+from common import (
+    REPO,
+    add_fork_option,
+    epoch_timer,
+    load_ncbi,
+    machine_line,
+    ncbi_parser,
+    packaged_model,
+    run_side,
+    write_result,
+)
 
 MEDKIT_LIB = "medkit-lib[hf-entity-matcher,training]==0.17.0"
 WORKER = Path(__file__).resolve().parent / "_medkit_lib_worker.py"

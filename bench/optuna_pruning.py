@@ -8,7 +8,8 @@ study and MLflow store). Printed: each search's training epochs, wall time and b
     best eval_f1 difference (pruned - unpruned): +0.xxxx
     epochs pruned/unpruned: 0.xxx
 
-    python bench/optuna_pruning.py --data-root ../shared/data/ncbi-disease --max-docs 100 --trials 16 --epochs 4 --precision bf16
+    python bench/optuna_pruning.py --data-root ../shared/data/ncbi-disease --max-docs 100 --trials 16 \\
+        --epochs 4 --precision bf16
 
 More app overrides go after ``--`` (both sides get them): the smoke test runs it with the tiny
 model on the demo corpus, ``--experiment '' --model <tiny BERT> -- tracking=none``.
@@ -88,7 +89,8 @@ def main() -> None:
               f"{best['value']:.4f} (trial {best['trial']}: {' '.join(f'{k}={v}' for k, v in best['params'].items())})")
     unpruned, pruned = results["unpruned"], results["pruned"]
     print(f"wall time pruned/unpruned: {pruned['wall_s'] / unpruned['wall_s']:.3f}")
-    print(f"best {objective} difference (pruned - unpruned): {pruned['best']['value'] - unpruned['best']['value']:+.4f}")
+    difference = pruned["best"]["value"] - unpruned["best"]["value"]
+    print(f"best {objective} difference (pruned - unpruned): {difference:+.4f}")
     print(f"epochs pruned/unpruned: {pruned['epochs_run'] / unpruned['epochs_run']:.3f}")
 
 

@@ -79,7 +79,7 @@ def dummy_workload(n: int):
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(n, 256, generator=generator)
     y = torch.randint(0, 8, (n,), generator=generator)
-    return [{"x": row, "y": label} for row, label in zip(x, y)], lambda: MLPClassifier()
+    return [{"x": row, "y": label} for row, label in zip(x, y, strict=True)], MLPClassifier
 
 
 def ner_workload(args):
@@ -87,7 +87,10 @@ def ner_workload(args):
 
     _, train, _ = load_ncbi(args.data_root, max_docs=args.max_docs)
     model = args.model or packaged_model()
-    make = lambda: HFEntityMatcher.make_trainable(model, labels=["Disease"], tokenizer_max_length=128)  # noqa: E731
+
+    def make():
+        return HFEntityMatcher.make_trainable(model, labels=["Disease"], tokenizer_max_length=128)
+
     preprocessor = make()
     return [e for sentence in train[: args.ner_sentences] for e in preprocessor.preprocess(sentence)], make
 
@@ -98,7 +101,8 @@ def trainer_epoch(make, examples, lengths, lr: float, workdir: Path) -> float:
 
     component = make()
     component.preprocess = lambda example: example  # identical inputs: both sides skip preprocessing
-    component.example_length = lambda example, _lengths=dict(zip(map(id, examples), lengths)): _lengths[id(example)]
+    length_of = {id(example): length for example, length in zip(examples, lengths, strict=True)}
+    component.example_length = lambda example: length_of[id(example)]
     timer = epoch_timer()
     config = TrainerConfig(output_dir=str(workdir), lr=lr, epochs=1, batch_size=BATCH_SIZE, seed=0,
                            batch_order="length_grouped", max_grad_norm=1.0, checkpoint_metric="loss",

@@ -24,12 +24,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a checkpoint's model/ folder (or any HF token-classification folder)")
     source.add_argument("--run-id", help="an MLflow run id: its best checkpoint is used")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite mlruns/)")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite mlruns/)")
     parser.add_argument("--input", required=True, help="BRAT folder, .jsonl file, .txt file or folder of .txt files")
     parser.add_argument("--format", choices=("auto", "brat", "jsonl", "text"), default="auto")
     parser.add_argument("--output", required=True, help="folder for the predictions")
     parser.add_argument("--output-format", choices=("brat", "jsonl", "both"), default="both")
-    parser.add_argument("--label-map", default=None, help='JSON map applied to the references, e.g. \'{"Modifier": "Disease"}\'')
+    parser.add_argument("--label-map", default=None,
+                        help='JSON map applied to the references, e.g. \'{"Modifier": "Disease"}\'')
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--split-sentences", action="store_true",
                         help="predict sentence by sentence (for models trained with component.split_sentences=true)")
@@ -76,7 +78,8 @@ def model_from_run(run_id: str, tracking_uri: str | None) -> Path:
     try:
         local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="best_checkpoint")
     except MlflowException as exc:
-        raise UserError(f"--run-id {run_id}: no best_checkpoint artifact in that run ({exc.message.splitlines()[0]})") from exc
+        raise UserError(f"--run-id {run_id}: no best_checkpoint artifact in that run "
+                        f"({exc.message.splitlines()[0]})") from exc
     return Path(local)
 
 
@@ -85,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from medkit_exp.text.ner.evaluation import score_predictions
     from medkit_exp.core import TextDocument
+    from medkit_exp.text.ner.evaluation import score_predictions
 
     label_map = json.loads(args.label_map) if args.label_map else None
     docs = read_inputs(Path(args.input), args.format, label_map)
@@ -105,7 +108,7 @@ def _main(args: argparse.Namespace) -> int:
         predictions = matcher.predict(docs)
     predicted_docs = [
         TextDocument(text=doc.text, id=doc.id, metadata=doc.metadata, anns=entities)
-        for doc, entities in zip(docs, predictions)
+        for doc, entities in zip(docs, predictions, strict=True)
     ]
     output = Path(args.output)
     if args.output_format in ("brat", "both"):

@@ -9,8 +9,9 @@ document is checked against it: spans must fall inside the text and the annotati
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from medkit_exp.errors import MedkitExpError
 
@@ -38,7 +39,7 @@ class Span:
     def length(self) -> int:
         return self.end - self.start
 
-    def overlaps(self, other: "Span") -> bool:
+    def overlaps(self, other: Span) -> bool:
         return self.start < other.end and other.start < self.end
 
 
@@ -87,7 +88,7 @@ class Segment:
     def get_attrs(self, label: str) -> list[Attribute]:
         return [a for a in self.attrs if a.label == label]
 
-    def overlaps(self, other: "Segment") -> bool:
+    def overlaps(self, other: Segment) -> bool:
         return any(a.overlaps(b) for a in self.spans for b in other.spans)
 
 
@@ -101,7 +102,7 @@ class Entity(Segment):
 class AnnotationContainer:
     """The annotations of one document; validates each one against the document's text."""
 
-    def __init__(self, doc: "TextDocument") -> None:
+    def __init__(self, doc: TextDocument) -> None:
         self._doc = doc
         self._anns: list[Segment] = []
 
@@ -153,7 +154,7 @@ class TextDocument:
         text: str,
         id: str | None = None,
         metadata: dict[str, Any] | None = None,
-        anns: list[Segment] | None = None,
+        anns: Iterable[Segment] | None = None,
     ) -> None:
         if not isinstance(text, str):
             raise TypeError(f"TextDocument text must be a str, got {type(text).__name__}")

@@ -65,8 +65,9 @@ def log_entity_matcher_model(
 
     The model is linked to the active run, if any, and gets that run's metrics of step
     ``step`` (pass the checkpoint's epoch). ``precision`` is the model's default inference
-    precision (``fp32``, ``bf16``, ``int8``, ``auto``), which ``model_config`` can override at load. ``register_as`` also registers it in the Model
-    Registry under that name (a new version each time). MLflow runs the input example
+    precision (``fp32``, ``bf16``, ``int8``, ``auto``), which ``model_config`` can override at
+    load. ``register_as`` also registers it in the Model Registry under that name (a new version
+    each time). MLflow runs the input example
     through the logged model once (one model load) and warns if it cannot serve it.
     Requirements are pinned from this environment instead of being inferred, which would
     take 10-15 s in a subprocess.
