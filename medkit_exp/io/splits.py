@@ -59,7 +59,7 @@ class CorpusSplits(Mapping):
             line = format_summary(self.splits[split], name=f"{self.name}/{split}")
             report = self.reports.get(split)
             dropped = getattr(report, "total_dropped", 0) if report is not None else 0
-            if dropped:
+            if report is not None and dropped:
                 line += f" Reader dropped {dropped} entities ({report.describe()})."
             lines.append(line)
         return "\n".join(lines)
