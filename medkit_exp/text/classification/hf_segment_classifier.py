@@ -136,7 +136,7 @@ class HFSegmentClassifier:
         items = [as_item(item) for item in items]
         examples = self.encoder.encode(items)
         order = sorted(range(len(examples)), key=lambda i: examples[i]["length"], reverse=True)
-        results: list[SegmentPrediction | None] = [None] * len(examples)
+        results: dict[int, SegmentPrediction] = {}  # by item index
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
@@ -145,7 +145,7 @@ class HFSegmentClassifier:
                 probs, ids = torch.softmax(logits.float(), dim=-1).max(dim=-1)
                 for row, i in enumerate(chunk):
                     results[i] = SegmentPrediction(self.labels[int(ids[row])], float(probs[row]))
-        return results  # type: ignore[return-value]
+        return [results[i] for i in range(len(examples))]
 
     def run(self, items: Iterable[Any], replace: bool = False) -> list[Segment]:
         """Write the predicted class on each item's segment; return the segments.
