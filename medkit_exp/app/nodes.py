@@ -46,7 +46,7 @@ def _locate(key: str, name: str) -> Callable[..., Any]:
 
     try:
         target = locate(name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's to fix
+    except (ImportError, ValueError) as exc:  # Hydra wraps any failure of the module's import in ImportError
         cause = exc.__cause__ or exc
         reason = f"{type(cause).__name__}: {cause}".splitlines()[0]
         raise UserError(

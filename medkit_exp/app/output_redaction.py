@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from medkit_exp.tracking.secrets import redact_text
@@ -36,7 +37,7 @@ class RedactingStream:
 def _redact_record(record: logging.LogRecord) -> logging.LogRecord:
     try:
         message = record.getMessage()
-    except Exception:  # noqa: BLE001 - a malformed record is the logging module's to report
+    except (TypeError, ValueError, KeyError):  # a malformed record is the logging module's to report
         return record
     redacted = redact_text(message)
     if redacted != message:
@@ -49,15 +50,21 @@ def _redact_record(record: logging.LogRecord) -> logging.LogRecord:
     return record
 
 
+class _RedactingRecordFactory:
+    """The log record factory in place, whose records are redacted."""
+
+    def __init__(self, factory: Callable[..., logging.LogRecord]) -> None:
+        self.factory = factory
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        return _redact_record(self.factory(*args, **kwargs))
+
+
 def redact_process_output() -> None:
     """From now on, credentials never reach this process's stdout, stderr or log records (idempotent)."""
     factory = logging.getLogRecordFactory()
-    if not getattr(factory, "redacting", False):
-        def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-            return _redact_record(factory(*args, **kwargs))
-
-        redacting_factory.redacting = True  # type: ignore[attr-defined]
-        logging.setLogRecordFactory(redacting_factory)
+    if not isinstance(factory, _RedactingRecordFactory):
+        logging.setLogRecordFactory(_RedactingRecordFactory(factory))
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         if stream is not None and not isinstance(stream, RedactingStream):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +59,22 @@ def shown_metrics(summary: dict[str, Any], shown: Any) -> list[str]:
     return [n for n in names if not is_per_label(n)][:_MAX_SHOWN]
 
 
+def printed_intervals(summary: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """The test intervals printed beside the scores: the headline ``f1``'s when it is shown, else
+    those of every shown metric that has one (classification: accuracy and macro F1)."""
+    intervals = {k: v for k, v in (summary.get("intervals") or {}).items() if k in keys}
+    return {"f1": intervals["f1"]} if "f1" in intervals else intervals
+
+
 def print_summary(cfg: DictConfig, summary: dict[str, Any], tracker: RunTracker, shown: Any = None,
                   note: str = "") -> None:
     """The block a run prints last: best epoch, scores, precision, where its files and MLflow run are."""
     keys = shown_metrics(summary, shown)
 
-    def scores(prefix: str) -> str:
-        return ", ".join(f"{k}={summary[prefix + k]:.4f}" for k in keys
-                         if isinstance(summary.get(prefix + k), (int, float)))
+    def scores(prefix: str, intervals: Mapping[str, Any] | None = None) -> str:
+        return ", ".join(f"{k}={summary[prefix + k]:.4f}" + (f" [{intervals[k][0]:.4f}, {intervals[k][1]:.4f}]"
+                                                              if intervals and k in intervals else "")
+                         for k in keys if isinstance(summary.get(prefix + k), (int, float)))
 
     tested = note and any(k.startswith("test_") for k in summary)
     phases = ", ".join(f"{name} {s:g}" for name, s in summary.get("phase_seconds", {}).items() if s >= 0.1)
@@ -75,7 +84,9 @@ def print_summary(cfg: DictConfig, summary: dict[str, Any], tracker: RunTracker,
         "== medkit_exp run summary ==",
         f"best epoch   : {summary.get('best_epoch')}",
         f"eval (dev)   : {scores('eval_')}",
-        f"test         : {scores('test_')}" + (f"  ({note})" if tested else ""),
+        f"test         : {scores('test_', printed_intervals(summary, keys))}"
+        + (f" ({summary['interval_note']})" if printed_intervals(summary, keys) else "")
+        + (f"  ({note})" if tested else ""),
         f"precision    : {summary.get('precision')}"
         + (f" ({precision_reason})" if precision_reason != "asked" else ""),
         f"checkpoint   : {summary['best_checkpoint']}",

@@ -10,7 +10,7 @@ torch, no mlflow) so that ``--cfg job`` and ``--help`` answer quickly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -44,6 +44,17 @@ class CallbacksConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    """``evaluation.*``: the confidence intervals of the test scores (docs/evaluation.md)."""
+
+    resamples: int = 1000  # bootstrap resamples of the test documents; 0: no interval
+    confidence: float = 0.95  # the intervals' level
+    method: str = "percentile"  # percentile or bca
+    seed: int = 0  # seed of the resampling: the same predictions give the same intervals
+    dev_predictions: bool = True  # also store the dev split's predictions (scored once more with the best checkpoint)
+
+
+@dataclass
 class AppConfig:
     """The whole experiment, as composed by Hydra."""
 
@@ -54,6 +65,7 @@ class AppConfig:
     data: Any = MISSING  # _target_: returns {"train": [...], "dev": [...], "test": [...]}
     tracking: TrackingConfig = MISSING
     callbacks: CallbacksConfig = MISSING
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     # What a sweep optimises: a key of the run summary (eval_* at the best epoch, test_*).
     objective: str = "eval_f1"
     # max or min; null: the sweeper's direction, else trainer.checkpoint_mode when the objective

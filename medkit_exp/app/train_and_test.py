@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import inspect
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from medkit_exp.app.build import Experiment
 from medkit_exp.app.report import write_plots
 from medkit_exp.app.stopping import TrainingPhases, end_stopped_run
+from medkit_exp.text.predictions import PREDICTIONS_DIR, predictions_file
 from medkit_exp.training.host_memory import release_free_heap
 from medkit_exp.training.phases import (
     ARTIFACT_LOGGING,
@@ -23,6 +25,8 @@ from medkit_exp.training.phases import (
     RunPhases,
 )
 from medkit_exp.training.trainer import Trainer
+
+log = logging.getLogger("medkit_exp")
 
 
 def train_and_test(experiment: Experiment, phases: RunPhases) -> dict[str, Any]:
@@ -59,9 +63,11 @@ def train_and_test(experiment: Experiment, phases: RunPhases) -> dict[str, Any]:
     if experiment.data.splits["test"] and pruned_at is None:  # a pruned trial's test score would only cost time
         phases.enter(TEST_PREDICTION)  # and the error report (the component says when)
         test_metrics = score_test(experiment.component, trainer, best_dir / MODEL_DIR,
-                                  experiment.data.splits["test"], output_dir)
+                                  experiment.data.splits["test"], output_dir,
+                                  predictions_path=predictions_file(output_dir, "test"))
         summary.update({f"test_{k}": v for k, v in test_metrics.items()})
         tracker.log_test_metrics(test_metrics)
+        summary.update(store_predictions(experiment, trainer, best_dir / MODEL_DIR, output_dir))
     phases.enter(PLOTS)
     summary.update(write_plots(output_dir, history, best_entry, test_metrics,
                                experiment.trainer_cfg.checkpoint_metric, lr_steps.points))
@@ -113,28 +119,51 @@ def optuna_trial(experiment: Experiment) -> Any:
 
 
 def score_test(component: Any, trainer: Trainer, model_dir: Path, items: list[Any],
-               report_dir: Path) -> dict[str, float]:
-    """The component's own ``score_test`` (given ``report_dir`` for its error analysis when it
-    takes one), else the best checkpoint evaluated like the dev split."""
+               report_dir: Path | None, predictions_path: Path | None = None) -> dict[str, float]:
+    """The component's own ``score_test`` (given ``report_dir`` for its error analysis and
+    ``predictions_path`` for its per-document predictions, each when it takes it), else the best
+    checkpoint evaluated like the dev split."""
     scorer = getattr(component, "score_test", None)
     if callable(scorer):
-        if "report_dir" in inspect.signature(scorer).parameters:
-            return dict(scorer(model_dir, items, report_dir=report_dir))
-        return dict(scorer(model_dir, items))
+        parameters = inspect.signature(scorer).parameters
+        extra = {"report_dir": report_dir, "predictions_path": predictions_path}
+        return dict(scorer(model_dir, items, **{k: v for k, v in extra.items() if k in parameters and v is not None}))
     component.load(model_dir)
     return trainer.evaluate(items)
+
+
+def store_predictions(experiment: Experiment, trainer: Trainer, model_dir: Path, output_dir: Path) -> dict[str, Any]:
+    """After the test split: the dev split's predictions (scored once more with the best checkpoint,
+    ``evaluation.dev_predictions``) and the test scores' intervals (logged); the summary's entries."""
+    from medkit_exp.app.evaluation import NO_PREDICTIONS, evaluation_settings, score_intervals, takes_predictions
+
+    test_path = predictions_file(output_dir, "test")
+    if not (takes_predictions(experiment.component) and test_path.is_file()):
+        log.info(NO_PREDICTIONS)
+        return {}
+    evaluation = evaluation_settings(experiment.cfg)
+    dev = experiment.data.splits["dev"]
+    if evaluation.dev_predictions and dev:
+        score_test(experiment.component, trainer, model_dir, dev, None, predictions_file(output_dir, "dev"))
+    intervals = score_intervals(test_path, evaluation)
+    if intervals is None:
+        return {}
+    experiment.tracker.log_test_metrics(intervals.metrics())
+    return intervals.summary() | {"interval_s": round(intervals.seconds, 3)}
 
 
 def log_artifacts(experiment: Experiment, phases: RunPhases, output_dir: Path, best_dir: Path,
                   best_epoch: int) -> dict[str, Any]:
     """The plots, the error analysis and the best checkpoint as artifacts, then the MLflow model."""
+    from medkit_exp.app.evaluation import log_prediction_tables
     from medkit_exp.app.tracker import log_model
     from medkit_exp.training.checkpoint import MODEL_DIR
 
     tracker, cfg = experiment.tracker, experiment.cfg
     phases.enter(ARTIFACT_LOGGING)
-    for folder in ("plots", "analysis"):
+    for folder in ("plots", "analysis", PREDICTIONS_DIR):
         tracker.log_folder(output_dir / folder, folder)
+    log_prediction_tables(tracker, output_dir / PREDICTIONS_DIR, experiment.data.splits)
     tracker.log_best_checkpoint(best_dir)
     if not (cfg.tracking.log_model and callable(getattr(experiment.component, "log_mlflow_model", None))):
         return {}
