@@ -306,6 +306,14 @@ class TrackedRun:
             return
         self.spool.upload(sender, Path(local_dir), artifact_path, {})
 
+    def log_table(self, columns: Mapping[str, list[Any]], name: str) -> None:
+        """Write ``columns`` (name -> one value per row) as the table artifact ``name`` (``.json``) with
+        ``MlflowClient.log_table``: the run's page shows it as a table. Not kept for a down server."""
+        if (sender := self._open()) is None or sender.offline:
+            return
+        with warn_on_failure(f"MLflow table {name} failed"):
+            sender.call(sender.client.log_table, sender.run_id, dict(columns), name)
+
     @staticmethod
     def _send_text(sender: BackgroundSender, text: str, name: str) -> None:
         sender.call(sender.client.log_text, sender.run_id, text, name, record={"text": name, "content": text})

@@ -159,7 +159,15 @@ class ExperimentHooks(Protocol):
       ``model_dir`` (the best checkpoint's ``model/``, written by ``save``) on the test
       split's items, logged as ``test_<name>``. Default: the best checkpoint is loaded into
       the component with ``load`` and evaluated like the dev split (loss and the metrics
-      computer's metrics).
+      computer's metrics). Two optional keywords, passed only when the method takes them:
+      ``report_dir`` (a folder for the component's error analysis) and ``predictions_path``: write
+      there, as JSON Lines, what the scores are recomputed from, one record per document (NER:
+      ``{"document_id", "split", "gold": [[label, start, end], ...], "predicted": [...]}``) or per
+      item (classification: ``"gold"`` and ``"predicted"`` are classes), the split being the
+      file's stem (`medkit_exp.text.predictions`). The app asks for ``predictions/test.jsonl`` and,
+      scoring the dev split once more with the best checkpoint, ``predictions/dev.jsonl``; from
+      the test records it computes the test scores' bootstrap intervals. A component without the
+      keyword: no predictions and no intervals (the run says so in one log line).
     - ``log_mlflow_model(model_dir, *, step, register_as) -> info``: log the saved model as an
       MLflow model of the active run (``tracking.log_model``); ``info`` has ``model_uri`` and,
       when registered, ``registered_uri``. Default: no model is logged, and
@@ -169,7 +177,8 @@ class ExperimentHooks(Protocol):
       printed after the test scores (e.g. "exact character spans").
     """
 
-    def score_test(self, model_dir: Path, items: Any) -> dict[str, float]: ...
+    def score_test(self, model_dir: Path, items: Any, *, report_dir: Path | None = None,
+                   predictions_path: Path | None = None) -> dict[str, float]: ...
 
     def log_mlflow_model(self, model_dir: Path, *, step: int = 0, register_as: str | None = None) -> Any: ...
 

@@ -62,12 +62,14 @@ class SegmentClassifierExperimentComponent(HFSegmentClassifierTrainable):
             return [super(SegmentClassifierExperimentComponent, self).preprocess(i) for i in self.items_of([data_item])]
         return super().preprocess(data_item)
 
-    def score_test(self, model_dir: Path, items: Sequence[TextDocument], report_dir: Path | None = None
-                   ) -> dict[str, float]:
+    def score_test(self, model_dir: Path, items: Sequence[TextDocument], report_dir: Path | None = None,
+                   predictions_path: Path | None = None) -> dict[str, float]:
         """Accuracy, macro F1 and per-class scores of the saved model, and the majority baseline;
         with ``report_dir``, its mistakes in ``analysis/errors.html`` and ``errors.tsv`` and the
-        confusion matrix in ``plots/confusion_matrix.png`` there."""
+        confusion matrix in ``plots/confusion_matrix.png`` there; with ``predictions_path``, each
+        item's document id, gold and predicted class there as JSON Lines (`medkit_exp.text.predictions`)."""
         from medkit_exp.text.classification import ClassificationEvaluator, HFSegmentClassifier, majority_scores
+        from medkit_exp.text.predictions import classification_records, write_records
 
         segments = self.items_of(list(items))
         if not segments:
@@ -76,6 +78,12 @@ class SegmentClassifierExperimentComponent(HFSegmentClassifierTrainable):
         evaluator = ClassificationEvaluator(self.attr_label, classifier.labels, True)
         predictions = classifier.predict(segments)
         scores = evaluator.compute(segments, predictions)
+        if predictions_path is not None:
+            document_ids = [str(item.doc.id) if item.doc is not None else f"item-{i}"
+                            for i, item in enumerate(segments)]
+            write_records(predictions_path, classification_records(
+                document_ids, gold_labels(segments, self.attr_label), [str(p.label) for p in predictions],
+                Path(predictions_path).stem))
         if report_dir is not None:
             self._write_report(Path(report_dir), segments, predictions, classifier.labels, scores)
         if self.train_labels:
