@@ -202,8 +202,13 @@ class MLflowSweepCallback(Callback):
         client.log_metric(parent, "best_config_runs", best.runs)
         if best.std is not None:
             client.log_metric(parent, f"best_config_std_{objective}", best.std)
+        significance = _test_significance(client, parent, ranking, objective)
         if any(group.runs > 1 for group in ranking):  # seeds were repeated: the ranking says more than the best job
-            print(format_ranking(ranking, objective), flush=True)
+            from medkit_exp.sweeps.significance import p_column
+
+            print(format_ranking(ranking, objective, p_vs_best=p_column(ranking, significance)), flush=True)
+        if significance is not None:
+            print(significance["verdict"], flush=True)
         self._log_sweep_plots(client, parent, scored, ranking, objective)
 
     def _log_sweep_plots(self, client: Any, parent: str, scored: list[Any], ranking: list[ConfigurationScore],
@@ -260,6 +265,38 @@ def _refuse(message: str) -> NoReturn:
 
     print(f"medkit_exp: error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(2)
+
+
+def _test_significance(client: Any, parent: str, ranking: list[ConfigurationScore], objective: str
+                       ) -> dict[str, Any] | None:
+    """The best configuration against the next ones on their stored test predictions
+    (`medkit_exp.sweeps.significance`): ``sweep_significance.json`` and the tag
+    ``best_config.significant`` on the parent; None for a single configuration."""
+    if len(ranking) < 2:
+        return None
+    from mlflow.exceptions import MlflowException
+
+    from medkit_exp.errors import MedkitExpError, UserError, one_line
+    from medkit_exp.stats import DocumentCounts
+    from medkit_exp.sweeps.significance import sweep_significance
+    from medkit_exp.tracking.predictions import run_predictions
+
+    def load(run_id: str) -> DocumentCounts:
+        try:
+            return run_predictions(client, run_id).counts()
+        except MlflowException as exc:
+            raise UserError(one_line(exc)) from exc
+
+    try:
+        significance = sweep_significance(ranking, objective, load)
+        client.log_dict(parent, significance, "sweep_significance.json")
+        runner_up = significance["comparisons"][0]
+        client.set_tag(parent, "best_config.significant",
+                       "untested" if "untested" in runner_up else str(runner_up["significant"]).lower())
+    except (MedkitExpError, MlflowException, OSError, ValueError) as exc:
+        log.warning("could not test the sweep's best configuration on parent run %s: %s", parent, exc)
+        return {"comparisons": [], "verdict": f"Best configuration vs runner-up: not tested ({one_line(exc)})."}
+    return significance
 
 
 def _objective_of(run: Any, objective: str) -> float:

@@ -10,7 +10,7 @@ Pure Python: the sweep callback feeds it the jobs read back from MLflow.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 SEED_KEYS = ("trainer.seed",)
@@ -70,16 +70,20 @@ def varying_overrides(configurations: Sequence[str]) -> dict[str, str]:
     return {c: " ".join(t for t in c.split() if t not in shared) or "(same)" for c in configurations}
 
 
-def format_ranking(ranking: Sequence[ConfigurationScore], objective: str, limit: int = 10) -> str:
+def format_ranking(ranking: Sequence[ConfigurationScore], objective: str, limit: int = 10,
+                   p_vs_best: Mapping[str, str] | None = None) -> str:
     """A plain-text table of the ranking (the first ``limit`` configurations; the overrides
-    every configuration shares are left out of it)."""
+    every configuration shares are left out of it). ``p_vs_best``: a ``p vs best`` cell per
+    configuration's overrides (`medkit_exp.sweeps.significance.p_column`), shown before the overrides."""
     shown = varying_overrides([g.overrides for g in ranking])
+    p_header = f" {'p vs best':>9}" if p_vs_best is not None else ""
     lines = [f"Sweep configurations by mean {objective} over seeds (best first):",
-             f"  {'mean':>7} {'std':>7} {'min':>7} {'max':>7} {'runs':>4}  overrides"]
+             f"  {'mean':>7} {'std':>7} {'min':>7} {'max':>7} {'runs':>4}{p_header}  overrides"]
     for group in ranking[:limit]:
         std = "-" if group.std is None else f"{group.std:.4f}"
+        p_cell = f" {p_vs_best.get(group.overrides, '-'):>9}" if p_vs_best is not None else ""
         lines.append(f"  {group.mean:7.4f} {std:>7} {min(group.values):7.4f} {max(group.values):7.4f} "
-                     f"{group.runs:4d}  {shown[group.overrides]}")
+                     f"{group.runs:4d}{p_cell}  {shown[group.overrides]}")
     if len(ranking) > limit:
         lines.append(f"  ... {len(ranking) - limit} more in the parent run's sweep_summary.json")
     return "\n".join(lines)
