@@ -4,6 +4,7 @@ folders laid out as the app writes them, sweep configurations; every refusal is 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -278,3 +279,30 @@ def test_predictions_files_are_read_line_by_line_and_malformed_lines_named(tmp_p
     path.write_text(path.read_text() + "{not json\n")
     with pytest.raises(Exception, match="line 4 is not JSON"):
         read_records(path)
+
+
+def test_end_to_end_two_tiny_runs_compared_by_run_ids_and_by_folders(workdir, tiny_bert_dir):
+    from test_cli import client_for, quick_args, run_cli
+
+    run_ids = []
+    for epochs, folder in ((1, "a"), (3, "b")):
+        trained = run_cli([*quick_args(tiny_bert_dir), f"trainer.epochs={epochs}", "data.max_docs=16",
+                           f"hydra.run.dir={folder}"], workdir)
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        run_ids.append(re.search(r"MLflow run\s+: (\w+)", trained.stdout).group(1))
+    uri = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
+    by_id = run_cli([*run_ids, "--json", "--resamples", "1000", "--tracking-uri", uri], workdir,
+                    module="medkit_exp.compare")
+    assert by_id.returncode == 0, by_id.stderr[-3000:]
+    result = json.loads(by_id.stdout)
+    runs = [client_for(workdir).get_run(run_id).data.metrics for run_id in run_ids]
+    assert result["a"]["score"] == pytest.approx(runs[0]["test_f1"]) and result["b"]["score"] == pytest.approx(
+        runs[1]["test_f1"])
+    assert result["documents"] > 1 and 0 < result["p_randomization"] <= 1
+    by_folder = run_cli(["a", "b/checkpoints", "--json", "--resamples", "1000"], workdir, module="medkit_exp.compare")
+    assert by_folder.returncode == 0, by_folder.stderr[-3000:]
+    assert json.loads(by_folder.stdout)["difference"] == pytest.approx(result["difference"])
+    itself = run_cli([run_ids[0], run_ids[0], "--json"], workdir, module="medkit_exp.compare")
+    assert itself.returncode == 0, itself.stderr[-3000:]
+    same = json.loads(itself.stdout)
+    assert same["difference"] == 0 and same["p_bootstrap"] == 1 and same["p_randomization"] == 1
