@@ -112,7 +112,7 @@ class OptunaTrialReporter:
         # Pruning after the last planned epoch saves nothing and would cost the trial its test
         # score and its chance to be the best: it completes instead.
         if epoch < self.epochs_planned and self.trial.should_prune():
-            from medkit_exp.training.trainer import StopTraining
+            from medkit_exp.training.callbacks import StopTraining
 
             self.pruned_at_epoch = epoch
             self.trial.set_user_attr(PRUNED_AT_EPOCH, epoch)
