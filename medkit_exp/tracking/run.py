@@ -1,8 +1,7 @@
 """`TrackedRun`: one MLflow run, started (or resumed, or adopted), filled and ended.
 
-The app starts it before training, the Trainer's `MLflowCallback` feeds it metrics and
-checkpoints, the app logs test scores and the model and ends it. With the `Trainer` alone,
-`MLflowCallback` makes one and starts and ends it.
+The app starts it, the Trainer's `MLflowCallback` feeds it, the app logs test scores and ends
+it; with the `Trainer` alone, `MLflowCallback` makes, starts and ends one.
 
 It is a front over parts with one job each: `lifecycle` (open, continue or adopt the run; its
 end), `BackgroundSender` (backend calls off the training thread), `Spool` (what a down server
@@ -72,9 +71,8 @@ class TrackedRun:
     training ended it), sent at once. Ending and waiting (`flush`, `finish`, `fail`,
     `wait_until_online`) act only on a started run that has not ended.
 
-    A run already active in this thread may be adopted (see `lifecycle.open_run`): its owner ends it.
-    Tracking failures are warnings and retried, never a stop of training; setup failures in `start`
-    raise when ``required``.
+    An active run of this thread may be adopted (`lifecycle.open_run`; its owner ends it). Tracking failures
+    are warnings, retried, never a stop of training; setup failures in `start` raise when ``required``.
     """
 
     enabled = True  # a `NullRun` says False
@@ -136,8 +134,7 @@ class TrackedRun:
         return self.spool.summary
 
     def start(self) -> str | None:
-        """Start (or resume, or adopt) the run if not done yet; return its id, or None when tracking
-        is off (it could not start and ``required`` is False)."""
+        """Start (resume, adopt) the run if not done yet: its id; None when tracking is off (could not start)."""
         if self._disabled:
             return None
         if self.run_id is not None:
@@ -174,8 +171,7 @@ class TrackedRun:
         return None if self._finished else self._sender
 
     def flush(self) -> None:
-        """Wait (up to ``flush_timeout_s``; not while the server is down) until everything queued
-        is in the store; what the server could not take is written to the spool file."""
+        """Wait up to ``flush_timeout_s`` (not while the server is down) for the queue; the rest goes to the spool."""
         if (sender := self._live()) is not None:
             self.spool.flush(sender)
 
@@ -214,8 +210,8 @@ class TrackedRun:
         self.spool.settle(sender, status, ended)
 
     def log_params(self, config: Any = None) -> None:
-        """Log ``params`` (and the `TrainerConfig` ``config`` under ``trainer.`` when params lack it). A
-        failure ends the run as FAILED and raises when ``required``; else tracking stops with a warning."""
+        """Log ``params`` (``config`` under ``trainer.`` if they lack it); a failure ends the run FAILED, and
+        raises when ``required`` (else tracking stops with a warning)."""
         if (sender := self._open()) is None:
             return
         try:
@@ -236,8 +232,7 @@ class TrackedRun:
                     record={"tags": tags})
 
     def log_datasets(self, datasets: list[dict[str, Any]]) -> None:
-        """Record each split as an input of the run (see `medkit_exp.tracking.inputs.log_datasets`);
-        skipped while the server is down (inputs are not kept for later)."""
+        """Record each split as a run input (`inputs.log_datasets`); skipped while the server is down."""
         if not datasets or (sender := self._open()) is None or sender.offline:
             return
         inputs.log_datasets(sender, datasets)
@@ -254,8 +249,7 @@ class TrackedRun:
         self.checkpoints.remember_eval(metrics, epoch)
 
     def log_epoch(self, metrics: Mapping[str, Any], epoch: int, epoch_duration: float | None = None) -> None:
-        """Log one history entry (``train_*``, ``eval_*``, ``lr``...) at step ``epoch``, rewrite
-        ``history.json``, and wait until it is stored."""
+        """Log a history entry at step ``epoch``, rewrite ``history.json``, and wait until it is stored."""
         if (sender := self._open()) is None:
             return
         with warn_on_failure("MLflow epoch logging failed"):
@@ -319,8 +313,7 @@ class TrackedRun:
         sender.call(sender.client.log_text, sender.run_id, text, name, record={"text": name, "content": text})
 
     def record_checkpoint(self, checkpoint_dir: Path) -> CheckpointRecord | None:
-        """Note a checkpoint just written (tags ``checkpoint.last_path``/``best_path``); the
-        uploads happen in `upload_checkpoints`, since the Trainer may delete old ones."""
+        """Note a checkpoint just written (tags ``checkpoint.last/best_path``); `upload_checkpoints` uploads."""
         with warn_on_failure("MLflow checkpoint record failed"):
             record = self.checkpoints.record(Path(checkpoint_dir))
             if (sender := self._open()) is not None:
@@ -339,8 +332,7 @@ class TrackedRun:
         return self.log_checkpoint(path, "best_checkpoint")
 
     def log_checkpoint(self, path: str | os.PathLike[str], artifact_path: str) -> bool:
-        """Upload checkpoint ``path`` (its ``model/`` folder if present) under ``artifact_path``: True once
-        uploaded (see `CheckpointUploads.upload`); False when tracking is off or failed (warned)."""
+        """`CheckpointUploads.upload` of ``path`` as ``artifact_path``; False when tracking is off or failed."""
         if (sender := self._open()) is None:
             return False
         return self.checkpoints.upload(sender, self.spool, Path(path), artifact_path)
