@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO_ROOT
+from support.readme_blocks import command
 
 from medkit_exp.compare import main
 from medkit_exp.stats import ner_counts
@@ -290,12 +292,16 @@ def test_end_to_end_two_tiny_runs_compared_by_run_ids_and_by_folders(workdir, ti
                            f"hydra.run.dir={folder}"], workdir)
         assert trained.returncode == 0, trained.stderr[-3000:]
         run_ids.append(re.search(r"MLflow run\s+: (\w+)", trained.stdout).group(1))
-    uri = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
-    by_id = run_cli([*run_ids, "--json", "--resamples", "1000", "--tracking-uri", uri], workdir,
-                    module="medkit_exp.compare")
+    # docs/comparing.md's line, as written there (the store: mlruns/ of the folder the runs were launched in)
+    line = command("python -m medkit_exp.compare <run id A> <run id B> --json").text
+    args = shlex.split(line.replace("<run id A>", run_ids[0]).replace("<run id B>", run_ids[1]))
+    by_id = run_cli(args[3:], workdir, module="medkit_exp.compare")
     assert by_id.returncode == 0, by_id.stderr[-3000:]
     result = json.loads(by_id.stdout)
-    runs = [client_for(workdir).get_run(run_id).data.metrics for run_id in run_ids]
+    client = client_for(workdir)
+    logged = [a.path for a in client.list_artifacts(run_ids[0], "comparisons")]
+    assert logged == [f"comparisons/{run_ids[0]}_vs_{run_ids[1]}.json"] and result["logged_to"]["run_id"] == run_ids[0]
+    runs = [client.get_run(run_id).data.metrics for run_id in run_ids]
     assert result["a"]["score"] == pytest.approx(runs[0]["test_f1"]) and result["b"]["score"] == pytest.approx(
         runs[1]["test_f1"])
     assert result["documents"] > 1 and 0 < result["p_randomization"] <= 1

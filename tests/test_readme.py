@@ -48,6 +48,8 @@ RUN_ELSEWHERE = {
     "curl -s http://127.0.0.1:5001/invocations": "test_serving.py::test_the_served_model_answers_invocations",
     "mlflow server --backend-store-uri": "test_tracking_server.py::mlflow_server",
     "torchrun ": "test_distributed.py::test_two_gloo_processes_match_one_process_over_the_same_global_batch",
+    "python -m medkit_exp.compare <run id A> <run id B> --json":
+        "test_compare.py::test_end_to_end_two_tiny_runs_compared_by_run_ids_and_by_folders",
     "python -m medkit_exp trainer.resume_from=last":
         "test_cli.py::test_ctrl_c_then_resume_last_continues_the_same_mlflow_run",
 }
@@ -59,6 +61,7 @@ RUN_ELSEWHERE_NOT_VERBATIM = {
     "python scripts/ui_screenshots.py": "test_ui_browser.py (the script's functions: its sweep, server and pages)",
     "python scripts/kill_resume_soak.py":
         "test_cli.py::test_kill_9_then_resume_equals_an_uninterrupted_run (one round)",
+    "python -m medkit_exp.compare ": "test_compare.py (run ids, folders, sweep ranks and --config, refusals)",
     "python -m medkit_exp.send_unsent ":
         "test_tracking_outage.py::test_a_server_that_never_comes_back_leaves_a_command_that_sends_everything "
         "(the command the run printed)",
