@@ -143,3 +143,40 @@ def test_records_round_trip_through_jsonl(tmp_path):
     path = write_records(tmp_path / "predictions" / "test.jsonl", records)
     assert read_records(path) == records and counts_of(records).kind == "classification"
     assert len(counts_of(records)) == 1  # the items of one document are one row: the document is resampled
+
+
+def test_the_evaluation_python_block_recomputes_scores(tmp_path, monkeypatch):
+    from support.readme_blocks import python_block
+
+    records = [{"document_id": "a", "split": "test", "gold": [["Disease", 0, 5]], "predicted": [["Disease", 0, 5]]},
+               {"document_id": "b", "split": "test", "gold": [["Disease", 3, 9]], "predicted": [["Disease", 2, 9]]}]
+    write_records(tmp_path / "outputs" / "run" / "checkpoints" / "predictions" / "test.jsonl", records)
+    monkeypatch.chdir(tmp_path)
+    block = python_block("counts.per_label_f1()").replace("outputs/...", "outputs/run")
+    scope: dict = {}
+    exec(block, scope)
+    assert scope["counts"].score("f1") == pytest.approx(0.5) and scope["counts"].per_label_f1() == {"Disease": 0.5}
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"resamples": -1}, "evaluation.resamples=-1 must be 0 (no interval) or more"),
+    ({"confidence": 95}, "evaluation.confidence=95.0 must be between 0 and 1"),
+    ({"method": "wild"}, "evaluation.method=wild is unknown; use percentile or bca"),
+])
+def test_evaluation_settings_out_of_range_are_user_errors(settings, expected):
+    from omegaconf import OmegaConf
+
+    from medkit_exp.app.evaluation import check_evaluation_settings
+    from medkit_exp.app.schema import EvaluationConfig
+    from medkit_exp.errors import UserError
+
+    check_evaluation_settings(OmegaConf.structured(EvaluationConfig(resamples=0)))
+    with pytest.raises(UserError, match=re.escape(expected)):
+        check_evaluation_settings(OmegaConf.structured(EvaluationConfig(**settings)))
+
+
+def test_a_bad_evaluation_setting_stops_the_command_in_one_line(tmp_path):
+    result = run_cli(["evaluation.method=wild", "tracking=none"], tmp_path, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["medkit_exp: error: evaluation.method=wild is unknown; use percentile or bca"]

@@ -78,6 +78,7 @@ PYTHON_BLOCKS = {  # a distinctive line of each python block of README and docs:
     "classifier.annotate(docs)": "test_the_classifier_python_block_types_every_entity",
     "history = trainer.train()": "test_the_training_python_block_trains_and_checkpoints",
     'mlflow.pyfunc.load_model("models:/': "test_serving.py::test_the_pyfunc_python_block_prints_the_entities",
+    "counts.per_label_f1()": "test_predictions.py::test_the_evaluation_python_block_recomputes_scores",
 }
 
 
@@ -283,7 +284,7 @@ def test_every_setting_of_the_app_is_in_the_configuration_page(tmp_path):
     result = run_cli(["--cfg", "job"], tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     config = yaml.safe_load(result.stdout)
-    keys = [f"{group}.{key}" for group in ("trainer", "tracking", "callbacks") for key in config[group]]
+    keys = [f"{group}.{key}" for group in ("trainer", "tracking", "callbacks", "evaluation") for key in config[group]]
     keys += [key for key, value in config.items() if not isinstance(value, dict)]
     assert len(keys) > 30
     page = (REPO_ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
