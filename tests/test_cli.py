@@ -128,6 +128,12 @@ def test_a_grid_sweep_makes_one_run_per_job_under_a_parent(workdir, tiny_bert_di
     assert parents[0].data.metrics["best_config_mean_eval_f1"] == pytest.approx(configurations[0]["mean"])
     table = result.stdout[result.stdout.index("Sweep configurations by mean eval_f1 over seeds"):].splitlines()
     assert sorted(line.split()[-1] for line in table[2:4]) == ["trainer.lr=0.001", "trainer.lr=0.005"]
+    # the best configuration tested against the runner-up on the runs' stored test predictions
+    assert table[1].split()[-4:] == ["p", "vs", "best", "overrides"] and table[2].split()[5] == "best"
+    assert any(line.startswith("Best configuration vs runner-up on test f1:") and "Holm" in line for line in table)
+    significance = json.loads(Path(client.download_artifacts(parents[0].info.run_id, "sweep_significance.json",
+                                                             str(workdir))).read_text())
+    assert [c["runs"] for c in significance["comparisons"]] == ["2 of 2 runs"]
 
 
 @pytest.mark.parametrize(
