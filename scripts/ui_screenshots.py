@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from servers import free_port, serving  # noqa: E402  (the tests' helper for local servers)
+from support.servers import free_port, serving  # noqa: E402  (the tests' helper for local servers)
 
 
 def chromium() -> str | None:

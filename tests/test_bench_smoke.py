@@ -1,7 +1,7 @@
 """Each benchmark script runs end to end on a tiny input (figures are measured outside CI).
 
 The scripts run in forks of one server that imported torch, transformers, MLflow and the app
-once (tests/bench_forkserver.py), and with ``--fork`` they fork their sides and app runs too:
+once (tests/support/bench_forkserver.py), and with ``--fork`` they fork their sides and app runs too:
 each script still runs end to end, minus 3-6 s of imports per process.
 """
 
@@ -31,9 +31,9 @@ def run_bench(tmp_path_factory):
     """``run_bench(SCRIPT, *ARGS, timeout=300)``: ``python bench/SCRIPT ARGS`` run by the fork server."""
     log = tmp_path_factory.mktemp("bench-forkserver") / "stderr.txt"
     with log.open("w") as stderr:
-        server = subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "bench_forkserver.py")], cwd=REPO_ROOT,
-                                  env=cli_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                                  text=True)
+        script = REPO_ROOT / "tests" / "support" / "bench_forkserver.py"
+        server = subprocess.Popen([sys.executable, str(script)], cwd=REPO_ROOT, env=cli_env(), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=stderr, text=True)
     assert server.stdout.readline(), f"the fork server did not start: {log.read_text()[-3000:]}"
 
     def run(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
-from forked_cli import run_python
-from readme_blocks import command
+from support.forked_cli import run_python
+from support.readme_blocks import command
 
 
 def cli_env() -> dict[str, str]:
@@ -25,7 +25,7 @@ def cli_env() -> dict[str, str]:
 
 
 def run_cli(args: list[str], cwd: Path, module: str = "medkit_exp", timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python -m MODULE ARGS`` in ``cwd`` (in a fork of a preloaded process: tests/forked_cli.py)."""
+    """``python -m MODULE ARGS`` in ``cwd`` (in a fork of a preloaded process: tests/support/forked_cli.py)."""
     return run_python(["-m", module, *args], cwd, cli_env(), timeout)
 
 

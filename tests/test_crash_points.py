@@ -2,7 +2,7 @@
 ``trainer.resume_from=last``, leaves the MLflow run an uninterrupted run would have left:
 every epoch's metrics once, every optimizer step's once, the same values.
 
-The kill is an ``os._exit`` injected at a chosen point by tests/crash_at.py, so each point is hit
+The kill is an ``os._exit`` injected at a chosen point by tests/support/crash_at.py, so each point is hit
 exactly, however fast or loaded the machine is.
 """
 
@@ -45,7 +45,7 @@ def uninterrupted(tmp_path_factory, mlflow_template_db, tiny_bert_dir):
 @pytest.mark.parametrize("point", POINTS)
 def test_a_kill_at_any_point_then_resume_logs_every_metric_once(point, workdir, tiny_bert_dir, uninterrupted):
     args = run_args(tiny_bert_dir)
-    killed = subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "crash_at.py"), point, *args,
+    killed = subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "support" / "crash_at.py"), point, *args,
                              "hydra.run.dir=killed"], cwd=workdir, env=cli_env(), capture_output=True, text=True,
                             timeout=300)
     assert killed.returncode == 137, killed.stderr[-3000:]

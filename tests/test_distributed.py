@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 import torch
-from readme_blocks import command, in_this_environment
+from support.readme_blocks import command, in_this_environment
 from test_cli import cli_env, client_for, quick_args, run_cli
 
 

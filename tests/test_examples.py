@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
-from forked_cli import run_python
+from support.forked_cli import run_python
 
 EXAMPLES = REPO_ROOT / "examples"
 if str(EXAMPLES) not in sys.path:
@@ -124,9 +124,9 @@ def test_own_component_resumes_into_the_same_run_as_an_uninterrupted_one(workdir
 
 
 def test_a_medkit_style_component_trains_where_it_was_built(workdir):
-    result = run_user_cli(["component._target_=medkit_style_component.MedkitStyleRegressor", "~component.n_features",
-                           "~component.dropout", "~component.optimizer", "data.n_features=4", "trainer.epochs=2",
-                           "trainer.lr=0.01", "tracking=none"], workdir)
+    result = run_user_cli(["component._target_=support.medkit_style_component.MedkitStyleRegressor",
+                           "~component.n_features", "~component.dropout", "~component.optimizer", "data.n_features=4",
+                           "trainer.epochs=2", "trainer.lr=0.01", "tracking=none"], workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test         : loss=" in result.stdout
 

@@ -31,14 +31,14 @@ def sweep_runs(workdir, experiment="medkit_exp"):
 def test_joblib_runs_four_jobs_at_once_against_a_new_sqlite_store(tmp_path, tiny_bert_dir):
     """Four parallel jobs, and a store that does not exist yet: every run and metric recorded.
 
-    Each job waits inside its MLflow run until the four are there (tests/barrier.py): run one
+    Each job waits inside its MLflow run until the four are there (tests/support/barrier.py): run one
     after the other, the first would wait alone and fail.
     """
     barrier = tmp_path / "barrier"
     args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", *quick_args(tiny_bert_dir),
             "trainer.epochs=2", "data.max_docs=8", "trainer.lr=1e-3,5e-3", "trainer.seed=0,1",
             "tracking.log_model=false", "hydra.sweep.dir=sweep",
-            "scheduler._target_=barrier.linear_warmup_after_barrier", f"+scheduler.folder={barrier}",
+            "scheduler._target_=support.barrier.linear_warmup_after_barrier", f"+scheduler.folder={barrier}",
             "+scheduler.parties=4"]
     env = {**cli_env(), "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])}
     result = subprocess.run([sys.executable, "-m", "medkit_exp", *args], cwd=tmp_path, env=env, capture_output=True,

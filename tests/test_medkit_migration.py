@@ -201,7 +201,7 @@ def test_a_config_object_with_medkits_attributes_configures_the_trainer(tmp_path
     """What a medkit ``TrainerConfig`` is to the Trainer: an object whose settings are read by name."""
     from types import SimpleNamespace
 
-    from dummy_component import AccuracyMetrics, DummyClassifier, make_data
+    from support.dummy_component import AccuracyMetrics, DummyClassifier, make_data
 
     from medkit_exp.training import Trainer
 

@@ -20,7 +20,7 @@ def test_auto_picks_bf16_only_where_the_cpu_has_bf16_units(monkeypatch):
 
 
 def test_the_trainer_computes_in_the_resolved_precision(tmp_path, monkeypatch):
-    from dummy_component import DummyClassifier, make_data
+    from support.dummy_component import DummyClassifier, make_data
 
     from medkit_exp.training import Trainer, TrainerConfig
 
@@ -84,7 +84,7 @@ def test_a_bad_inference_precision_is_refused(tiny_bert_dir, tmp_path):
 
 def test_compile_trains_the_model_in_place_like_eager(tmp_path):
     """trainer.compile=true: the same updates as eager mode, and the module keeps its state dict."""
-    from dummy_component import DummyClassifier, make_data
+    from support.dummy_component import DummyClassifier, make_data
 
     from medkit_exp.training import Trainer, TrainerConfig
 
@@ -101,7 +101,7 @@ def test_compile_trains_the_model_in_place_like_eager(tmp_path):
 
 
 def test_compile_needs_a_model_attribute(tmp_path):
-    from dummy_component import make_data
+    from support.dummy_component import make_data
 
     from medkit_exp.training import Trainer, TrainerConfig, TrainingSetupError
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO_ROOT, SHARED_DATA
-from readme_blocks import (
+from support.readme_blocks import (
     ShellLine,
     command,
     doc_paths,
@@ -38,7 +38,7 @@ from readme_blocks import (
     readme,
     shell_lines,
 )
-from servers import free_port, serving
+from support.servers import free_port, serving
 from test_cli import cli_env, client_for, run_cli
 
 # Lines of README and docs run for real by another test, which reads them with readme_blocks.command(<key>).

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from readme_blocks import command, in_this_environment, python_block
-from servers import free_port, serving
+from support.readme_blocks import command, in_this_environment, python_block
+from support.servers import free_port, serving
 from test_cli import cli_env, quick_args, run_cli
 
 from medkit_exp.text.ner.mlflow_model import OUTPUT_COLUMNS, entities_by_text, predict_entities, texts_of

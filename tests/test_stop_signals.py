@@ -1,6 +1,6 @@
 """SIGINT, SIGTERM and SIGHUP stop a run cleanly in every phase (`medkit_exp.training.phases`).
 
-Each test starts `python -m medkit_exp` held at the start of one phase (tests/stop_at.py),
+Each test starts `python -m medkit_exp` held at the start of one phase (tests/support/stop_at.py),
 waits for the phase's marker file, sends the signal, and reads the run back from MLflow: it
 ended KILLED at a known time with the phase in its tags, kept the metrics logged before the
 signal and every checkpoint, printed one line and left with 128 + the signal's number.
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from stop_at import StopAtServer
+from support.stop_at import StopAtServer
 from test_cli import cli_env, client_for, quick_args
 
 from medkit_exp.training.callbacks import TrainerCallback
@@ -156,7 +156,7 @@ class SignalAt(TrainerCallback):
 def test_a_signal_after_the_epochs_last_step_stops_once_its_checkpoint_is_written(tmp_path, signum, hook, epochs):
     """The loop checks for a signal after each optimizer step but the epoch's last; one that comes
     in the evaluation, or after the last epoch, still stops training with a checkpoint kept."""
-    from dummy_component import DummyClassifier
+    from support.dummy_component import DummyClassifier
     from test_trainer import EVAL, TRAIN, config
 
     from medkit_exp.training import Trainer

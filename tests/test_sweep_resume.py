@@ -143,9 +143,9 @@ def test_a_grid_sweep_killed_in_its_third_job_resumes_where_it_stopped(workdir, 
     args = sweep_args(tiny_bert_dir)
     held = workdir / "held"
     held.mkdir()
-    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "hold_sweep_job.py"), str(held), str(HELD),
-                                "1", *args], cwd=workdir, env=cli_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    script = REPO_ROOT / "tests" / "support" / "hold_sweep_job.py"
+    process = subprocess.Popen([sys.executable, str(script), str(held), str(HELD), "1", *args], cwd=workdir,
+                               env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     marker = held / f"job{HELD}_epoch1"
     deadline = time.monotonic() + 240
     while not marker.exists() and process.poll() is None and time.monotonic() < deadline:

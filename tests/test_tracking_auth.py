@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import REPO_ROOT
-from servers import free_port, serving
+from support.servers import free_port, serving
 from test_cli import cli_env, quick_args
 
 ADMIN = ("admin", "admin-Pass-4-tests")
@@ -120,7 +120,7 @@ def test_a_user_trains_with_environment_credentials_and_no_secret_leaves_the_pro
            "MEDKIT_TEST_SERVICE_API_KEY": api_key}
     result = run_cli_with([*quick_args(tiny_bert_dir), "data.max_docs=16", "trainer.epochs=1", "hydra.run.dir=out",
                            f"tracking.uri={auth_server}", "tracking.experiment=alice-runs",
-                           "component._target_=secret_component.ner_with_api_key",
+                           "component._target_=support.secret_component.ner_with_api_key",
                            "+component.api_key=${oc.env:MEDKIT_TEST_SERVICE_API_KEY}",
                            f"tracking.run_name=nightly-{hf_token}"], tmp_path, env)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -294,7 +294,7 @@ def test_bad_checkpoint_policy_is_refused():
 
 
 def test_with_the_real_trainer(mlflow_root, tmp_path):
-    from dummy_component import AccuracyMetrics, DummyClassifier, make_data
+    from support.dummy_component import AccuracyMetrics, DummyClassifier, make_data
 
     from medkit_exp.training import Trainer
 

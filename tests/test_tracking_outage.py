@@ -1,6 +1,6 @@
 """The tracking server goes away during training: a real `mlflow server`, stopped and started again.
 
-The run pauses after chosen epochs (tests/pause_at.py) so that the server stops and comes back
+The run pauses after chosen epochs (tests/support/pause_at.py) so that the server stops and comes back
 at known points of the training, whatever the machine's speed.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
-from readme_blocks import command, in_this_environment
-from servers import RestartableServer, free_port
+from support.readme_blocks import command, in_this_environment
+from support.servers import RestartableServer, free_port
 from test_cli import cli_env, quick_args
 
 EPOCHS = 4
@@ -47,7 +47,8 @@ def start_paused_run(workdir: Path, tiny_bert_dir: Path, url: str, pauses: str,
     signals.mkdir()
     args = [*quick_args(tiny_bert_dir), f"trainer.epochs={EPOCHS}", "data.max_docs=24", "hydra.run.dir=out",
             "trainer.log_every_n_steps=1", f"tracking.uri={url}", "tracking.experiment=outage"]
-    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "pause_at.py"), str(signals), pauses, *args],
+    script = REPO_ROOT / "tests" / "support" / "pause_at.py"
+    process = subprocess.Popen([sys.executable, str(script), str(signals), pauses, *args],
                                cwd=workdir, env={**cli_env(), **(env or {})}, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     return process, signals

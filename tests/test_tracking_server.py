@@ -6,8 +6,8 @@ import re
 import shutil
 
 import pytest
-from readme_blocks import command, in_this_environment
-from servers import free_port, serving
+from support.readme_blocks import command, in_this_environment
+from support.servers import free_port, serving
 from test_cli import cli_env, quick_args, run_cli
 
 TEXT = "The patient was started on metformin for type 2 diabetes after an HbA1c test."

@@ -90,7 +90,7 @@ def test_a_silent_server_is_probed_once_then_reported():
 
 _CREATE_AND_LOG = """
 import sys
-from barrier import wait_at_barrier
+from support.barrier import wait_at_barrier
 from medkit_exp.tracking import setup_tracking
 import mlflow
 wait_at_barrier(sys.argv[2], int(sys.argv[3]))  # every process imported and waiting before any creates the store

@@ -10,7 +10,7 @@ import signal
 
 import pytest
 import torch
-from dummy_component import AccuracyMetrics, DummyClassifier, make_data
+from support.dummy_component import AccuracyMetrics, DummyClassifier, make_data
 
 from medkit_exp.training import (
     BatchData,

@@ -1,7 +1,7 @@
 """Run `python -m medkit_exp`, holding it at the start of one phase until a stop signal arrives.
 
-    python tests/stop_at.py <folder> <phase>[@<epochs>][x<signals>][+hold] <overrides...>
-    python tests/stop_at.py --serve      # a fork server of such runs (`StopAtServer`)
+    python tests/support/stop_at.py <folder> <phase>[@<epochs>][x<signals>][+hold] <overrides...>
+    python tests/support/stop_at.py --serve      # a fork server of such runs (`StopAtServer`)
 
 When the run enters ``<phase>`` (a name of `medkit_exp.training.phases`, e.g. ``test prediction``) for
 the first time after ``<epochs>`` epochs were logged to MLflow (default 0), it writes
@@ -13,7 +13,7 @@ inside training the Trainer's handlers only take note, so the wait ends once ``<
 Patched in from outside: the code under test is unchanged.
 
 Each run is a fork of a server that imported the heavy modules once (bench/common.py's fork
-mode, as tests/forked_cli.py does), told apart from a fresh interpreter only by its start-up
+mode, as tests/support/forked_cli.py does), told apart from a fresh interpreter only by its start-up
 time; unlike forked_cli the server answers with the run's pid at once, for the test to signal.
 ``MEDKIT_EXP_TESTS_FORK=0`` starts a fresh interpreter instead.
 """
@@ -30,14 +30,14 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 WAIT_LIMIT_S = 300.0  # a safety net only: the test signals as soon as it sees the marker
 
 
 def install(folder: Path, spec: str) -> None:
-    from medkit_exp.training import phases
     from medkit_exp.tracking.run import TrackedRun
+    from medkit_exp.training import phases
     from medkit_exp.training.signals import StopSignals
 
     found = re.fullmatch(r"(.+?)(?:@(\d+))?(?:x(\d+))?(\+hold)?", spec)
@@ -137,13 +137,11 @@ def serve() -> None:
     for line in sys.stdin:
         request = json.loads(line)
         cwd = Path(request["cwd"])
-        outputs = [open(cwd / "stdout.txt", "wb"), open(cwd / "stderr.txt", "wb")]
-        sys.stdout.flush()
-        pid = os.fork()
-        if pid == 0:
-            common._forked_child(request["args"], cwd, request["env"], [f.fileno() for f in outputs])
-        for output in outputs:
-            output.close()
+        with open(cwd / "stdout.txt", "wb") as out, open(cwd / "stderr.txt", "wb") as err:
+            sys.stdout.flush()
+            pid = os.fork()
+            if pid == 0:
+                common._forked_child(request["args"], cwd, request["env"], [out.fileno(), err.fileno()])
         print(json.dumps({"pid": pid}), flush=True)
         _, status = os.waitpid(pid, 0)
         print(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}), flush=True)

@@ -1,6 +1,6 @@
 """Run `python -m medkit_exp` and die like kill -9 (``os._exit``) at one chosen point of epoch 2.
 
-    python tests/crash_at.py <point> <overrides...>
+    python tests/support/crash_at.py <point> <overrides...>
 
 Points (each patched in from outside, so the code under test is unchanged):
 - ``epoch_queued``: epoch 2's metrics handed to the MLflow sender, before they are stored;

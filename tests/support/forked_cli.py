@@ -1,5 +1,5 @@
 """``python -m MODULE ARGS`` for the tests, run in forks of one process that imported the heavy
-modules once (tests/bench_forkserver.py; bench/common.py's ``run_python(fork=True)``).
+modules once (tests/support/bench_forkserver.py; bench/common.py's ``run_python(fork=True)``).
 
 Each run still gets its own process, working folder, environment (``PYTHONPATH`` included),
 output, exit status and timeout; what it saves is the 4-6 s of imports (torch, transformers,
@@ -19,18 +19,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 _server: dict = {}
 
 
 def _fork_server(env: dict[str, str]) -> subprocess.Popen:
     if "process" not in _server or _server["process"].poll() is not None:
-        log = open(Path(tempfile.gettempdir()) / f"medkit-exp-forkserver-{os.getpid()}.log", "w")
-        process = subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "bench_forkserver.py")], cwd=REPO_ROOT,
-                                   env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+        log_path = Path(tempfile.gettempdir()) / f"medkit-exp-forkserver-{os.getpid()}.log"
+        with open(log_path, "w") as log:  # the server writes to its own copy of the file
+            process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bench_forkserver.py"))],
+                                       cwd=REPO_ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=log, text=True)
         if not process.stdout.readline():
-            raise RuntimeError(f"the test fork server did not start: see {log.name}")
-        _server.update(process=process, log=log)
+            raise RuntimeError(f"the test fork server did not start: see {log_path}")
+        _server.update(process=process)
         atexit.register(_stop)
     return _server["process"]
 

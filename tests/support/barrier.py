@@ -1,9 +1,10 @@
 """A file barrier for tests whose processes must really run at the same time.
 
 Each party touches a file named after its pid in a shared folder and waits until ``parties``
-files are there. Used as a scheduler ``_target_`` (``scheduler._target_=barrier.linear_warmup_after_barrier``)
-it holds every sweep job inside its MLflow run, after the run started and before the first
-training step: the jobs overlap whatever the machine's speed, or the barrier fails in one line.
+files are there. Used as a scheduler ``_target_``
+(``scheduler._target_=support.barrier.linear_warmup_after_barrier``) it holds every sweep job
+inside its MLflow run, after the run started and before the first training step: the jobs
+overlap whatever the machine's speed, or the barrier fails in one line.
 """
 
 from __future__ import annotations

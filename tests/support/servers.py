@@ -9,9 +9,9 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Iterator, Sequence
 
 
 def free_port() -> int:
@@ -40,10 +40,9 @@ class RestartableServer:
 
     def start(self) -> None:
         """Start it and return once ``ready_url`` answers 200."""
-        log_file = open(self.log_path, "a")
-        self.process = subprocess.Popen(self.command, stdout=log_file, stderr=subprocess.STDOUT, env=self.env,
-                                        cwd=self.cwd, start_new_session=True)
-        log_file.close()
+        with open(self.log_path, "a") as log_file:  # the server writes to its own copy of the file
+            self.process = subprocess.Popen(self.command, stdout=log_file, stderr=subprocess.STDOUT, env=self.env,
+                                            cwd=self.cwd, start_new_session=True)
         deadline = time.monotonic() + self.timeout_s
         while not http_ok(self.ready_url):
             if self.process.poll() is not None:
@@ -71,9 +70,9 @@ def serving(command: Sequence[str], ready_url: str, log_path: Path, env: dict[st
 
     Fails with the end of the server's log if it exits early or is not ready in ``timeout_s``.
     """
-    log_file = open(log_path, "w")
-    process = subprocess.Popen(list(command), stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                               start_new_session=True)
+    with open(log_path, "w") as log_file:  # the server writes to its own copy of the file
+        process = subprocess.Popen(list(command), stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                   start_new_session=True)
     try:
         deadline = time.monotonic() + timeout_s
         while not http_ok(ready_url):
@@ -85,7 +84,6 @@ def serving(command: Sequence[str], ready_url: str, log_path: Path, env: dict[st
         yield process
     finally:
         _stop_group(process)
-        log_file.close()
 
 
 def _stop_group(process: subprocess.Popen, grace_s: float = 15.0) -> None:
@@ -103,10 +101,8 @@ def _stop_group(process: subprocess.Popen, grace_s: float = 15.0) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.2)
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(group, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait(5)
 
 

@@ -1,6 +1,6 @@
 """Run `python -m medkit_exp`, pausing after chosen epochs are logged, until the test says go.
 
-    python tests/pause_at.py <folder> <epochs, e.g. 1,3> <overrides...>
+    python tests/support/pause_at.py <folder> <epochs, e.g. 1,3> <overrides...>
 
 After `TrackedRun.log_epoch` returns for each listed epoch, the run writes ``<folder>/paused_<epoch>``
 and waits for ``<folder>/go_<epoch>``: the test acts (stops or restarts a server) at a known

@@ -1,6 +1,6 @@
 """Run `python -m medkit_exp`, holding one sweep job once one of its checkpoints is written.
 
-    python tests/hold_sweep_job.py <folder> <job num> <epoch> <overrides...>
+    python tests/support/hold_sweep_job.py <folder> <job num> <epoch> <overrides...>
 
 When job ``<job num>`` (Hydra's ``hydra.job.num``, the basic launcher running the jobs in this
 process) has written and indexed the checkpoint of ``<epoch>``, it touches

@@ -64,7 +64,7 @@ class AccuracyMetrics:
         return {"pred": predicted, "gold": input_batch["y"].tolist()}
 
     def compute(self, all_data):
-        pairs = list(zip(all_data["pred"], all_data["gold"]))
+        pairs = list(zip(all_data["pred"], all_data["gold"], strict=True))
         return {"accuracy": sum(p == g for p, g in pairs) / len(pairs)}
 
 
@@ -73,4 +73,4 @@ def make_data(n: int, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 4, generator=generator)
     y = (x.sum(-1) > 0).long()
-    return [(row.tolist(), int(label)) for row, label in zip(x, y)]
+    return [(row.tolist(), int(label)) for row, label in zip(x, y, strict=True)]
