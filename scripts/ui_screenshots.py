@@ -5,7 +5,7 @@
 Fills a fresh store with a sweep of the default experiment (``trainer.lr`` x 2, ``trainer.seed``
 x 2, demo corpus), serves it on a free local port, and saves screenshots of what a person
 opens: the experiment's training runs, a child run (its params and metrics), its plots, its
-error-analysis page, and the sweep parent's plots. README's "See the runs" shows those in
+error-analysis page, and the sweep parent's plots. README and docs/tracking.md show those from
 ``docs/``. Needs Debian's ``chromium`` (``apt-get install chromium``). The test suite uses the
 same functions (`tests/test_ui_browser.py`) with a tiny model.
 """
@@ -23,9 +23,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-from support.servers import free_port, serving  # noqa: E402  (the tests' helper for local servers)
+sys.path.insert(0, str(REPO / "tests"))  # for the tests' helper for local servers (see ui_server)
 
 
 def chromium() -> str | None:
@@ -72,6 +70,8 @@ def fill_store(workdir: Path, overrides: list[str]) -> None:
 def ui_server(workdir: Path, log_path: Path):
     """`mlflow server` on the store of ``workdir`` (a context manager yielding its base URL)."""
     from contextlib import contextmanager
+
+    from support.servers import free_port, serving
 
     @contextmanager
     def running():

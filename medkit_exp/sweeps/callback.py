@@ -152,8 +152,9 @@ class MLflowSweepCallback(Callback):
         )
         try:
             self._record_configurations(client, parent, scored, objective, maximize=pick is max)
-        except Exception as exc:  # noqa: BLE001 - the jobs are done and logged; the summary is an extra
-            log.warning("could not rank the sweep's configurations on parent run %s: %s", parent, exc)
+        except Exception as exc:  # the jobs are done and logged; the summary is an extra
+            log.warning("could not rank the sweep's configurations on parent run %s: %s", parent, exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
 
     def _record_search(self, config: DictConfig, parent: str) -> None:
         """The Optuna search's summary (trials by state, epochs, best trial) on the parent run."""
@@ -250,8 +251,9 @@ class MLflowSweepCallback(Callback):
                 client.delete_run(self.parent_run_id)
             else:
                 client.set_terminated(self.parent_run_id, status=status)
-        except Exception as exc:  # noqa: BLE001 - ending a parent run must never hide the sweep's own error
-            log.warning("could not end the sweep's parent run %s: %s", self.parent_run_id, exc)
+        except Exception as exc:  # ending a parent run must never hide the sweep's own error
+            log.warning("could not end the sweep's parent run %s: %s", self.parent_run_id, exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
         from medkit_exp.sweeps.resume import RESUMED_ENV
 
         for name in (PARENT_ENV, SWEEP_ENV, RESUMED_ENV):

@@ -215,8 +215,9 @@ class OptunaSearch:
         for trial in batch:
             try:
                 _mark_interrupted(study, trial.number)
-            except Exception as exc:  # noqa: BLE001 - the stop's own error goes on
-                log.warning("could not mark trial %d interrupted: %s", trial.number, exc)
+            except Exception as exc:  # the stop's own error goes on
+                log.warning("could not mark trial %d interrupted: %s", trial.number, exc,
+                            exc_info=log.isEnabledFor(logging.DEBUG))
 
 
 # ---------------------------------------------------------------------------- the summary

@@ -27,5 +27,6 @@ def warn_on_failure(message: str, *args: object, brief: bool = False) -> Iterato
     and goes no further (``brief``: the error as its `first_line`). Interruptions (Ctrl-C, exits) pass."""
     try:
         yield
-    except Exception as exc:  # noqa: BLE001 - the one place where a tracking failure becomes a warning
-        log.warning(message + ": %s", *args, first_line(exc) if brief else exc)
+    except Exception as exc:  # the one place where a tracking failure becomes a warning (traceback if debugging)
+        log.warning(message + ": %s", *args, first_line(exc) if brief else exc,
+                    exc_info=log.isEnabledFor(logging.DEBUG))

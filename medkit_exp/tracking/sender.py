@@ -233,5 +233,6 @@ def _run_inline(call: _Call) -> Future:
     try:
         future.set_result(call.fn(*call.args, **call.kwargs))
     except Exception as exc:  # recorded, reported by _reap
+        log.debug("MLflow call %s failed; _reap reports it", getattr(call.fn, "__name__", call.fn), exc_info=True)
         future.set_exception(exc)
     return future

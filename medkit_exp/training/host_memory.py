@@ -37,7 +37,8 @@ def _glibc() -> ctypes.CDLL | None:
         return None
     try:
         libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018 - glibc only: another libc's mallopt takes other numbers
+        if not hasattr(libc, "gnu_get_libc_version"):  # glibc only: another libc's mallopt takes other numbers
+            return None
     except (OSError, AttributeError):
         return None
     libc.malloc_trim.argtypes = [ctypes.c_size_t]
