@@ -352,7 +352,9 @@ def test_single_document_prints_the_scoring_to_epoch_ratio(run_bench, tiny_bert_
     (scoring_s,) = figures(line_starting("test scoring"), r"test scoring of the [\d,]+-character test document with "
                            r"its error report \([\d,]+ error rows, exact-span F1 [01]\.\d{4}\): (\d+\.\d) s")
     (ratio,) = figures(last_line(result), r"ratio test scoring / training epoch: (\d+\.\d{3}) \(goal < 1\)")
-    assert ratio * epoch_s == pytest.approx(scoring_s, abs=0.05 * (1 + ratio) + 0.01)  # times printed to 0.1 s
+    # times printed to 0.1 s and the ratio to 0.001: each rounding bounds the product's error (a long epoch on
+    # a busy machine makes the ratio's rounding count)
+    assert ratio * epoch_s == pytest.approx(scoring_s, abs=0.05 * (1 + ratio) + 0.0005 * epoch_s + 0.01)
 
 
 def test_significance_cost_prints_its_seconds(run_bench):
