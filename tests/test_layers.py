@@ -18,6 +18,7 @@ LAYERS = {
     "medkit_exp.core": 0,
     "medkit_exp.stats": 0,  # numpy and scipy only: scores, intervals and paired tests from per-document counts
     "medkit_exp.io": 1,
+    "medkit_exp.cv": 1,  # folds over documents (scikit-learn); on core and errors alone
     "medkit_exp.training": 2,
     "medkit_exp.tracking": 3,
     "medkit_exp.text": 3,

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from medkit_exp.app.data import ExperimentData
+from medkit_exp.app.folds import apply_fold
 from medkit_exp.app.nodes import build_node, target_name
 from medkit_exp.app.validate import BUILT_GROUPS
 from medkit_exp.errors import UserError
@@ -53,6 +54,7 @@ def build(cfg: DictConfig, trainer_cfg: TrainerConfig, main_process: bool) -> Ex
     configure_process(cfg)
     choices = {group: group_choice(cfg, group) for group in BUILT_GROUPS}
     data = ExperimentData(build_node("data", cfg.data, choices["data"]), name=choices["data"])
+    apply_fold(cfg, data)  # with cv.folds: train and dev become this job's fold, before any model loads
     if main_process:
         print(data.describe(), flush=True)
     seed_everything(trainer_cfg.seed)  # a new classification head is drawn from the seed too

@@ -33,6 +33,23 @@ class ExperimentData:
         self.splits: dict[str, list[Any]] = {s: list(splits.get(s) or []) for s in SPLITS}
         if not self.splits["train"]:
             raise UserError(f"data={name}: the train split is empty; check the data settings")
+        self.notes: list[str] = []  # lines the description ends with (the cross-validation fold)
+        self.details: dict[str, Any] = {}  # entries the summary gains
+
+    def replace_splits(self, train: list[Any], dev: list[Any], note: str = "",
+                       details: dict[str, Any] | None = None) -> None:
+        """Train and dev become ``train`` and ``dev`` (a cross-validation fold's); the test split stays.
+
+        The description, summary and digests then describe the new splits: through the data's own
+        ``with_splits(splits)`` when it offers one (`medkit_exp.io.CorpusSplits` does), else as
+        plain lists of items."""
+        splits = {"train": list(train), "dev": list(dev), "test": self.splits["test"]}
+        rebuild = self._offered("with_splits")
+        self.source_object = rebuild(splits) if rebuild else splits
+        self.splits = splits
+        if note:
+            self.notes.append(note)
+        self.details.update(details or {})
 
     def _offered(self, method: str) -> Callable[..., Any] | None:
         found = getattr(self.source_object, method, None)
@@ -40,13 +57,14 @@ class ExperimentData:
 
     def describe(self) -> str:
         offered = self._offered("describe")
-        if offered:
-            return offered()
-        return "\n".join(f"{self.name}/{split}: {len(items)} items" for split, items in self.splits.items())
+        lines = [offered()] if offered else [f"{self.name}/{split}: {len(items)} items"
+                                             for split, items in self.splits.items()]
+        return "\n".join([*lines, *self.notes])
 
     def summary(self) -> dict[str, Any]:
         offered = self._offered("summary")
-        return offered() if offered else {split: {"items": len(items)} for split, items in self.splits.items()}
+        summary = offered() if offered else {split: {"items": len(items)} for split, items in self.splits.items()}
+        return summary | self.details if isinstance(summary, dict) else summary
 
     def digest(self, split: str | None = None) -> str:
         """A short hash of every item, or of ``split``'s (the data's own ``digest()`` when it has one)."""

@@ -55,6 +55,17 @@ class EvaluationConfig:
 
 
 @dataclass
+class CVConfig:
+    """``cv.*``: k-fold cross-validation over train + dev, one fold per job (docs/cross-validation.md)."""
+
+    folds: int | None = None  # null: no cross-validation
+    fold: int | None = None  # the fold this job holds out as its dev split: 0 to folds - 1
+    seed: int = 0  # seed of the fold assignment: every job of a sweep draws the same folds
+    group_by: str | None = None  # a document metadata field (patient_id), or regex:<pattern> over document ids
+    stratify: bool = False  # balance entity labels across folds (as far as the groups allow)
+
+
+@dataclass
 class AppConfig:
     """The whole experiment, as composed by Hydra."""
 
@@ -66,6 +77,7 @@ class AppConfig:
     tracking: TrackingConfig = MISSING
     callbacks: CallbacksConfig = MISSING
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
     # What a sweep optimises: a key of the run summary (eval_* at the best epoch, test_*).
     objective: str = "eval_f1"
     # max or min; null: the sweeper's direction, else trainer.checkpoint_mode when the objective

@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from medkit_exp.app.build import Experiment
+from medkit_exp.app.folds import cv_tags
 from medkit_exp.app.nodes import target_name
 from medkit_exp.errors import UserError
 from medkit_exp.tracking import NullRun, RunTracker
@@ -86,13 +87,14 @@ def run_tags(experiment: Experiment, overrides: list[str], model: Any) -> dict[s
     }
     if model:
         tags["model"] = str(model)
+    tags.update(cv_tags(cfg))  # a cross-validation job's fold: what the CV parent groups and pools by
     tags.update(git_tags(Path(__file__).resolve().parent))
     tags.update(process_tags())
     if os.environ.get("MEDKIT_EXP_SWEEP_ID"):
         from medkit_exp.sweeps.summary import configuration_of
 
         tags["sweep.id"] = os.environ["MEDKIT_EXP_SWEEP_ID"]
-        tags["sweep.configuration"] = configuration_of(overrides)  # the seed left out: jobs to average
+        tags["sweep.configuration"] = configuration_of(overrides)  # seed and fold left out: jobs to average
     return tags
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from medkit_exp.app.build import Experiment
+from medkit_exp.app.folds import cv_fold, mark_fold
 from medkit_exp.app.report import write_plots
 from medkit_exp.app.stopping import TrainingPhases, end_stopped_run
 from medkit_exp.text.predictions import PREDICTIONS_DIR, predictions_file
@@ -24,6 +25,7 @@ from medkit_exp.training.phases import (
     TEST_PREDICTION,
     RunPhases,
 )
+from medkit_exp.training.protocols import item_values_of
 from medkit_exp.training.trainer import Trainer
 
 log = logging.getLogger("medkit_exp")
@@ -60,19 +62,24 @@ def train_and_test(experiment: Experiment, phases: RunPhases) -> dict[str, Any]:
     gc.collect()
     release_free_heap()  # what training freed would otherwise stay in the heap under the test's peak
     test_metrics: dict[str, float] = {}
-    if experiment.data.splits["test"] and pruned_at is None:  # a pruned trial's test score would only cost time
+    fold = cv_fold(experiment.cfg)  # a cross-validation job predicts its held-out fold even without a test split
+    if (experiment.data.splits["test"] or fold is not None) and pruned_at is None:  # a pruned trial: only cost
         phases.enter(TEST_PREDICTION)  # and the error report (the component says when)
-        test_metrics = score_test(experiment.component, trainer, best_dir / MODEL_DIR,
-                                  experiment.data.splits["test"], output_dir,
-                                  predictions_path=predictions_file(output_dir, "test"))
-        summary.update({f"test_{k}": v for k, v in test_metrics.items()})
-        tracker.log_test_metrics(test_metrics)
+        if experiment.data.splits["test"]:
+            test_metrics = score_test(experiment.component, trainer, best_dir / MODEL_DIR,
+                                      experiment.data.splits["test"], output_dir,
+                                      predictions_path=predictions_file(output_dir, "test"))
+            summary.update({f"test_{k}": v for k, v in test_metrics.items()})
+            tracker.log_test_metrics(test_metrics)
         summary.update(store_predictions(experiment, trainer, best_dir / MODEL_DIR, output_dir))
     phases.enter(PLOTS)
     summary.update(write_plots(output_dir, history, best_entry, test_metrics,
                                experiment.trainer_cfg.checkpoint_metric, lr_steps.points))
     if tracker.enabled:
         summary.update(log_artifacts(experiment, phases, output_dir, best_dir, best_epoch or 0))
+    from medkit_exp.app.model_card import write_model_card
+
+    summary.update(write_model_card(experiment, summary, best_dir / MODEL_DIR, output_dir))
     return summary
 
 
@@ -122,29 +129,42 @@ def score_test(component: Any, trainer: Trainer, model_dir: Path, items: list[An
                report_dir: Path | None, predictions_path: Path | None = None) -> dict[str, float]:
     """The component's own ``score_test`` (given ``report_dir`` for its error analysis and
     ``predictions_path`` for its per-document predictions, each when it takes it), else the best
-    checkpoint evaluated like the dev split."""
+    checkpoint evaluated like the dev split (its records written at ``predictions_path`` when the
+    metrics computer has ``item_values``)."""
     scorer = getattr(component, "score_test", None)
     if callable(scorer):
         parameters = inspect.signature(scorer).parameters
         extra = {"report_dir": report_dir, "predictions_path": predictions_path}
         return dict(scorer(model_dir, items, **{k: v for k, v in extra.items() if k in parameters and v is not None}))
     component.load(model_dir)
-    return trainer.evaluate(items)
+    item_values = item_values_of(trainer.metrics_computer) if predictions_path is not None else None
+    if item_values is None or predictions_path is None:
+        return trainer.evaluate(items)
+    from medkit_exp.app.item_predictions import evaluate_item_values
+
+    return evaluate_item_values(trainer, items, item_values, predictions_path)
 
 
 def store_predictions(experiment: Experiment, trainer: Trainer, model_dir: Path, output_dir: Path) -> dict[str, Any]:
     """After the test split: the dev split's predictions (scored once more with the best checkpoint,
-    ``evaluation.dev_predictions``) and the test scores' intervals (logged); the summary's entries."""
-    from medkit_exp.app.evaluation import NO_PREDICTIONS, evaluation_settings, score_intervals, takes_predictions
+    ``evaluation.dev_predictions``; a cross-validation job's, its out-of-fold predictions, carry
+    their ``fold``) and the test scores' intervals (logged); the summary's entries."""
+    from medkit_exp.app.evaluation import evaluation_settings, no_predictions, score_intervals, stores_predictions
 
-    test_path = predictions_file(output_dir, "test")
-    if not (takes_predictions(experiment.component) and test_path.is_file()):
-        log.info(NO_PREDICTIONS)
+    test_path, fold = predictions_file(output_dir, "test"), cv_fold(experiment.cfg)
+    if not (stores_predictions(experiment.component, trainer.metrics_computer)
+            and (test_path.is_file() or fold is not None)):
+        no_predictions(experiment.component, trainer.metrics_computer, experiment.tracker)
         return {}
     evaluation = evaluation_settings(experiment.cfg)
     dev = experiment.data.splits["dev"]
     if evaluation.dev_predictions and dev:
-        score_test(experiment.component, trainer, model_dir, dev, None, predictions_file(output_dir, "dev"))
+        dev_path = predictions_file(output_dir, "dev")
+        score_test(experiment.component, trainer, model_dir, dev, None, dev_path)
+        if fold is not None and dev_path.is_file():
+            mark_fold(dev_path, fold)  # the out-of-fold predictions say which fold's model made them
+    if not test_path.is_file():
+        return {}
     intervals = score_intervals(test_path, evaluation)
     if intervals is None:
         return {}

@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from medkit_exp.app.evaluation import check_evaluation_settings, evaluation_settings
+from medkit_exp.app.folds import check_cv_settings
 from medkit_exp.app.nodes import check_node
 from medkit_exp.errors import UserError
 from medkit_exp.training.config import TrainerConfig
@@ -26,6 +27,7 @@ def validate(cfg: DictConfig) -> TrainerConfig:
         check_node(group, cfg.get(group))
     check_tracking_settings(cfg.tracking)
     check_evaluation_settings(evaluation_settings(cfg))
+    check_cv_settings(cfg)
     if cfg.get("objective_mode") not in (None, "max", "min"):
         raise UserError(f"objective_mode={cfg.objective_mode} must be max, min or null (the sweeper's direction, "
                         "else trainer.checkpoint_mode)")

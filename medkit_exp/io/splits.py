@@ -40,6 +40,13 @@ class CorpusSplits(Mapping):
     def __len__(self) -> int:
         return len(self.splits)
 
+    def with_splits(self, splits: Mapping[str, list[TextDocument]]) -> CorpusSplits:
+        """The same corpus with other splits (a cross-validation fold's); the reader's reports of the
+        splits that changed are dropped (they describe the documents as read)."""
+        kept = {split: report for split, report in self.reports.items()
+                if split in splits and list(splits[split]) == self.splits.get(split)}
+        return CorpusSplits(self.name, dict(splits), kept, source=self.source)
+
     @property
     def labels(self) -> list[str]:
         """Entity labels of the train split."""

@@ -13,7 +13,9 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-SEED_KEYS = ("trainer.seed",)
+# The keys whose values repeat one configuration rather than change it: the seed, and the
+# cross-validation fold (the folds of one configuration are averaged like its seeds).
+SEED_KEYS = ("trainer.seed", "cv.fold")
 
 
 def override_key(override: str) -> str:
@@ -22,7 +24,7 @@ def override_key(override: str) -> str:
 
 
 def configuration_of(overrides: Sequence[str], seed_keys: Sequence[str] = SEED_KEYS) -> str:
-    """A job's overrides without its seed, joined by spaces (``"(none)"`` when nothing is left)."""
+    """A job's overrides without its seed and fold, joined by spaces (``"(none)"`` when nothing is left)."""
     kept = [o for o in overrides if override_key(o) not in seed_keys]
     return " ".join(kept) or "(none)"
 
