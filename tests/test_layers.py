@@ -19,6 +19,7 @@ LAYERS = {
     "medkit_exp.stats": 0,  # numpy and scipy only: scores, intervals and paired tests from per-document counts
     "medkit_exp.io": 1,
     "medkit_exp.cv": 1,  # folds over documents (scikit-learn); on core and errors alone
+    "medkit_exp.analysis": 3,  # annotation-error suspects (cleanlab) from out-of-fold records: beside text, on it
     "medkit_exp.training": 2,
     "medkit_exp.tracking": 3,
     "medkit_exp.text": 3,

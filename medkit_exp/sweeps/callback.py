@@ -109,6 +109,9 @@ class MLflowSweepCallback(Callback):
         try:
             self._record_best(config, parent)
             self._record_search(config, parent)
+            from medkit_exp.sweeps.cv_parent import record_cross_validation
+
+            record_cross_validation(config, parent, objective_maximized(config), self._resumed)  # fold jobs only
             if LAST_SWEEP_FAILURES:
                 import json
 

@@ -1,5 +1,5 @@
 """Pictures of a training, as PNG files: learning curves, per-label scores, a confusion matrix,
-and a sweep's objective against its hyperparameters.
+a sweep's objective against its hyperparameters, and a cross-validation's scores by fold.
 
 matplotlib runs headless (the Agg backend) and is imported only when a picture is drawn.
 Each function writes one file and returns its path; the app logs them under ``plots/``.
@@ -161,6 +161,29 @@ def ranked_configurations(ranking: Sequence[Mapping[str, Any]], objective: str, 
     margin = (high - low) * 0.2 or 0.01
     ax.set(xlim=(low - margin, high + margin), xlabel=f"mean {objective}", title="configurations, best first")
     ax.grid(axis="x", alpha=0.3)
+    return _save(figure, path)
+
+
+def cv_fold_scores(folds: Sequence[Mapping[str, Any]], metric: str, path: str | Path) -> Path | None:
+    """A cross-validation's folds: each fold's out-of-fold dev score and its test score (dots), and
+    their means over folds (dashed lines). ``folds``: dicts with ``fold`` and ``dev`` and/or
+    ``test`` (a fold's seeds averaged). None when no fold has a score."""
+    splits = [(split, color) for split, color in (("dev", "tab:blue"), ("test", "tab:orange"))
+              if any(split in row for row in folds)]
+    if not splits:
+        return None
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(folds) + 3), 3.8))
+    for split, color in splits:
+        points = [(row["fold"], row[split]) for row in folds if split in row]
+        mean = sum(value for _, value in points) / len(points)
+        label = "out-of-fold dev" if split == "dev" else split
+        ax.plot([f for f, _ in points], [v for _, v in points], "o", color=color, label=f"{label} {metric}")
+        ax.axhline(mean, color=color, linestyle="--", alpha=0.8, label=f"{label} mean {mean:.3f}")
+    ax.set_xticks([row["fold"] for row in folds])
+    ax.set(xlabel="fold", ylabel=metric, title=f"{metric} by fold")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
     return _save(figure, path)
 
 
