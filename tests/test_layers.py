@@ -29,7 +29,8 @@ APP_LAYER = 5  # everything else: the app package and the entry points (__main__
 # Side by side on layer 3, neither may import the other; tracking sees training only (and core).
 FORBIDDEN = {("medkit_exp.tracking", "medkit_exp.text"), ("medkit_exp.text", "medkit_exp.tracking"),
              ("medkit_exp.tracking", "medkit_exp.io"),
-             ("medkit_exp.sweeps", "medkit_exp.text"), ("medkit_exp.sweeps", "medkit_exp.io")}
+             ("medkit_exp.sweeps", "medkit_exp.text"), ("medkit_exp.sweeps", "medkit_exp.io"),
+             ("medkit_exp.analysis", "medkit_exp.tracking"), ("medkit_exp.tracking", "medkit_exp.analysis")}
 
 
 def part_of(module: str) -> str:

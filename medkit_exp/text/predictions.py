@@ -8,6 +8,13 @@ A run stores them as JSON Lines under ``<trainer.output_dir>/predictions/`` (``t
   "predicted": [[label, start, end], ...]}``; offsets are characters of the document's text,
   the entities those the exact-span scorer (`ExactSpanEvaluator`) compares. An entity of several
   spans is ``[label, start1, end1, start2, end2, ...]`` (spans sorted).
+  The NER component also stores what the model thought of each word (optional keys: readers
+  that do not need them ignore them): ``"text"`` (the document's text), ``"tokens": [[start,
+  end], ...]`` (the words the model tags, in document characters), ``"token_labels": ["O",
+  "Disease", ...]`` (``O`` first, then the entity labels) and ``"token_probs": [[p_O, p_Disease,
+  ...], ...]`` (per word, each label's probability: its tags' probabilities summed, B-/I-/L-/U-
+  alike; rounded to 4 decimals, so a row sums to 1 within a few 1e-4). `TokenProbabilities`
+  reads and writes them; `medkit_exp.analysis.suspects` ranks likely annotation errors from them.
 - Classification, one per item: ``{"document_id", "split", "gold": label, "predicted": label}``
   (the items of a document share its id; the document is what a bootstrap resamples).
 
@@ -20,8 +27,11 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from medkit_exp.core.document import Entity, TextDocument
 from medkit_exp.stats import DocumentCounts, classification_counts, ner_counts
@@ -43,12 +53,77 @@ def entity_key(entity: Entity) -> list[Any]:
     return [entity.label, *bounds]
 
 
-def ner_records(docs: Sequence[TextDocument], predictions: Sequence[Sequence[Entity]], split: str) -> list[Record]:
-    """One record per document: its gold entities and ``predictions[i]`` (the entities predicted in ``docs[i]``)."""
+PROBABILITY_DECIMALS = 4
+OUTSIDE = "O"
+
+
+@dataclass(frozen=True)
+class TokenProbabilities:
+    """What a NER model thought of each word of a text: the label probabilities of every word.
+
+    Attributes:
+        labels: ``"O"`` then the entity labels: the columns of ``probs``.
+        tokens: ``(start, end)`` of each word in document characters, in text order.
+        probs: float array ``(len(tokens), len(labels))``; each row sums to 1.
+    """
+
+    labels: tuple[str, ...]
+    tokens: tuple[tuple[int, int], ...]
+    probs: np.ndarray
+
+    def __post_init__(self) -> None:
+        probs = np.asarray(self.probs, dtype=float).reshape(len(self.tokens), len(self.labels))
+        object.__setattr__(self, "labels", tuple(self.labels))
+        object.__setattr__(self, "tokens", tuple((int(s), int(e)) for s, e in self.tokens))
+        object.__setattr__(self, "probs", probs)
+
+    def shifted(self, offset: int) -> TokenProbabilities:
+        """The same words ``offset`` characters further (a sentence's words in its document)."""
+        return TokenProbabilities(self.labels, tuple((s + offset, e + offset) for s, e in self.tokens), self.probs)
+
+    @classmethod
+    def concatenate(cls, labels: Sequence[str], parts: Sequence[TokenProbabilities]) -> TokenProbabilities:
+        """The words of ``parts`` (each with ``labels``) one after the other."""
+        if any(part.labels != tuple(labels) for part in parts):
+            raise ValueError(f"every part must have the labels {list(labels)}")
+        tokens = tuple(token for part in parts for token in part.tokens)
+        probs = np.concatenate([part.probs for part in parts]) if parts else np.zeros((0, len(labels)))
+        return cls(tuple(labels), tokens, probs)
+
+    def record_fields(self) -> dict[str, Any]:
+        """``tokens``, ``token_labels`` and ``token_probs`` as a record stores them (probabilities rounded)."""
+        rounded = np.round(self.probs, PROBABILITY_DECIMALS)
+        return {"tokens": [list(token) for token in self.tokens], "token_labels": list(self.labels),
+                "token_probs": [[float(p) for p in row] for row in rounded]}
+
+    @classmethod
+    def of_record(cls, record: Mapping[str, Any]) -> TokenProbabilities | None:
+        """The probabilities a record stores (None when it has none: older runs, classification)."""
+        if record.get("token_probs") is None:
+            return None
+        labels, tokens, probs = record["token_labels"], record["tokens"], record["token_probs"]
+        if len(tokens) != len(probs) or any(len(row) != len(labels) for row in probs):
+            raise ValueError(f"document {record.get('document_id')!r}: {len(tokens)} tokens but {len(probs)} rows "
+                             f"of token_probs, or rows of another length than token_labels ({len(labels)})")
+        return cls(tuple(labels), tuple((s, e) for s, e in tokens), np.asarray(probs, dtype=float))
+
+
+def ner_records(docs: Sequence[TextDocument], predictions: Sequence[Sequence[Entity]], split: str,
+                probabilities: Sequence[TokenProbabilities] | None = None) -> list[Record]:
+    """One record per document: its gold entities and ``predictions[i]`` (the entities predicted in
+    ``docs[i]``); with ``probabilities`` (``probabilities[i]`` the words of ``docs[i]``), also the
+    document's ``text``, ``tokens``, ``token_labels`` and ``token_probs``."""
     if len(docs) != len(predictions):
         raise ValueError(f"{len(docs)} documents but {len(predictions)} lists of predicted entities")
-    return [{"document_id": str(doc.id), "split": split, "gold": [entity_key(e) for e in doc.anns.entities],
-             "predicted": [entity_key(e) for e in predicted]} for doc, predicted in zip(docs, predictions, strict=True)]
+    if probabilities is not None and len(probabilities) != len(docs):
+        raise ValueError(f"{len(docs)} documents but the word probabilities of {len(probabilities)}")
+    records: list[Record] = [
+        {"document_id": str(doc.id), "split": split, "gold": [entity_key(e) for e in doc.anns.entities],
+         "predicted": [entity_key(e) for e in predicted]} for doc, predicted in zip(docs, predictions, strict=True)]
+    for record, doc, words in zip(records, docs, probabilities or (), strict=False):
+        record["text"] = doc.text
+        record.update(words.record_fields())
+    return records
 
 
 def classification_records(document_ids: Sequence[str], gold: Sequence[str], predicted: Sequence[str],

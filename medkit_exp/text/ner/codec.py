@@ -22,12 +22,14 @@ from medkit_exp.text.ner.tagging import (
     entity_extent,
     labels_of_tags,
     resolve_overlaps,
+    split_tag,
 )
 from medkit_exp.text.ner.viterbi import DECODINGS, viterbi_decode
 from medkit_exp.text.ner.windows import (
     IGNORE_INDEX,
     SpecialTokens,
     TokenizedText,
+    Unit,
     central_window_per_token,
     plan_windows,
     tokenize_texts,
@@ -74,6 +76,11 @@ class NerCodec:
         self.tagging_scheme = check_scheme(tagging_scheme)
         self.tag_subtokens = bool(tag_subtokens)
         self.labels = labels_of_tags(self.tags)
+        # Column j of a tag row times this: the probability of label j ("O" first), its tags summed.
+        self.tag_to_label = np.zeros((len(self.tags), 1 + len(self.labels)))
+        for i, tag in enumerate(self.tags):
+            label = split_tag(tag)[1]
+            self.tag_to_label[i, 0 if label is None else 1 + self.labels.index(label)] = 1.0
         self.label_to_id = {tag: i for i, tag in enumerate(self.tags)}
         self.id_to_label = dict(enumerate(self.tags))
         self.special = SpecialTokens.of(tokenizer)
@@ -156,16 +163,46 @@ class NerCodec:
         tags are each unit's most probable one (``greedy``) or the most probable valid
         sequence (``viterbi``). The score of a mention is the mean probability of its tags.
         """
+        units, probs = self._unit_probs(tokens, windows, window_probs)
+        return self._mentions(tokens.text, units, probs) if units else []
+
+    def decode_with_probabilities(
+        self,
+        tokens: TokenizedText,
+        windows: Sequence[tuple[int, int]],
+        window_probs: Sequence[np.ndarray],
+    ) -> tuple[list[CharMention], list[tuple[int, int]], np.ndarray]:
+        """`decode`'s mentions, plus each unit's characters ``(start, end)`` (surrounding spaces
+        stripped) and its label probabilities ``[units, 1 + labels]`` (``O`` first, then `labels`;
+        each label's tags summed). Units of spaces alone are left out."""
+        units, probs = self._unit_probs(tokens, windows, window_probs)
+        if not units:
+            return [], [], np.zeros((0, 1 + len(self.labels)))
+        text, bounds, kept = tokens.text, [], []
+        for k, unit in enumerate(units):
+            start, stop = _stripped(text, unit.start, unit.end)
+            if stop > start:
+                bounds.append((start, stop))
+                kept.append(k)
+        return self._mentions(text, units, probs), bounds, probs[kept] @ self.tag_to_label
+
+    def _unit_probs(self, tokens: TokenizedText, windows: Sequence[tuple[int, int]],
+                    window_probs: Sequence[np.ndarray]) -> tuple[list[Unit], np.ndarray]:
+        """The units of a text and their tag probabilities, each read from the window where its
+        tagged token is the most central."""
         units = tokens.units(self.tag_subtokens)
         if not units:
-            return []
+            return [], np.zeros((0, len(self.tags)))
         owner = central_window_per_token(windows, len(tokens))
         prefix = len(self.special.prefix)
         rows = []
         for unit in units:
             w = owner[unit.first_token]
             rows.append(window_probs[w][unit.first_token - windows[w][0] + prefix])
-        probs = np.stack(rows)
+        return units, np.stack(rows)
+
+    def _mentions(self, text: str, units: Sequence[Unit], probs: np.ndarray) -> list[CharMention]:
+        """The mentions read from the units' tag probabilities (greedy or Viterbi)."""
         if self.decoding == "viterbi":
             tag_ids = np.array(viterbi_decode(probs, self.tags, self.tagging_scheme))
         else:
@@ -173,13 +210,17 @@ class NerCodec:
         tag_scores = probs[np.arange(len(tag_ids)), tag_ids]
         tags = [self.id_to_label[int(i)] for i in tag_ids]
         mentions = []
-        text = tokens.text
         for first, end, label in decode_tags(tags, self.tagging_scheme):
-            start, stop = units[first].start, units[end - 1].end
-            while start < stop and text[start].isspace():
-                start += 1
-            while stop > start and text[stop - 1].isspace():
-                stop -= 1
+            start, stop = _stripped(text, units[first].start, units[end - 1].end)
             if stop > start:
                 mentions.append(CharMention(start, stop, label, float(tag_scores[first:end].mean())))
         return mentions
+
+
+def _stripped(text: str, start: int, stop: int) -> tuple[int, int]:
+    """``[start, stop)`` without the spaces at its ends."""
+    while start < stop and text[start].isspace():
+        start += 1
+    while stop > start and text[stop - 1].isspace():
+        stop -= 1
+    return start, stop

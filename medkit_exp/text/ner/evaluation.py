@@ -9,11 +9,9 @@ def predict_by_sentence(matcher: Any, docs: list[Any]) -> list[list[Any]]:
     """Predict sentence by sentence (as a model trained on sentences saw its inputs), with
     entities in document coordinates. The documents' own entities are ignored, so reference
     annotations never influence where sentences are cut."""
-    from medkit_exp.core import TextDocument
-    from medkit_exp.io.sentences import entity_to_parent, split_into_sentences
+    from medkit_exp.io.sentences import entity_to_parent
 
-    bare = [TextDocument(text=doc.text, id=doc.id, metadata=doc.metadata) for doc in docs]
-    sentences = split_into_sentences(bare)
+    sentences = _sentences_of(docs)
     by_parent: dict[str, list[Any]] = {doc.id: [] for doc in docs}
     for sentence, entities in zip(sentences, matcher.predict(sentences), strict=True):
         by_parent[sentence.metadata["parent_id"]].extend(entity_to_parent(e, sentence) for e in entities)
@@ -23,6 +21,39 @@ def predict_by_sentence(matcher: Any, docs: list[Any]) -> list[list[Any]]:
 def predict_documents(matcher: Any, docs: list[Any], split_sentences: bool = False) -> list[list[Any]]:
     """The entities ``matcher`` finds in each document, read sentence by sentence if asked."""
     return predict_by_sentence(matcher, docs) if split_sentences else matcher.predict(docs)
+
+
+def predict_documents_with_probabilities(matcher: Any, docs: list[Any],
+                                         split_sentences: bool = False) -> tuple[list[list[Any]], list[Any]]:
+    """`predict_documents`' entities, and the label probabilities of each document's words
+    (`medkit_exp.text.predictions.TokenProbabilities`, document coordinates), from
+    ``matcher.predict_with_probabilities`` (`HFEntityMatcher`'s)."""
+    from medkit_exp.text.predictions import TokenProbabilities
+
+    if not split_sentences:
+        pairs = matcher.predict_with_probabilities(docs)
+        return [entities for entities, _ in pairs], [words for _, words in pairs]
+    from medkit_exp.io.sentences import entity_to_parent
+
+    sentences = _sentences_of(docs)
+    entities: dict[str, list[Any]] = {doc.id: [] for doc in docs}
+    words: dict[str, list[Any]] = {doc.id: [] for doc in docs}
+    for sentence, (found, probs) in zip(sentences, matcher.predict_with_probabilities(sentences), strict=True):
+        parent = sentence.metadata["parent_id"]
+        entities[parent].extend(entity_to_parent(e, sentence) for e in found)
+        words[parent].append(probs.shifted(sentence.metadata["parent_offset"]))
+    labels = matcher.token_labels
+    return ([entities[doc.id] for doc in docs],
+            [TokenProbabilities.concatenate(labels, words[doc.id]) for doc in docs])
+
+
+def _sentences_of(docs: list[Any]) -> list[Any]:
+    """The sentences of ``docs`` (their own entities ignored, so reference annotations never
+    influence where sentences are cut)."""
+    from medkit_exp.core import TextDocument
+    from medkit_exp.io.sentences import split_into_sentences
+
+    return split_into_sentences([TextDocument(text=doc.text, id=doc.id, metadata=doc.metadata) for doc in docs])
 
 
 def score_predictions(reference_docs, predictions, tagging_scheme: str = "iob2") -> dict[str, float]:

@@ -60,19 +60,27 @@ class NerExperimentComponent(HFEntityMatcherTrainable):
         """Exact-span and token scores of the model saved in ``model_dir`` on whole test documents;
         with ``report_dir``, its mistakes in ``analysis/errors.html`` and ``errors.tsv`` there; with
         ``predictions_path``, each document's gold and predicted entities there as JSON Lines
-        (`medkit_exp.text.predictions`: what the exact-span scores are recomputed from)."""
+        (`medkit_exp.text.predictions`: what the exact-span scores are recomputed from), with the
+        text and the label probabilities of each of its words (what annotation suspects are ranked by)."""
         from medkit_exp.text.error_report import write_error_report
-        from medkit_exp.text.ner.evaluation import entity_errors, predict_documents, score_predictions
+        from medkit_exp.text.ner.evaluation import (
+            entity_errors,
+            predict_documents,
+            predict_documents_with_probabilities,
+            score_predictions,
+        )
         from medkit_exp.text.ner.hf_entity_matcher import HFEntityMatcher
         from medkit_exp.text.predictions import ner_records, write_records
 
         docs = list(items)
         matcher = HFEntityMatcher(model=model_dir, device=self.device, batch_size=self.predict_batch_size,
                                   precision=self.predict_precision)
-        predictions = predict_documents(matcher, docs, self.split_sentences)
+        if predictions_path is None:
+            predictions = predict_documents(matcher, docs, self.split_sentences)
+        else:
+            predictions, words = predict_documents_with_probabilities(matcher, docs, self.split_sentences)
+            write_records(predictions_path, ner_records(docs, predictions, Path(predictions_path).stem, words))
         scores = score_predictions(docs, predictions, matcher.tagging_scheme)
-        if predictions_path is not None:
-            write_records(predictions_path, ner_records(docs, predictions, Path(predictions_path).stem))
         if report_dir is not None:
             counts = {"test documents": len(docs), "gold entities": sum(len(d.anns.entities) for d in docs),
                       "predicted entities": sum(len(p) for p in predictions), "exact-span precision":

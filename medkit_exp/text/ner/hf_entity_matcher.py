@@ -29,6 +29,7 @@ from medkit_exp.text.ner.codec import CharMention, NerCodec
 from medkit_exp.text.ner.hf_entity_matcher_trainable import HFEntityMatcherTrainable, collate_windows
 from medkit_exp.text.ner.settings import SETTINGS_FILE, NerSettings, resolve_stride
 from medkit_exp.text.ner.windows import SpecialTokens, window_inputs
+from medkit_exp.text.predictions import OUTSIDE, TokenProbabilities
 from medkit_exp.training.batching import CPU_BF16_PAD_MULTIPLE
 from medkit_exp.training.precision import autocast, compile_model
 
@@ -163,15 +164,49 @@ class HFEntityMatcher:
     def predict(self, items: Iterable[Item]) -> list[list[Entity]]:
         """Entities of each item, in item order; spans are in document coordinates."""
         items = list(items)
-        views = [_TextView.of(item) for item in items]
-        tokens = self.codec.tokenize([view.text for view in views])
-        windows = [self.codec.windows(t) for t in tokens]
-        probs = self._window_probs(tokens, windows)
+        views, tokens, windows, probs = self._forward(items)
         results = []
         for item, view, item_tokens, item_windows, item_probs in zip(items, views, tokens, windows, probs, strict=True):
             mentions = self.codec.decode(item_tokens, item_windows, item_probs) if item_windows else []
             results.append([self._entity(item, view, mention) for mention in mentions])
         return results
+
+    @property
+    def token_labels(self) -> tuple[str, ...]:
+        """The columns of `predict_with_probabilities`' word probabilities: ``O``, then the entity
+        labels (after ``labels_map``)."""
+        return tuple(dict.fromkeys([OUTSIDE, *(self.labels_map.get(label, label) for label in self.labels)]))
+
+    def predict_with_probabilities(self, items: Iterable[Item]) -> list[tuple[list[Entity], TokenProbabilities]]:
+        """`predict`'s entities of each item, with the label probabilities of each word the model
+        tags (`TokenProbabilities`: words in document coordinates, columns `token_labels`, each
+        label's B-/I-/L-/U- tags summed). Same forward pass and decoding as `predict`."""
+        items = list(items)
+        views, tokens, windows, probs = self._forward(items)
+        labels = self.token_labels
+        merge = np.zeros((1 + len(self.labels), len(labels)))  # labels_map may give two labels one name
+        for k, label in enumerate([OUTSIDE, *self.labels]):
+            merge[k, labels.index(self.labels_map.get(label, label))] = 1.0
+        results: list[tuple[list[Entity], TokenProbabilities]] = []
+        for item, view, item_tokens, item_windows, item_probs in zip(items, views, tokens, windows, probs, strict=True):
+            if not item_windows:
+                results.append(([], TokenProbabilities(labels, (), np.zeros((0, len(labels))))))
+                continue
+            mentions, words, label_probs = self.codec.decode_with_probabilities(item_tokens, item_windows, item_probs)
+            located = [view.to_document(start, end) for start, end in words]
+            kept = [k for k, pieces in enumerate(located) if pieces]
+            bounds = tuple((located[k][0][0].start, located[k][-1][0].end) for k in kept)
+            results.append(([self._entity(item, view, mention) for mention in mentions],
+                            TokenProbabilities(labels, bounds, label_probs[kept] @ merge)))
+        return results
+
+    def _forward(self, items: Sequence[Item]) -> tuple[list[_TextView], list[Any], list[list[tuple[int, int]]],
+                                                       list[list[np.ndarray]]]:
+        """Each item's text view, tokens, windows and the tag probabilities of its windows."""
+        views = [_TextView.of(item) for item in items]
+        tokens = self.codec.tokenize([view.text for view in views])
+        windows = [self.codec.windows(t) for t in tokens]
+        return views, tokens, windows, self._window_probs(tokens, windows)
 
     def _window_probs(self, tokens: Sequence[Any],
                       windows: Sequence[Sequence[tuple[int, int]]]) -> list[list[np.ndarray]]:
