@@ -62,6 +62,7 @@ RUN_ELSEWHERE_NOT_VERBATIM = {
     "python scripts/kill_resume_soak.py":
         "test_cli.py::test_kill_9_then_resume_equals_an_uninterrupted_run (one round)",
     "python -m medkit_exp.compare": "test_compare.py (run ids, folders, sweep ranks and --config, refusals)",
+    "python -m medkit_exp.suspects": "test_suspects.py (a multirun folder, a .jsonl, a CV parent run id, refusals)",
     "python -m medkit_exp.send_unsent ":
         "test_tracking_outage.py::test_a_server_that_never_comes_back_leaves_a_command_that_sends_everything "
         "(the command the run printed)",
