@@ -90,6 +90,7 @@ def print_summary(cfg: DictConfig, summary: dict[str, Any], tracker: RunTracker,
         f"precision    : {summary.get('precision')}"
         + (f" ({precision_reason})" if precision_reason != "asked" else ""),
         f"checkpoint   : {summary['best_checkpoint']}",
+        *([f"model card   : {summary['model_card']}"] if summary.get("model_card") else []),
         f"plots        : {summary.get('plots')}",
         f"wall time    : {summary['wall_time_s']} s" + (f" ({phases})" if phases else ""),
     ]
