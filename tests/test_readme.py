@@ -280,12 +280,13 @@ def test_help_lists_the_groups_and_only_the_options_users_choose(tmp_path):
 
 
 def test_every_setting_of_the_app_is_in_the_configuration_page(tmp_path):
-    """Each key of the typed groups (``trainer``, ``tracking``, ``callbacks``) and of the top level,
-    as the default config composes them, has its row in docs/configuration.md."""
+    """Each key of the typed groups (``trainer``, ``tracking``, ``callbacks``, ``evaluation``, ``cv``) and of the top
+    level, as the default config composes them, has its row in docs/configuration.md."""
     result = run_cli(["--cfg", "job"], tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     config = yaml.safe_load(result.stdout)
-    keys = [f"{group}.{key}" for group in ("trainer", "tracking", "callbacks", "evaluation") for key in config[group]]
+    keys = [f"{group}.{key}" for group in ("trainer", "tracking", "callbacks", "evaluation", "cv")
+            for key in config[group]]
     keys += [key for key, value in config.items() if not isinstance(value, dict)]
     assert len(keys) > 30
     page = (REPO_ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")

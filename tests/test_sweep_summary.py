@@ -10,6 +10,8 @@ def test_the_seed_is_left_out_of_a_configuration_whatever_its_override_form():
     assert configuration_of(["+trainer.seed=2", "component.tagging_scheme=bilou"]) == "component.tagging_scheme=bilou"
     assert configuration_of(["trainer.seed=0"]) == "(none)"
     assert configuration_of(["trainer.seeds_note=x"]) == "trainer.seeds_note=x"  # only the seed key itself
+    # the folds of a cross-validation group together like seeds; the number of folds stays
+    assert configuration_of(["cv.folds=5", "cv.fold=3", "trainer.lr=1e-3"]) == "cv.folds=5 trainer.lr=1e-3"
 
 
 def test_configurations_are_ranked_by_mean_not_by_their_best_run():
