@@ -7,7 +7,7 @@ the word, else ``O``. cleanlab scores every word's gold class (its label quality
 the model gives it, ``self_confidence``) and finds the words whose gold class is likely wrong by
 confident learning (`cleanlab.token_classification.filter.find_label_issues`, per-class
 thresholds learnt from the whole set). A word is an issue when cleanlab flags it or when the
-model puts another class above its gold one. Consecutive issue words of one document with the
+model gives another class more than half the probability. Consecutive issue words of one document with the
 same gold entity (or none) and the same gold and suggested classes form one suspect, of one kind:
 
 - ``label_swap``: gold entity of label X where the model says label Y;
@@ -46,6 +46,7 @@ KINDS = {
 }
 COLUMNS = ("rank", "score", "kind", "document_id", "fold", "start", "end", "text", "gold_label",
            "predicted_label", "context")
+CONFIDENT = 0.5  # a word is an issue when the model gives another class more than this, even unflagged
 HTML_ROWS = 1000  # the page stays readable; the TSV holds every suspect
 
 
@@ -218,7 +219,7 @@ def _document_suspects(doc: _Document, index: int, labels: Sequence[str], given:
     others = probs.copy()
     others[np.arange(len(given)), given] = -1.0
     suggested = others.argmax(axis=1) if len(given) else np.zeros(0, dtype=int)
-    issue = [(index, j) in flagged or probs[j, suggested[j]] > probs[j, given[j]] for j in range(len(given))]
+    issue = [(index, j) in flagged or probs[j, suggested[j]] > CONFIDENT for j in range(len(given))]
     runs: list[list[int]] = []
     for j in range(len(given)):
         if not issue[j]:
