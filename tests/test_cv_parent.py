@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -276,3 +277,68 @@ def test_a_run_without_a_seed_and_one_without_predictions_are_told_apart():
     assert validation.folds_done == [0] and not validation.complete
     assert validation.missing == [{"fold": 1, "cv_seed": None, "seed": None, "failed_run_ids": ["r1"]}]
 
+
+def test_the_suspects_of_the_out_of_fold_predictions_are_on_the_parent_and_in_the_sweep_folder(cv_store, tmp_path,
+                                                                                              capsys):
+    from test_suspects import planted_corpus
+
+    client, make_cv = cv_store
+    records = planted_corpus()  # twelve documents over three folds, an annotation error planted in doc2
+    parent = make_cv([{"fold": k, "records": [r for r in records if r["fold"] == k]} for k in range(3)])
+    summarize(parent, tmp_path)
+    assert {a.path for a in client.list_artifacts(parent, "analysis")} == {
+        "analysis/annotation_suspects.tsv", "analysis/annotation_suspects.html"}
+    local = tmp_path / "sweep" / "analysis" / "annotation_suspects.tsv"
+    assert artifact(client, parent, "analysis/annotation_suspects.tsv", tmp_path).read_text() == local.read_text()
+    rows = local.read_text().splitlines()
+    assert rows[1].split("\t")[2:5] == ["label_swap", "doc2", "2"]  # rank 1: kind, document, fold
+    out = capsys.readouterr().out
+    assert "1. 0.990 label_swap        doc2" in out and f"Annotation suspects (4): {local}" in out
+
+
+def test_a_two_fold_multirun_leaves_a_parent_with_cv_scores_and_every_document_predicted_once(workdir,
+                                                                                              tiny_bert_dir):
+    from test_cli import client_for, quick_args, run_cli
+
+    from medkit_exp.io import load_demo_corpus
+    from medkit_exp.stats import ner_counts
+
+    result = run_cli(["-m", *quick_args(tiny_bert_dir), "trainer.epochs=1", "data.max_docs=12", "cv.folds=2",
+                      "cv.fold=range(2)", "hydra.sweep.dir=sweep"], workdir, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = client_for(workdir)
+    runs = client.search_runs([client.get_experiment_by_name("medkit_exp").experiment_id])
+    (parent,) = [r for r in runs if "sweep.id" in r.data.tags and "mlflow.parentRunId" not in r.data.tags]
+    children = sorted((r for r in runs if "cv.fold" in r.data.tags), key=lambda r: r.data.tags["cv.fold"])
+    assert [r.info.status for r in children] == ["FINISHED", "FINISHED"]
+    parent_id, metrics, tags = parent.info.run_id, parent.data.metrics, parent.data.tags
+    assert metrics["cv_folds"] == 2 and metrics["cv_folds_done"] == 2
+    assert tags["cv.complete"] == "true" and tags["cv.exactly_once"] == "true"
+
+    # The fold scores are the children's out-of-fold predictions scored again, and their test F1s.
+    dev_f1 = [ner_counts(read_jsonl(artifact(client, r.info.run_id, "predictions/dev.jsonl", workdir / f"c{k}")))
+              .score("f1") for k, r in enumerate(children)]
+    test_f1 = [r.data.metrics["test_f1"] for r in children]
+    assert metrics["cv_mean_dev_f1"] == pytest.approx(sum(dev_f1) / 2)
+    assert metrics["cv_mean_test_f1"] == pytest.approx(sum(test_f1) / 2)
+    assert metrics["cv_std_dev_f1"] == pytest.approx(abs(dev_f1[0] - dev_f1[1]) / math.sqrt(2))
+    assert "cv_ci_low_dev_f1" in metrics and "cv_pooled_dev_f1" in metrics
+    assert re.search(r"^Cross-validation \(2 folds\): dev F1 \d\.\d{3} \+- \d\.\d{3} \[-?\d\.\d{3}, \d\.\d{3}\], "
+                     r"test F1 ", result.stdout, flags=re.M), result.stdout[-3000:]
+
+    # Every train + dev document predicted by exactly one fold, in the sweep folder and on the parent.
+    demo = load_demo_corpus()
+    local = workdir / "sweep" / "predictions" / "out_of_fold.jsonl"
+    pooled = read_jsonl(local)
+    assert read_jsonl(artifact(client, parent_id, "predictions/out_of_fold.jsonl", workdir / "p")) == pooled
+    ids = [r["document_id"] for r in pooled]
+    assert len(ids) == len(set(ids)) and set(ids) == {d.id for d in demo["train"][:12] + demo["dev"][:12]}
+    assert {r["fold"] for r in pooled} == {0, 1}
+    names = {a.path for a in client.list_artifacts(parent_id)} | {a.path for a in client.list_artifacts(parent_id,
+                                                                                                       "plots")}
+    assert {"cv_summary.json", "plots/cv_fold_scores.png"} <= names
+    assert all("token_probs" in r for r in pooled)  # NER records keep their word probabilities: the suspects
+    assert (workdir / "sweep" / "analysis" / "annotation_suspects.tsv").is_file()
+    assert {a.path for a in client.list_artifacts(parent_id, "analysis")} == {
+        "analysis/annotation_suspects.tsv", "analysis/annotation_suspects.html"}
+    assert "annotation suspects, most likely annotation errors first" in result.stdout

@@ -72,7 +72,7 @@ def record_cross_validation(config: Any, parent: str, maximize: bool = True, res
         log.warning("could not summarize the cross-validation on parent run %s: %s", parent, exc,
                     exc_info=log.isEnabledFor(logging.DEBUG))
         return None
-    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
     records = best.out_of_fold_records()
     _guarded("write the out-of-fold predictions", parent, write_out_of_fold, client, parent, records, sweep_dir)
     _guarded("plot the fold scores", parent, log_fold_plot, client, parent, best)
