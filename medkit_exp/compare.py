@@ -45,7 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a configuration of --sweep: its overrides without the seed, or enough of them to "
                              "single it out (every seed of it is one side)")
     parser.add_argument("--metric", default=None,
-                        help="the metric compared (default: f1 for NER, accuracy for classification)")
+                        help="the metric compared (default: f1 for NER, accuracy for classification, the first "
+                             "value for per-item values)")
     parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples and random swaps")
     parser.add_argument("--seed", type=int, default=0, help="seed of the resampling")
     parser.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
@@ -121,7 +122,7 @@ def compare_sides(a: Side, b: Side, metric: str | None, resamples: int, seed: in
     aligned = stats.align(*runs_a, *runs_b)
     runs_a, runs_b = aligned[:len(runs_a)], aligned[len(runs_a):]
     kind = runs_a[0].kind
-    metric = metric or ("f1" if kind == "ner" else "accuracy")
+    metric = metric or runs_a[0].default_metric()
     try:
         runs_a[0].metric(metric)
     except ValueError as exc:

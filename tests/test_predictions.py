@@ -107,7 +107,7 @@ def test_classification_run_writes_predictions_and_a_component_without_the_hook_
     user = run_user_cli(["trainer.epochs=1", "tracking=none", "hydra.run.dir=user"], workdir)
     assert user.returncode == 0, user.stderr[-3000:]
     said = [line for line in (user.stdout + user.stderr).splitlines() if "no per-document predictions" in line]
-    assert len(said) == 1 and "takes no predictions_path" in said[0]
+    assert len(said) == 1 and "no score_test taking predictions_path and its metrics computer no item_values" in said[0]
     assert not (workdir / "user" / "checkpoints" / "predictions").exists()
     assert "CI," not in re.search(r"^test\s+: (.*)$", user.stdout, flags=re.M).group(1)
 

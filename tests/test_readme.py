@@ -80,6 +80,7 @@ PYTHON_BLOCKS = {  # a distinctive line of each python block of README and docs:
     "history = trainer.train()": "test_the_training_python_block_trains_and_checkpoints",
     'mlflow.pyfunc.load_model("models:/': "test_serving.py::test_the_pyfunc_python_block_prints_the_entities",
     "counts.per_label_f1()": "test_predictions.py::test_the_evaluation_python_block_recomputes_scores",
+    "def item_values": "test_item_values.py::test_the_docs_metrics_computer_gives_items_whose_mean_is_its_score",
 }
 
 

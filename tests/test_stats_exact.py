@@ -15,6 +15,7 @@ from medkit_exp.stats import (
     classification_counts,
     compare_seeds,
     holm,
+    item_value_counts,
     ner_counts,
     paired_bootstrap,
 )
@@ -212,3 +213,26 @@ def test_compare_seeds_tests_every_pair_and_the_averaged_documents():
     result = compare_seeds(better, runs, resamples=300)
     assert len(result.pairs) == 6 and result.significant_bootstrap == result.significant_randomization == 6
     assert result.pooled.bootstrap.p_value < 0.01 and result.as_dict()["pooled"]["paired_bootstrap"]["difference"] > 0
+
+
+def test_per_item_values_score_as_their_mean_over_items_resampled_by_document():
+    records = [{"document_id": "a", "values": {"err": 1.0, "sq": 1.0}}, {"document_id": "a", "values": {"err": -3.0}},
+               {"document_id": "b", "values": {"err": 5.0, "sq": 25.0}, "split": "test"}]
+    counts = item_value_counts(records)
+    assert counts.kind == "mean" and counts.labels == ("err", "sq") and counts.document_ids == ("a", "b")
+    # per document: the sum of its items' values and their number (a negative value is a value)
+    assert counts.counts[:, :, :2].tolist() == [[[-2.0, 2.0], [1.0, 1.0]], [[5.0, 1.0], [25.0, 1.0]]]
+    assert counts.scores() == {"err": pytest.approx(1.0), "sq": pytest.approx(13.0)}  # items: (1-3+5)/3, (1+25)/2
+    assert counts.metric_names() == ["err", "sq"] and counts.default_metric() == "err"
+    with pytest.raises(ValueError, match="unknown metric 'f1': the items' values are err, sq"):
+        counts.score("f1")
+    with pytest.raises(ValueError, match="value 'err' is 'x', not a finite number"):
+        item_value_counts([{"document_id": "a", "values": {"err": "x"}}])
+    # seeds averaged: the mean of all seeds' items; the tests and intervals run unchanged
+    other = item_value_counts([{"document_id": "b", "values": {"err": 1.0}},
+                               {"document_id": "a", "values": {"err": 0.0}}])
+    assert average_over_seeds([counts, other]).score("err") == pytest.approx((1 - 3 + 5 + 1 + 0) / 5)
+    itself = paired_bootstrap(counts, counts, "err", resamples=200)
+    assert itself.difference == 0 and itself.p_value == 1
+    interval = bootstrap_ci(counts, "err", resamples=500)
+    assert interval.low <= interval.point <= interval.high and interval.point == pytest.approx(1.0)

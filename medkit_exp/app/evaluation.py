@@ -8,6 +8,10 @@ evaluation works on model inputs, not on documents), and bootstraps the test doc
 (`medkit_exp.stats.bootstrap_cis`) for the intervals of the headline metrics, logged as
 ``test_<metric>_ci_low`` / ``test_<metric>_ci_high``, and of every label's F1, written to
 ``predictions/test_intervals.json``. The format of the records: `medkit_exp.text.predictions`.
+
+A component without ``score_test`` whose metrics computer has ``item_values``
+(`MetricsComputer`) gets the same from the values of its items (`medkit_exp.app.item_predictions`):
+the intervals are then those of the values' means, each logged as ``test_<value>_ci_low/high``.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ log = logging.getLogger("medkit_exp")
 
 METHODS = ("percentile", "bca")
 # The metrics whose intervals are logged as test_<metric>_ci_low/high, by kind of predictions.
+# Per-item means ("mean") log every value the items carry.
 HEADLINE = {"ner": ("precision", "recall", "f1"), "classification": ("accuracy", "macro_f1")}
 INTERVALS_FILE = "test_intervals.json"
-NO_PREDICTIONS = ("no per-document predictions (so no confidence intervals): the component's score_test "
-                  "takes no predictions_path (see ExperimentHooks in medkit_exp.training.protocols)")
+NO_PREDICTIONS = ("no per-document predictions (so no confidence intervals): {reason} (see ExperimentHooks and "
+                  "MetricsComputer in medkit_exp.training.protocols)")
 
 
 def evaluation_settings(cfg: Any) -> Any:
@@ -60,12 +65,43 @@ def takes_predictions(component: Any) -> bool:
     return callable(scorer) and "predictions_path" in inspect.signature(scorer).parameters
 
 
+def stores_predictions(component: Any, metrics_computer: Any) -> bool:
+    """True when the run stores per-document predictions: the component's ``score_test`` takes
+    ``predictions_path``, or it has no ``score_test`` and the metrics computer has ``item_values``."""
+    from medkit_exp.training.protocols import item_values_of
+
+    if takes_predictions(component):
+        return True
+    return not callable(getattr(component, "score_test", None)) and item_values_of(metrics_computer) is not None
+
+
+def no_predictions_reason(component: Any, metrics_computer: Any) -> str:
+    """Why a run stored no per-document predictions, in a few words."""
+    if takes_predictions(component):
+        return "the component's score_test wrote no predictions file"
+    if callable(getattr(component, "score_test", None)):
+        return "the component's score_test takes no predictions_path"
+    if stores_predictions(component, metrics_computer):
+        return "the metrics computer's item_values gave no usable records (see the warning before)"
+    return "the component has no score_test taking predictions_path and its metrics computer no item_values"
+
+
+def no_predictions(component: Any, metrics_computer: Any, tracker: Any) -> None:
+    """Say in one log line why the run stores no predictions, and record it on the run (the tag
+    ``predictions.missing``, which ``medkit_exp.compare`` quotes when it refuses the run)."""
+    from medkit_exp.tracking.predictions import MISSING_TAG
+
+    reason = no_predictions_reason(component, metrics_computer)
+    log.info(NO_PREDICTIONS.format(reason=reason))
+    tracker.set_tags({MISSING_TAG: reason})
+
+
 class ScoreIntervals:
     """The bootstrap intervals of one run's test scores.
 
     Args:
         intervals: every interval computed (headline metrics and ``<label>_f1``), by metric name.
-        kind: ``"ner"`` or ``"classification"``.
+        kind: ``"ner"``, ``"classification"`` or ``"mean"`` (per-item values).
         documents: test documents resampled.
         seed: the resampling's seed.
         seconds: time the bootstrap took.
@@ -78,6 +114,8 @@ class ScoreIntervals:
 
     @property
     def headline(self) -> tuple[str, ...]:
+        if self.kind not in HEADLINE:
+            return tuple(self.intervals)
         return tuple(name for name in HEADLINE[self.kind] if name in self.intervals)
 
     def metrics(self) -> dict[str, float]:
@@ -120,7 +158,10 @@ def score_intervals(predictions_path: Path, evaluation: Any) -> ScoreIntervals |
     if len(counts) < 2:
         log.info("no confidence interval: the test split has %d document(s), resampling needs 2", len(counts))
         return None
-    names = [*HEADLINE[counts.kind], *(f"{label}_f1" for label in counts.labels)]
+    if counts.kind in HEADLINE:
+        names = [*HEADLINE[counts.kind], *(f"{label}_f1" for label in counts.labels)]
+    else:
+        names = counts.metric_names()  # per-item means: every value the items carry
     intervals = bootstrap_cis(counts, names, resamples=int(evaluation.resamples),
                               confidence=float(evaluation.confidence), method=str(evaluation.method),
                               seed=int(evaluation.seed))
@@ -132,11 +173,12 @@ def score_intervals(predictions_path: Path, evaluation: Any) -> ScoreIntervals |
 
 def log_prediction_tables(tracker: Any, folder: Path, splits: Mapping[str, Sequence[Any]]) -> None:
     """Each ``<split>.jsonl`` of ``folder`` as the MLflow table ``predictions/<split>_table.json``
-    (the documents' texts, from ``splits``, show the entities' words)."""
-    from medkit_exp.text.predictions import PREDICTIONS_DIR, read_records, table_of
+    (the documents' texts, from ``splits``, show the entities' words); NER and classification
+    records only."""
+    from medkit_exp.text.predictions import PREDICTIONS_DIR, has_values, read_records, table_of
 
     for split, items in splits.items():
         path = folder / f"{split}.jsonl"
-        if path.is_file():
+        if path.is_file() and not has_values(records := read_records(path)):
             texts = {str(item.id): item.text for item in items if isinstance(getattr(item, "text", None), str)}
-            tracker.log_table(table_of(read_records(path), texts), f"{PREDICTIONS_DIR}/{split}_table.json")
+            tracker.log_table(table_of(records, texts), f"{PREDICTIONS_DIR}/{split}_table.json")

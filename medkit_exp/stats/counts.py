@@ -9,6 +9,11 @@ positive; an unmatched gold entity is a false negative. For classification, an i
 predicted class is its gold class adds a ``tp`` to that class, any other adds a ``fn`` to its
 gold class and a ``fp`` to the predicted one. Summing the rows and applying a metric of
 `medkit_exp.stats.metrics` gives the score the run logged.
+
+For values a metrics computer gives per item (kind ``"mean"``, `item_value_counts`), a column
+is one value (``mae``...) and a row holds, for a document, the sum of its items' values and
+their number: the score of any set of documents is the mean of its items' values, so documents
+are resampled, averaged over seeds and tested exactly as counts are.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from medkit_exp.stats import metrics as _metrics
-from medkit_exp.stats.metrics import FN, FP, TP, Metric
+from medkit_exp.stats.metrics import FN, FP, ITEMS, MEAN, SUM, TP, Metric
 
 
 @dataclass(frozen=True)
@@ -32,8 +37,9 @@ class DocumentCounts:
         document_ids: one id per row of ``counts``, unique.
         labels: one label per column of ``counts``.
         counts: float array ``(documents, labels, 3)``; the last axis is ``tp, fp, fn``
-            (floats, so that counts averaged over seeds are counts too).
-        kind: ``"ner"`` or ``"classification"``: which metric names apply (see `metric`).
+            (floats, so that counts averaged over seeds are counts too); for kind ``"mean"``,
+            the labels are value names and the last axis is ``sum of values, items, 0``.
+        kind: ``"ner"``, ``"classification"`` or ``"mean"``: which metric names apply (see `metric`).
     """
 
     document_ids: tuple[str, ...]
@@ -49,7 +55,7 @@ class DocumentCounts:
             raise ValueError(f"counts has shape {counts.shape}, expected {expected} (documents, labels, tp/fp/fn)")
         if len(set(self.document_ids)) != len(self.document_ids):
             raise ValueError("document ids must be unique: merge the rows of a document first")
-        if np.any(counts < 0):
+        if np.any((counts[..., ITEMS] if self.kind == MEAN else counts) < 0):
             raise ValueError("counts must be non-negative")
         object.__setattr__(self, "document_ids", tuple(str(i) for i in self.document_ids))
         object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
@@ -78,6 +84,11 @@ class DocumentCounts:
     def scores(self) -> dict[str, float]:
         """Every metric of `metric_names`, by name."""
         return {name: self.score(name) for name in self.metric_names()}
+
+    def default_metric(self) -> str:
+        """The metric compared when none is named: ``f1`` (NER), ``accuracy`` (classification),
+        the first value (per-item means)."""
+        return _metrics.default_metric(self.kind, self.labels)
 
     def micro_f1(self) -> float:
         """F1 of the counts summed over labels (NER's ``f1``)."""
@@ -201,7 +212,39 @@ def classification_counts(records: Iterable[Mapping[str, Any]], labels: Sequence
     return _build(rows, seen, labels, "classification")
 
 
-def _build(rows: Mapping[str, Counter[tuple[str, int]]], seen: set[str], labels: Sequence[str] | None,
+def item_value_counts(records: Iterable[Mapping[str, Any]], labels: Sequence[str] | None = None
+                      ) -> DocumentCounts:
+    """Per-document sums of per-item values ``{"document_id", "values": {name: number, ...}}``,
+    one record per item (kind ``"mean"``; other keys, such as ``split``, are ignored).
+
+    A value's score is its mean over the items that carry it; the items of one document (records
+    sharing a ``document_id``) are one row, the unit resampled. ``labels``: the columns, in this
+    order, before any other value name (default: the names in the order they first appear).
+    """
+    rows: dict[str, dict[tuple[str, int], float]] = {}
+    seen: dict[str, None] = {}  # insertion-ordered: the first record's names come first
+    for number, record in enumerate(records):
+        doc_id = _document_id(record, number)
+        values = _field(record, "values", number)
+        if not isinstance(values, Mapping):
+            raise ValueError(f"prediction record {number}: values must map names to numbers, got {values!r}")
+        row = rows.setdefault(doc_id, {})
+        for name, value in values.items():
+            number_value = _number(value, number, str(name))
+            row[str(name), SUM] = row.get((str(name), SUM), 0.0) + number_value
+            row[str(name), ITEMS] = row.get((str(name), ITEMS), 0.0) + 1
+            seen[str(name)] = None
+    columns = list(labels or []) + [name for name in seen if name not in set(labels or [])]
+    return _build(rows, set(seen), columns, MEAN)
+
+
+def _number(value: Any, number: int, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ValueError(f"prediction record {number}: value {name!r} is {value!r}, not a finite number")
+    return float(value)
+
+
+def _build(rows: Mapping[str, Mapping[tuple[str, int], float]], seen: set[str], labels: Sequence[str] | None,
            kind: str) -> DocumentCounts:
     columns = list(labels or []) + sorted(seen - set(labels or []))
     index = {label: j for j, label in enumerate(columns)}

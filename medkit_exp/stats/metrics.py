@@ -11,6 +11,11 @@ resamples at once. The names are those the runs log:
   ``accuracy``, ``macro_f1``, ``macro_precision``, ``macro_recall``, ``f1`` (= ``macro_f1``)
   and per class ``{label}_f1``, ``{label}_precision``, ``{label}_recall``.
 
+- Per-item means (kind ``"mean"``, `medkit_exp.stats.item_value_counts`): the names of the
+  values the items carry (``mae``...); the count array then holds, per value, the sum of the
+  items' values and the number of items (its third slot is unused), and the metric is their
+  ratio: the mean over the items.
+
 NER also accepts ``macro_f1``, ``macro_precision``, ``macro_recall`` (seqeval's macro
 average). A macro average is over the labels that occur in the counts scored (``tp + fp +
 fn > 0``), as both scorers do, so a resample that lacks a label averages over the others.
@@ -24,7 +29,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 TP, FP, FN = 0, 1, 2
-KINDS = ("ner", "classification")
+SUM, ITEMS = 0, 1  # the slots of a per-item mean's counts
+MEAN = "mean"
+KINDS = ("ner", "classification", MEAN)
 SCORES = ("f1", "precision", "recall")
 
 Metric = Callable[[np.ndarray], np.ndarray]
@@ -78,17 +85,30 @@ def accuracy(counts: np.ndarray) -> np.ndarray:
     return _ratio(total[..., TP], total[..., TP] + total[..., FN])
 
 
+def mean_of(index: int) -> Metric:
+    """The mean over the items of the value at ``index`` (kind ``"mean"``): its summed values
+    over its item count (0 without items)."""
+    def metric(counts: np.ndarray) -> np.ndarray:
+        return _ratio(counts[..., index, SUM], counts[..., index, ITEMS])
+    return metric
+
+
 def headline_names(kind: str) -> tuple[str, ...]:
     """The metrics scored without naming a label: ``f1``, ``precision``, ``recall`` (NER) or
-    ``accuracy``, ``f1``, ``macro_*`` (classification)."""
+    ``accuracy``, ``f1``, ``macro_*`` (classification); none for per-item means (each value is
+    named)."""
     check_kind(kind)
+    if kind == MEAN:
+        return ()
     if kind == "ner":
         return ("f1", "precision", "recall", "macro_f1", "macro_precision", "macro_recall")
     return ("accuracy", "f1", "macro_f1", "macro_precision", "macro_recall")
 
 
 def metric_names(kind: str, labels: Sequence[str]) -> list[str]:
-    """Every metric name accepted for counts of ``kind`` over ``labels``."""
+    """Every metric name accepted for counts of ``kind`` over ``labels`` (for per-item means, the labels)."""
+    if kind == MEAN:
+        return list(labels)
     return [*headline_names(kind), *(f"{label}_{score}" for label in labels for score in SCORES)]
 
 
@@ -96,6 +116,10 @@ def resolve(name: str, kind: str, labels: Sequence[str]) -> Metric:
     """The metric called ``name`` for counts of ``kind`` (``"ner"`` or ``"classification"``)
     over ``labels``; ``ValueError`` listing the accepted names for any other."""
     check_kind(kind)
+    if kind == MEAN:
+        if name in labels:
+            return mean_of(list(labels).index(name))
+        raise ValueError(f"unknown metric {name!r}: the items' values are {', '.join(labels) or 'none'}")
     if name in headline_names(kind):
         if name == "accuracy":
             return accuracy
@@ -111,7 +135,18 @@ def resolve(name: str, kind: str, labels: Sequence[str]) -> Metric:
     raise ValueError(f"unknown metric {name!r} for {kind} scores: use one of {shown}")
 
 
+def default_metric(kind: str, labels: Sequence[str]) -> str:
+    """The metric compared when none is named: ``f1`` (NER), ``accuracy`` (classification), the
+    first value of per-item means."""
+    check_kind(kind)
+    if kind == MEAN:
+        if not labels:
+            raise ValueError("the items carry no value to compare")
+        return labels[0]
+    return "f1" if kind == "ner" else "accuracy"
+
+
 def check_kind(kind: str) -> None:
-    """``ValueError`` unless ``kind`` is ``"ner"`` or ``"classification"``."""
+    """``ValueError`` unless ``kind`` is ``"ner"``, ``"classification"`` or ``"mean"``."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind of scores {kind!r}: use one of {', '.join(KINDS)}")

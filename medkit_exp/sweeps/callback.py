@@ -206,7 +206,7 @@ class MLflowSweepCallback(Callback):
         client.log_metric(parent, "best_config_runs", best.runs)
         if best.std is not None:
             client.log_metric(parent, f"best_config_std_{objective}", best.std)
-        significance = _test_significance(client, parent, ranking, objective)
+        significance = _test_significance(client, parent, ranking, objective, maximize)
         if any(group.runs > 1 for group in ranking):  # seeds were repeated: the ranking says more than the best job
             from medkit_exp.sweeps.significance import p_column
 
@@ -272,8 +272,8 @@ def _refuse(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def _test_significance(client: Any, parent: str, ranking: list[ConfigurationScore], objective: str
-                       ) -> dict[str, Any] | None:
+def _test_significance(client: Any, parent: str, ranking: list[ConfigurationScore], objective: str,
+                       maximize: bool = True) -> dict[str, Any] | None:
     """The best configuration against the next ones on their stored test predictions
     (`medkit_exp.sweeps.significance`): ``sweep_significance.json`` and the tag
     ``best_config.significant`` on the parent; None for a single configuration."""
@@ -293,7 +293,7 @@ def _test_significance(client: Any, parent: str, ranking: list[ConfigurationScor
             raise UserError(one_line(exc)) from exc
 
     try:
-        significance = sweep_significance(ranking, objective, load)
+        significance = sweep_significance(ranking, objective, load, maximize=maximize)
         client.log_dict(parent, significance, "sweep_significance.json")
         runner_up = significance["comparisons"][0]
         client.set_tag(parent, "best_config.significant",

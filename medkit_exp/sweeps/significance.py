@@ -30,9 +30,16 @@ DECIDING_TEST = "approximate randomization"
 
 def metric_for(objective: str, counts: DocumentCounts) -> str:
     """The test metric matching the sweep's objective (``eval_f1`` -> ``f1``), else the headline
-    one (``f1`` for NER, ``accuracy`` for classification)."""
+    one (``f1`` for NER, ``accuracy`` for classification, the first value for per-item values)."""
     name = objective.removeprefix("eval_").removeprefix("test_")
-    return name if name in counts.metric_names() else ("f1" if counts.kind == "ner" else "accuracy")
+    return name if name in counts.metric_names() else counts.default_metric()
+
+
+def higher_is_better(objective: str, metric: str, counts: DocumentCounts | None, maximize: bool) -> bool:
+    """Whether a higher test ``metric`` is better: the objective's direction when the metric is
+    the objective's or a per-item value, else True (F1, accuracy)."""
+    same = metric == objective.removeprefix("eval_").removeprefix("test_")
+    return maximize if same or (counts is not None and counts.kind == "mean") else True
 
 
 def configuration_counts(configuration: ConfigurationScore, load: Callable[[str], DocumentCounts]
@@ -55,10 +62,13 @@ def configuration_counts(configuration: ConfigurationScore, load: Callable[[str]
 
 
 def sweep_significance(ranking: Sequence[ConfigurationScore], objective: str, load: Callable[[str], DocumentCounts],
-                       resamples: int = RESAMPLES, seed: int = 0) -> dict[str, Any]:
+                       resamples: int = RESAMPLES, seed: int = 0, maximize: bool = True) -> dict[str, Any]:
     """The best configuration of ``ranking`` against each of the next ones (up to `MAX_COMPARED`)
     on their test predictions (``load(run_id)`` gives a run's per-document counts, or raises a
     `MedkitExpError`, `OSError` or `ValueError` for a run whose predictions cannot be read).
+    ``maximize``: the objective's direction, which a significant difference must follow when
+    the test metric is the objective's (``eval_mae`` -> ``mae``: lower is better) or a per-item
+    value; F1 and accuracy are always higher-better.
 
     Returns a JSON-ready dict: ``comparisons`` (per configuration: rank, overrides, difference
     best - it, its interval, both p-values, the Holm-adjusted one and whether it is significant,
@@ -97,7 +107,8 @@ def sweep_significance(ranking: Sequence[ConfigurationScore], objective: str, lo
     tested = [row for row in comparisons if "untested" not in row]
     for row, adjusted in zip(tested, holm([row["p_randomization"] for row in tested]), strict=True):
         row["p_holm"] = adjusted
-        row["significant"] = adjusted <= ALPHA and row["difference"] > 0
+        sign = 1 if higher_is_better(objective, row["metric"], best, maximize) else -1
+        row["significant"] = adjusted <= ALPHA and sign * row["difference"] > 0
     result["comparisons"] = comparisons
     result["verdict"] = verdict(comparisons[0], len(tested))
     return result

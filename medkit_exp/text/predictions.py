@@ -17,9 +17,12 @@ A run stores them as JSON Lines under ``<trainer.output_dir>/predictions/`` (``t
   reads and writes them; `medkit_exp.analysis.suspects` ranks likely annotation errors from them.
 - Classification, one per item: ``{"document_id", "split", "gold": label, "predicted": label}``
   (the items of a document share its id; the document is what a bootstrap resamples).
+- Per-item values, from a metrics computer's ``item_values`` (a component without its own
+  predictions), one per item: ``{"document_id", "split", "values": {name: number, ...}}``; a
+  value's score is its mean over the items.
 
-`medkit_exp.stats.ner_counts` and `classification_counts` turn the records into the counts every
-score and interval is computed from (`counts_of` picks the one that applies).
+`medkit_exp.stats.ner_counts`, `classification_counts` and `item_value_counts` turn the records
+into the counts every score and interval is computed from (`counts_of` picks the one that applies).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from medkit_exp.core.document import Entity, TextDocument
-from medkit_exp.stats import DocumentCounts, classification_counts, ner_counts
+from medkit_exp.stats import DocumentCounts, classification_counts, item_value_counts, ner_counts
 
 PREDICTIONS_DIR = "predictions"
 
@@ -135,6 +138,14 @@ def classification_records(document_ids: Sequence[str], gold: Sequence[str], pre
             for doc_id, g, p in zip(document_ids, gold, predicted, strict=True)]
 
 
+def value_records(document_ids: Sequence[str], values: Sequence[Mapping[str, float]], split: str) -> list[Record]:
+    """One record per item: the id of its document and its values (``{name: number}``)."""
+    if len(document_ids) != len(values):
+        raise ValueError(f"{len(document_ids)} items but {len(values)} sets of values")
+    return [{"document_id": str(doc_id), "split": split, "values": {str(k): float(v) for k, v in item.items()}}
+            for doc_id, item in zip(document_ids, values, strict=True)]
+
+
 def write_records(path: str | Path, records: Iterable[Mapping[str, Any]]) -> Path:
     """Write ``records`` as JSON Lines at ``path`` (its folder created); return the path."""
     path = Path(path)
@@ -156,8 +167,15 @@ def is_ner(records: Sequence[Mapping[str, Any]]) -> bool:
     return bool(records) and isinstance(records[0].get("gold"), list)
 
 
+def has_values(records: Sequence[Mapping[str, Any]]) -> bool:
+    """True for per-item value records (``values``), whose scores are means."""
+    return bool(records) and "values" in records[0]
+
+
 def counts_of(records: Sequence[Mapping[str, Any]]) -> DocumentCounts:
-    """Per-document counts of NER or classification records (see `medkit_exp.stats`)."""
+    """Per-document counts of NER, classification or per-item value records (see `medkit_exp.stats`)."""
+    if has_values(records):
+        return item_value_counts(records)
     return ner_counts(records) if is_ner(records) else classification_counts(records)
 
 

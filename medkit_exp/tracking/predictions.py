@@ -3,7 +3,8 @@
 Every run writes ``<trainer.output_dir>/predictions/test.jsonl`` and logs it as the MLflow
 artifact ``predictions/test.jsonl``: one JSON object per document, ``{"document_id", "split",
 "gold", "predicted"}``, where ``gold`` and ``predicted`` are ``[[label, start, end], ...]`` for
-NER and one label each for classification. A *side* of a comparison is what such predictions
+NER and one label each for classification, or one per item ``{"document_id", "split",
+"values"}`` (a metrics computer's ``item_values``; scored as means). A *side* of a comparison is what such predictions
 are read from:
 
 - an MLflow run id (the artifact is downloaded);
@@ -28,14 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from medkit_exp.errors import UserError
-from medkit_exp.stats import DocumentCounts, classification_counts, ner_counts
+from medkit_exp.stats import DocumentCounts, classification_counts, item_value_counts, ner_counts
 
 ARTIFACT_DIR = "predictions"
 SUMMARY_ARTIFACT = "sweep_summary.json"  # written on a sweep's parent run by medkit_exp.sweeps.callback
 PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 RUN_ID = re.compile(r"[0-9a-f]{32}")
-HOW_TO_GET = ("runs store their per-document predictions (predictions/test.jsonl) since per-document "
-              "predictions were added: train it again with this version to compare it")
+MISSING_TAG = "predictions.missing"  # set by the app on a run that stored none: why
+HOW_TO_GET = ("runs store per-document predictions when their component's score_test takes predictions_path (the "
+              "built-in components' does) or their metrics computer has item_values (docs/evaluation.md); a run of "
+              "an older version has none: train it again with this version to compare it")
 
 
 class MissingPredictionsError(UserError):
@@ -50,8 +53,11 @@ class Predictions:
     records: tuple[dict[str, Any], ...]
 
     def counts(self) -> DocumentCounts:
-        """Per-document counts (NER when ``gold`` is a list of entities, else classification)."""
+        """Per-document counts (NER when ``gold`` is a list of entities, per-item means when the
+        records hold ``values``, else classification)."""
         try:
+            if "values" in self.records[0]:
+                return item_value_counts(self.records)
             if all(isinstance(r.get("gold"), list) for r in self.records):
                 return ner_counts(self.records)
             return classification_counts(self.records)
@@ -145,12 +151,16 @@ def get_run(client: Any, run_id: str) -> Any:
 def run_predictions(client: Any, run_id: str, split: str = "test") -> Predictions:
     """The predictions logged by run ``run_id`` (artifact ``predictions/<split>.jsonl``).
 
-    `UserError` for an unknown run, `MissingPredictionsError` for a run that logged none.
+    `UserError` for an unknown run, `MissingPredictionsError` for a run that logged none (with
+    the reason the run recorded in its ``predictions.missing`` tag, when it did).
     """
-    get_run(client, run_id)
+    run = get_run(client, run_id)
     artifact = f"{ARTIFACT_DIR}/{split}.jsonl"
     if artifact not in {a.path for a in client.list_artifacts(run_id, ARTIFACT_DIR)}:
-        raise MissingPredictionsError(f"run {run_id} has no {artifact} artifact: {HOW_TO_GET}")
+        reason = run.data.tags.get(MISSING_TAG)
+        raise MissingPredictionsError(f"run {run_id} has no {artifact} artifact: "
+                                      + (f"it stored no per-document predictions because {reason}" if reason
+                                         else HOW_TO_GET))
     with tempfile.TemporaryDirectory() as tmp, quiet_downloads():
         local = Path(client.download_artifacts(run_id, artifact, tmp))
         return Predictions(f"run {run_id}", read_records(local, f"run {run_id}'s {artifact}"))

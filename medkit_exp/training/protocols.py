@@ -7,6 +7,7 @@ itself. The Trainer only ever calls these methods, so any object that has them t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, _ProtocolMeta, runtime_checkable
 
@@ -81,11 +82,26 @@ class MetricsComputer(Protocol):
 
     ``prepare_batch`` returns a dict of lists; the Trainer concatenates those lists over
     all batches of a phase and hands them to ``compute``, which returns ``{name: float}``.
+
+    Optional: ``item_values(all_data) -> list[dict]``, from the same data ``compute`` takes, one
+    dict per item scored: ``{"values": {name: float, ...}}`` (numbers whose mean over the items
+    is a score, e.g. each item's absolute error for ``mae``) or ``{"gold": class, "predicted":
+    class}``. Each may carry its ``document_id``; without it, the list must hold one dict per
+    example, in the order of the data (the Trainer evaluates examples in order), and an example's
+    id is that of the item it was preprocessed from (the item's ``document_id`` or ``id``, else
+    its position in the split). For a component without its own ``score_test``
+    (`ExperimentHooks`), the app stores these as the run's per-document predictions.
     """
 
     def prepare_batch(self, model_output: BatchData, input_batch: BatchData) -> dict[str, list[Any]]: ...
 
     def compute(self, all_data: dict[str, list[Any]]) -> dict[str, float]: ...
+
+
+def item_values_of(metrics_computer: Any) -> Callable[[dict[str, list[Any]]], Any] | None:
+    """The metrics computer's optional ``item_values`` (see `MetricsComputer`), or None."""
+    method = getattr(metrics_computer, "item_values", None)
+    return method if callable(method) else None
 
 
 def example_weight(component: TrainableComponent, example: Any) -> float:
@@ -117,6 +133,18 @@ def preprocess_all(component: TrainableComponent, items: list[Any]) -> list[Any]
         else:
             examples.append(result)
     return examples
+
+
+def preprocess_owned(component: TrainableComponent, items: list[Any]) -> tuple[list[Any], list[int]]:
+    """`preprocess_all`, and for each example the position in ``items`` of the item it came from."""
+    examples: list[Any] = []
+    owners: list[int] = []
+    for position, item in enumerate(items):
+        result = component.preprocess(item)
+        produced = result if isinstance(result, list) else [result]
+        examples.extend(produced)
+        owners.extend([position] * len(produced))
+    return examples, owners
 
 
 def place_component(component: TrainableComponent, device: torch.device) -> None:
@@ -167,7 +195,11 @@ class ExperimentHooks(Protocol):
       file's stem (`medkit_exp.text.predictions`). The app asks for ``predictions/test.jsonl`` and,
       scoring the dev split once more with the best checkpoint, ``predictions/dev.jsonl``; from
       the test records it computes the test scores' bootstrap intervals. A component without the
-      keyword: no predictions and no intervals (the run says so in one log line).
+      keyword: no predictions and no intervals (the run says so in one log line), unless it has
+      no ``score_test`` at all and its metrics computer has ``item_values`` (`MetricsComputer`):
+      the app then evaluates the best checkpoint like the dev split, on the test split (and the
+      dev split), and stores the per-item values it returns as the records
+      ``{"document_id", "split", "values": {name: number}}``, scored as their means.
     - ``log_mlflow_model(model_dir, *, step, register_as) -> info``: log the saved model as an
       MLflow model of the active run (``tracking.log_model``); ``info`` has ``model_uri`` and,
       when registered, ``registered_uri``. Default: no model is logged, and

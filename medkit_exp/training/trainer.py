@@ -331,11 +331,26 @@ class Trainer:
             return {}
         return self.evaluate_examples(examples, epoch=None, alone=True)
 
+    def evaluate_with_data(self, items: Iterable[Any]) -> tuple[dict[str, float], dict[str, list[Any]], list[int]]:
+        """`evaluate`, and what it computed the metrics from: the metrics computer's data (the
+        lists ``prepare_batch`` returned, joined in the order of the examples, as ``compute``
+        took them) and, per example, the position in ``items`` of the item it came from."""
+        examples, owners = protocols.preprocess_owned(self.component, list(items))
+        if not examples:
+            return {}, {}, []
+        metrics, data = self._evaluate(examples, epoch=None, alone=True)
+        return metrics, data, owners
+
     def evaluate_examples(self, examples: list[Any], epoch: int | None = None, alone: bool = False) -> dict[str, float]:
         """Loss and metrics of the component on preprocessed ``examples`` (an epoch's evaluation).
 
         ``alone``: evaluate every example in this process without telling callbacks.
         """
+        return self._evaluate(examples, epoch, alone)[0]
+
+    def _evaluate(self, examples: list[Any], epoch: int | None, alone: bool
+                  ) -> tuple[dict[str, float], dict[str, list[Any]]]:
+        """`evaluate_examples`, and the metrics computer's data the metrics were computed from."""
         dist = DistributedContext() if alone else self.dist
         callbacks = CallbackList([]) if alone else self.callbacks
         batches = eval_batches(len(examples), self.config.eval_batch_size)[dist.rank :: dist.world_size]  # whole ones
@@ -363,7 +378,7 @@ class Trainer:
         if self.metrics_computer is not None and metric_data:
             metrics.update(self.metrics_computer.compute(metric_data))
         callbacks.on_evaluate(metrics=metrics, epoch=epoch)
-        return metrics
+        return metrics, metric_data
 
     # ------------------------------------------------------------------ helpers
     def _batch_indices(self, epoch: int, lengths: list[int]) -> list[list[int]]:
