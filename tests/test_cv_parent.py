@@ -40,7 +40,8 @@ TEST_F1 = {0: 0.80, 1: 0.82, 2: 0.84}
 def cv_store(mlflow_root, tmp_path):
     """``(client, make_cv)``: ``make_cv(jobs)`` logs a parent run and one child per job, as a
     cross-validation sweep leaves them; a job is a dict with ``fold``, ``records`` (None: no dev
-    predictions), and optionally ``seed``, ``configuration``, ``test_f1``, ``status``, ``folds``."""
+    predictions), and optionally ``seed``, ``configuration``, ``test_f1``, ``status``, ``folds``,
+    ``documents`` (train + dev, in its ``corpus_summary.json``: 6 by default)."""
     from mlflow import MlflowClient
 
     from medkit_exp.tracking.store import setup_tracking
@@ -66,6 +67,9 @@ def cv_store(mlflow_root, tmp_path):
                 path.parent.mkdir(parents=True)
                 path.write_text("".join(json.dumps({**r, "fold": job["fold"]}) + "\n" for r in job["records"]))
                 client.log_artifact(run_id, str(path), "predictions")
+            client.log_dict(run_id, {"train": {"documents": 4}, "cv": {
+                "fold": job["fold"], "folds": job.get("folds", 3), "train": job.get("documents", 6) - 2, "heldout": 2,
+                "unit": "documents"}}, "corpus_summary.json")
             client.set_terminated(run_id, job.get("status", "FINISHED"))
         return parent
 
@@ -197,6 +201,22 @@ def test_a_document_predicted_by_two_folds_is_an_error_logged_and_tagged(cv_stor
     summary = json.loads(artifact(client, parent, "cv_summary.json", tmp_path).read_text())
     assert summary["configurations"][0]["overlaps"] == [{"document_id": "d0", "cv_seed": "0", "seed": "0",
                                                          "folds": [0, 1]}]
+
+
+def test_a_document_no_fold_predicted_is_an_error_logged_and_tagged(cv_store, tmp_path, caplog, capsys):
+    client, make_cv = cv_store
+    jobs = three_folds()
+    jobs[2]["records"] = FOLDS[2][:1]  # d5 never predicted, though train + dev held 6 documents
+    parent = make_cv(jobs)
+    with caplog.at_level(logging.ERROR, logger="medkit_exp.sweep"):
+        summarize(parent, tmp_path)
+    tags = client.get_run(parent).data.tags
+    assert tags["cv.exactly_once"] == "false" and tags["cv.complete"] == "true"
+    assert any("predicted 5 documents, but train + dev held 6" in r.getMessage() for r in caplog.records)
+    assert "ERROR: the folds predicted 5 of the 6 train + dev documents" in capsys.readouterr().out
+    summary = json.loads(artifact(client, parent, "cv_summary.json", tmp_path).read_text())
+    assert summary["configurations"][0]["coverage_gaps"] == [{"cv_seed": "0", "seed": "0", "documents": 5,
+                                                              "expected": 6}]
 
 
 def test_several_configurations_each_get_their_figures_and_the_best_is_logged(cv_store, tmp_path, capsys):
@@ -337,6 +357,9 @@ def test_a_two_fold_multirun_leaves_a_parent_with_cv_scores_and_every_document_p
     names = {a.path for a in client.list_artifacts(parent_id)} | {a.path for a in client.list_artifacts(parent_id,
                                                                                                        "plots")}
     assert {"cv_summary.json", "plots/cv_fold_scores.png"} <= names
+    summary = json.loads(artifact(client, parent_id, "cv_summary.json", workdir / "s").read_text())
+    only = summary["configurations"][0]
+    assert only["expected_documents"] == 24 and only["coverage_gaps"] == [] and only["overlaps"] == []
     assert all("token_probs" in r for r in pooled)  # NER records keep their word probabilities: the suspects
     assert (workdir / "sweep" / "analysis" / "annotation_suspects.tsv").is_file()
     assert {a.path for a in client.list_artifacts(parent_id, "analysis")} == {

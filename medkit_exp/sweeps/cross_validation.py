@@ -16,7 +16,9 @@ too narrow. Read it as the spread over folds, not as a guarantee.
 
 The pooled out-of-fold score scores every fold's dev records together (all of train + dev,
 each document predicted by the one model that did not train on it). A document predicted by
-two folds of the same seed is an error of the fold assignment (`CrossValidation.overlaps`).
+two folds of the same seed is an error of the fold assignment (`CrossValidation.overlaps`), and
+so are whole seeds of NER predictions covering another number of documents than train + dev
+held (`CrossValidation.coverage_gaps`, when the jobs said how many: ``expected_documents``).
 
 Pure Python over `FoldRun` values: `medkit_exp.sweeps.cv_parent` reads them from MLflow.
 """
@@ -140,11 +142,13 @@ class FoldRun:
 
 @dataclass
 class CrossValidation:
-    """The fold jobs of one configuration (``runs``, failed ones included) over ``folds`` folds."""
+    """The fold jobs of one configuration (``runs``, failed ones included) over ``folds`` folds;
+    ``expected_documents``: how many documents train + dev held (None: not known)."""
 
     configuration: str
     folds: int
     runs: list[FoldRun] = field(default_factory=list)
+    expected_documents: int | None = None
 
     @property
     def done(self) -> list[FoldRun]:
@@ -224,6 +228,29 @@ class CrossValidation:
                  "folds": sorted(folds)}
                 for (repetition, doc_id), folds in sorted(folds_of.items()) if len(folds) > 1]
 
+    def coverage_gaps(self) -> list[dict[str, Any]]:
+        """Each seed whose folds all finished but whose NER predictions cover another number of
+        documents than ``expected_documents`` (a classifier's documents may give no item: not checked)."""
+        if self.expected_documents is None:
+            return []
+        gaps = []
+        for repetition in self.repetitions:
+            runs = [run for run in self.done if run.repetition == repetition]
+            records = [record for run in runs for record in run.records]
+            if {run.fold for run in runs} != set(range(self.folds)) or not all(
+                    isinstance(record.get("gold"), list) for record in records):
+                continue
+            covered = len({str(record["document_id"]) for record in records})
+            if covered != self.expected_documents:
+                gaps.append({"cv_seed": repetition[0] or None, "seed": repetition[1] or None, "documents": covered,
+                             "expected": self.expected_documents})
+        return gaps
+
+    @property
+    def exactly_once(self) -> bool:
+        """No document predicted twice in a seed, and each whole seed covering every document (when known)."""
+        return not self.overlaps() and not self.coverage_gaps()
+
     def documents(self) -> int:
         """How many distinct documents the out-of-fold predictions cover."""
         return len({str(record["document_id"]) for run in self.done for record in run.records})
@@ -251,6 +278,7 @@ class CrossValidation:
         return {
             "configuration": self.configuration, "folds": self.folds, "folds_done": len(self.folds_done),
             "complete": self.complete, "missing": self.missing, "overlaps": self.overlaps(),
+            "coverage_gaps": self.coverage_gaps(), "expected_documents": self.expected_documents,
             "documents": self.documents(), "confidence": CONFIDENCE, "interval": "student t over folds",
             "interval_note": OPTIMISTIC, **scores, "pooled_dev": self.pooled_dev(),
             "runs": [{"run_id": run.run_id, "fold": run.fold, "seed": run.seed, "cv_seed": run.cv_seed,
@@ -276,6 +304,8 @@ class CrossValidation:
             line += f"; INCOMPLETE, {len(self.folds_done)} of {self.folds} folds done (no predictions from {gaps})"
         if overlaps:
             line += f"; ERROR: {len(overlaps)} documents predicted by more than one fold"
+        for gap in self.coverage_gaps():
+            line += f"; ERROR: the folds predicted {gap['documents']} of the {gap['expected']} train + dev documents"
         return line
 
 

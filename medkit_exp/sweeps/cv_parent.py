@@ -11,7 +11,8 @@ objective), or the only one, is logged on the parent run:
   for ``dev`` (out-of-fold) and ``test``, ``cv_pooled_dev_<metric>``, ``cv_folds``,
   ``cv_folds_done``, ``cv_documents`` (documents the out-of-fold predictions cover);
 - tags ``cv.complete`` (every fold of every seed finished), ``cv.exactly_once`` (no document
-  predicted by two folds of one seed), ``cv.configuration``;
+  predicted by two folds of one seed, and each seed's folds together predicted as many documents
+  as train + dev held, the jobs' ``corpus_summary.json`` says), ``cv.configuration``;
 - ``cv_summary.json`` (every configuration's figures and runs), ``predictions/out_of_fold.jsonl``
   (also written to ``<sweep dir>/predictions/``), ``plots/cv_fold_scores.png``;
 - ``analysis/annotation_suspects.tsv`` and ``.html`` (also in ``<sweep dir>/analysis/``) when
@@ -47,6 +48,7 @@ FOLDS_TAG = "cv.folds"
 CV_SEED_TAG = "cv.seed"
 SEED_PARAM = "trainer.seed"
 SUMMARY_ARTIFACT = "cv_summary.json"
+CORPUS_SUMMARY = "corpus_summary.json"  # each job's; its "cv" entry holds the fold's sizes
 OUT_OF_FOLD = "predictions/out_of_fold.jsonl"
 PLOT = "plots/cv_fold_scores.png"
 ANALYSIS_DIR = "analysis"
@@ -95,6 +97,8 @@ def gather(client: Any, parent: str, resumed: bool = False) -> list[CrossValidat
         configuration = cv_configuration(tags.get("sweep.configuration", tags.get("hydra.overrides", "")))
         validation = validations.setdefault(configuration, CrossValidation(configuration, int(tags[FOLDS_TAG])))
         validation.runs.append(fold_run(client, run))
+    for validation in validations.values():
+        validation.expected_documents = _expected_documents(client, validation)
     return list(validations.values())
 
 
@@ -136,9 +140,9 @@ def log_cross_validation(client: Any, parent: str, best: CrossValidation, valida
                     values[f"cv_{stat}_{split}_{name}"] = getattr(spread, stat)
     values.update({f"cv_pooled_dev_{name}": value for name, value in best.pooled_dev().items()})
     now = int(time.time() * 1000)
-    overlaps = best.overlaps()
+    overlaps, gaps = best.overlaps(), best.coverage_gaps()
     client.log_batch(parent, metrics=[Metric(key, float(value), now, 0) for key, value in values.items()])
-    for key, value in {"cv.complete": str(best.complete).lower(), "cv.exactly_once": str(not overlaps).lower(),
+    for key, value in {"cv.complete": str(best.complete).lower(), "cv.exactly_once": str(best.exactly_once).lower(),
                        "cv.configuration": best.configuration}.items():
         client.set_tag(parent, key, value)
     ranked = [best, *(v for v in validations if v is not best)]
@@ -149,6 +153,9 @@ def log_cross_validation(client: Any, parent: str, best: CrossValidation, valida
         log.error("cross-validation: %d documents were predicted by more than one fold of the same seed, "
                   "e.g. %s: the folds overlap (see %s on parent run %s)", len(overlaps), shown,
                   SUMMARY_ARTIFACT, parent)
+    for gap in gaps:
+        log.error("cross-validation: the folds of seed %s predicted %d documents, but train + dev held %d (see %s "
+                  "on parent run %s)", gap["seed"], gap["documents"], gap["expected"], SUMMARY_ARTIFACT, parent)
     if len(validations) > 1:
         ranked_by = metric if metric in best.metrics else (best.metrics or ("score",))[0]
         print(f"Cross-validation, best of {len(validations)} configurations by mean out-of-fold dev {ranked_by}: "
@@ -218,6 +225,22 @@ def _test_scores(client: Any, run: Any, metrics: Sequence[str]) -> dict[str, flo
         return record_scores(run_predictions(client, run.info.run_id, "test").records, metrics)
     except (MedkitExpError, OSError, ValueError):
         return {}
+
+
+def _expected_documents(client: Any, validation: CrossValidation) -> int | None:
+    """How many documents train + dev held: ``train + heldout`` of the ``cv`` entry of a finished
+    job's ``corpus_summary.json`` (None when it has none, or counts items rather than documents)."""
+    from medkit_exp.tracking.predictions import quiet_downloads
+
+    for run in validation.done[:1]:
+        if CORPUS_SUMMARY not in {a.path for a in client.list_artifacts(run.run_id)}:
+            return None
+        with tempfile.TemporaryDirectory() as tmp, quiet_downloads():
+            summary = json.loads(Path(client.download_artifacts(run.run_id, CORPUS_SUMMARY, tmp)).read_text("utf-8"))
+        cv = summary.get("cv") if isinstance(summary, dict) else None
+        if isinstance(cv, dict) and cv.get("unit", "documents") == "documents" and "train" in cv and "heldout" in cv:
+            return int(cv["train"]) + int(cv["heldout"])
+    return None
 
 
 def _seed(run: Any) -> str | None:
