@@ -91,10 +91,13 @@ def test_a_bilou_model_is_sent_to_hfentitymatcher_and_a_missing_interval_is_said
 
 
 def test_a_cross_validation_job_says_its_fold_and_out_of_fold_scores():
-    card = model_card(ner_facts(cv={"fold": 2, "folds": 5, "seed": 7, "group_by": "patient_id",
-                                    "parent_run_id": "p42"}))
+    card = model_card(ner_facts(cv={"fold": 2, "folds": 5, "seed": 7, "group_by": "patient_id", "groups": 40,
+                                    "stratify": True, "parent_run_id": "p42"},
+                                data_summary={"train": {"documents": 8}, "dev": {"documents": 2},
+                                              "cv": {"fold": 2, "train": 8, "heldout": 2}}))
     assert "This model is fold 2 of 5 (`cv.fold=2`, folds numbered from 0; `cv.seed=7`, documents grouped by " \
-           "`patient_id`)." in card
+           "`patient_id` (40 groups), stratified by entity label)." in card
+    assert list(table_rows(card, "split")) == ["train", "dev"]  # the summary's cv entry is no split
     assert table_rows(card, "out-of-fold (dev) metric")["f1"] == ["0.7000"]
     assert "cross-validation parent run (run `p42`)" in card
 
@@ -125,8 +128,9 @@ def test_cv_facts_and_settings_outside_hydra():
 
     assert cv_facts(OmegaConf.create({"cv": {"folds": None, "fold": None}})) is None
     assert cv_facts(OmegaConf.create({})) is None
-    facts = cv_facts(OmegaConf.create({"cv": {"folds": 3, "fold": 1, "seed": 0, "group_by": None}}))
-    assert facts is not None and (facts["fold"], facts["folds"]) == (1, 3)
+    facts = cv_facts(OmegaConf.create({"cv": {"folds": 3, "fold": 1, "seed": 0, "group_by": "patient"}}),
+                     {"cv": {"groups": 12}})
+    assert facts is not None and (facts["fold"], facts["folds"], facts["groups"]) == (1, 3, 12)
     assert changed_settings(OmegaConf.create({"trainer": {"lr": 1}})) is None  # no Hydra job: no defaults
 
 
@@ -159,8 +163,7 @@ def test_the_card_is_beside_the_checkpoint_in_the_model_and_the_registry(ner_run
     assert (beside_mlmodel / "MLmodel").is_file() and (beside_mlmodel / CARD_FILE).read_text() == card
     version = client.get_model_version(MODEL_NAME, "1")
     assert version.description == card and version.source == model_uri
-    for artifact in ("model_card.md", f"best_checkpoint/{CARD_FILE}"):
-        assert Path(client.download_artifacts(run_id, artifact, str(workdir))).read_text() == card
+    assert Path(client.download_artifacts(run_id, "model_card.md", str(workdir))).read_text() == card
     assert f"- Registered as: `models:/{MODEL_NAME}/1`" in card and f"- MLflow model: `{model_uri}`" in card
 
 
@@ -224,3 +227,17 @@ def test_an_untracked_classification_run_leaves_a_card_naming_its_classes(workdi
     assert sorted(table_rows(card, "label")) == ["problem", "test", "treatment"]
     assert {"accuracy", "macro_f1"} <= set(table_rows(card, "metric")) and "MLflow run" not in card
     assert "| `component.model` |" in card and "| `component._target_` |" not in card  # defaults of its own group
+
+
+def test_a_cross_validation_jobs_card_says_its_fold_and_its_out_of_fold_scores(workdir, tiny_bert_dir):
+    result = run_cli([*quick_args(tiny_bert_dir), "data.max_docs=30", "trainer.epochs=2", "tracking=none",
+                      "cv.folds=3", "cv.fold=1", "evaluation.resamples=50", "hydra.run.dir=out"], workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = Path(re.search(r"model card\s+: (\S+)", result.stdout).group(1)).read_text()
+    assert "This model is fold 1 of 3 (`cv.fold=1`, folds numbered from 0; `cv.seed=0`)." in card
+    history = json.loads((workdir / "out" / "checkpoints" / "history.json").read_text())
+    best = history[int(re.search(r"best epoch\s+: (\d+)", result.stdout).group(1)) - 1]["eval"]
+    out_of_fold = table_rows(card, "out-of-fold (dev) metric")
+    assert {k: float(v[0]) for k, v in out_of_fold.items()} == pytest.approx(
+        {k: best[k] for k in ("precision", "recall", "f1")}, abs=5e-5)
+    assert "| `cv.fold` | `1` | `None` |" in card and "cv.fold=1" in card.split("```bash")[1]

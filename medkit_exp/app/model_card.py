@@ -5,8 +5,9 @@ config (its settings compared with the defaults of the chosen config groups, com
 with Hydra's compose API). The card is written as ``README.md`` into the best checkpoint's
 ``model/`` folder (what ``predict --model`` and ``HFEntityMatcher`` load, the place a Hugging
 Face model folder keeps its card); on a tracked run also beside ``MLmodel`` in the logged
-MLflow model, as the run artifacts ``model_card.md`` and ``best_checkpoint/README.md``, and as
-the description of the version ``tracking.register_as`` registered. A card that cannot be
+MLflow model, as the run artifact ``model_card.md`` (the run's ``best_checkpoint/`` artifact is
+uploaded when training ends, before the test scores are known) and as the description of the
+version ``tracking.register_as`` registered. A card that cannot be
 written only warns: it never costs the run.
 """
 
@@ -51,8 +52,6 @@ def write_model_card(experiment: Experiment, summary: Mapping[str, Any], model_d
     tracker = experiment.tracker
     if tracker.enabled:
         tracker.log_text(card, RUN_ARTIFACT)
-        if experiment.cfg.tracking.log_checkpoints != "none":
-            tracker.log_text(card, f"best_checkpoint/{CARD_FILE}")
         publish_to_model(card, summary)
     return {"model_card": str(path)}
 
@@ -120,7 +119,7 @@ def collect_facts(experiment: Experiment, summary: Mapping[str, Any], output_dir
         best_epoch=summary.get("best_epoch"),
         epochs=experiment.trainer_cfg.epochs,
         checkpoint_metric=experiment.trainer_cfg.checkpoint_metric,
-        cv=cv_facts(cfg),
+        cv=cv_facts(cfg, data.summary()),
         git={k: v for k, v in git.items() if k in ("git.commit", "git.branch", "git.dirty")},
         run_id=experiment.tracker.run_id,
         experiment=cfg.tracking.experiment if experiment.tracker.enabled else None,
@@ -182,14 +181,17 @@ def no_interval_reason(experiment: Experiment, output_dir: Path) -> str:
     return "resampling needs at least 2 test documents"
 
 
-def cv_facts(cfg: DictConfig) -> dict[str, Any] | None:
-    """``cv.fold``, ``cv.folds``, ``cv.seed``, ``cv.group_by`` of a cross-validation job (and its
-    parent run), else None."""
+def cv_facts(cfg: DictConfig, data_summary: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The ``cv.*`` settings of a cross-validation job, its parent run, and the number of groups its
+    data summary's ``cv`` entry gives; None outside cross-validation."""
     cv = cfg.get("cv")
     if not isinstance(cv, DictConfig) or cv.get("fold") is None or cv.get("folds") is None:
         return None
-    return {"fold": cv.get("fold"), "folds": cv.get("folds"), "seed": cv.get("seed"),
-            "group_by": cv.get("group_by"), "parent_run_id": os.environ.get("MEDKIT_EXP_PARENT_RUN_ID")}
+    fold_info = (data_summary or {}).get("cv")
+    groups = fold_info.get("groups") if isinstance(fold_info, Mapping) else None
+    return {"fold": cv.get("fold"), "folds": cv.get("folds"), "seed": cv.get("seed"), "group_by": cv.get("group_by"),
+            "stratify": bool(cv.get("stratify", False)), "groups": groups,
+            "parent_run_id": os.environ.get("MEDKIT_EXP_PARENT_RUN_ID")}
 
 
 # ------------------------------------------------------------------------------------------ recipe

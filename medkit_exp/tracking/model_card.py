@@ -49,7 +49,8 @@ class ModelCardFacts:
         dev_metrics: the dev scores of the best epoch (without ``eval_``).
         seed: ``trainer.seed``.
         best_epoch, epochs, checkpoint_metric: which epoch was kept, of how many, chosen on what.
-        cv: for a cross-validation job, ``{"fold", "folds", "seed", "group_by", "parent_run_id"}``.
+        cv: for a cross-validation job, ``{"fold", "folds", "seed", "group_by", "groups", "stratify",
+            "parent_run_id"}``.
         git: the run's git tags (``git.commit``, ``git.branch``, ``git.dirty``).
         run_id, experiment: the MLflow run; ``model_uri`` and ``registered_uri`` the logged model.
         date: when the card was written (ISO 8601).
@@ -115,17 +116,17 @@ def registry_description(card: str, limit: int = REGISTRY_DESCRIPTION_LIMIT) -> 
 def _title(facts: ModelCardFacts) -> str:
     head = f"# {facts.component or 'Model'}" + (f" on {facts.data_name}" if facts.data_name else "")
     labels = ", ".join(f"`{label}`" for label in facts.labels)
+    origin = f"fine-tuned from `{facts.base_model}` with medkit_exp" if facts.base_model else "trained with medkit_exp"
+    origin += f" on {facts.date[:10]}" if facts.date else ""
+    origin += f" (MLflow run `{facts.run_id}`)" if facts.run_id else ""
     if facts.task == "ner":
         does = f"Finds the entities {labels} in text, as character spans." if labels else "Finds entities in text."
     elif facts.task == "classification":
         does = f"Classifies each mention into one of the classes {labels}." if labels else "Classifies mentions."
     else:
-        does = f"A {facts.task or 'trained'} model" + (f" over the labels {labels}." if labels else ".")
-    base = f" Fine-tuned from `{facts.base_model}`" if facts.base_model else ""
-    trained = f"{base} with medkit_exp" if base else " Trained with medkit_exp"
-    when = f" on {facts.date[:10]}" if facts.date else ""
-    run = f" (MLflow run `{facts.run_id}`)" if facts.run_id else ""
-    return f"{head}\n\n{does}{trained}{when}{run}."
+        kind = f"{facts.task} model" if facts.task else "model"
+        return f"{head}\n\nA {kind}" + (f" over the labels {labels}" if labels else "") + f", {origin}."
+    return f"{head}\n\n{does} {origin[0].upper()}{origin[1:]}."
 
 
 def _model(facts: ModelCardFacts) -> str:
@@ -173,7 +174,9 @@ def _data(facts: ModelCardFacts) -> str:
 
 
 def _data_table(summary: Mapping[str, Any]) -> list[str]:
-    splits = {s: v for s, v in summary.items() if isinstance(v, Mapping)}
+    # Entries other than splits (a cross-validation fold's details...) have none of the counts.
+    splits = {s: v for s, v in summary.items() if isinstance(v, Mapping)
+              and any(k in v for k in (*_COUNT_COLUMNS, "entities_per_label"))}
     if not splits:
         return []
     columns = [c for c in _COUNT_COLUMNS if any(c in v for v in splits.values())]
@@ -257,7 +260,9 @@ def _cv(facts: ModelCardFacts) -> str:
     if cv.get("fold") is None or cv.get("folds") is None:
         return ""
     fold, folds = int(cv["fold"]), int(cv["folds"])
-    grouped = f", documents grouped by `{cv['group_by']}`" if cv.get("group_by") else ""
+    groups = f" ({cv['groups']} groups)" if cv.get("groups") else ""
+    grouped = f", documents grouped by `{cv['group_by']}`{groups}" if cv.get("group_by") else ""
+    grouped += ", stratified by entity label" if cv.get("stratify") else ""
     lines = ["## Cross-validation", "",
              f"This model is fold {fold} of {folds} (`cv.fold={fold}`, folds numbered from 0; "
              f"`cv.seed={cv.get('seed')}`{grouped}).",
@@ -286,7 +291,7 @@ def _reproduce(facts: ModelCardFacts) -> str:
         notes.append("**The code had uncommitted changes** (`git.dirty=true`): the commit alone does not hold it.")
     if not commit:
         notes.append("No git commit was recorded (the code was not in a git repository).")
-    return "\n".join(lines) + "\n\n".join(notes)
+    return "\n".join(lines) + "\n" + "\n\n".join(notes)
 
 
 def _provenance(facts: ModelCardFacts) -> str:
