@@ -31,6 +31,7 @@ def evaluate_item_values(trainer: Trainer, items: Sequence[Any], item_values: It
     `Trainer.evaluate` gives them; writes the records of ``item_values`` at ``path`` (the split is
     its stem). A malformed result of ``item_values`` is a warning, and nothing is written: the
     scores stand without their records."""
+    path.unlink(missing_ok=True)  # a resumed run's earlier records must not stand for these
     metrics, data, owners = trainer.evaluate_with_data(items)
     if not owners:
         return metrics
