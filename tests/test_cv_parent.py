@@ -365,3 +365,12 @@ def test_a_two_fold_multirun_leaves_a_parent_with_cv_scores_and_every_document_p
     assert {a.path for a in client.list_artifacts(parent_id, "analysis")} == {
         "analysis/annotation_suspects.tsv", "analysis/annotation_suspects.html"}
     assert "annotation suspects, most likely annotation errors first" in result.stdout
+
+
+def test_a_proportions_interval_stays_within_zero_and_one():
+    wide = fold_spread([0.2, 0.9])  # 2 folds: t(1) = 12.7, the raw interval is [-4.1, 5.2]
+    assert wide.ci_low is not None and wide.ci_low < 0 and wide.ci_high is not None and wide.ci_high > 1
+    clipped = fold_spread([0.2, 0.9], bounds=(0.0, 1.0))
+    assert (clipped.ci_low, clipped.ci_high) == (0.0, 1.0) and clipped.mean == pytest.approx(0.55)
+    inside = fold_spread([0.80, 0.82, 0.81, 0.79, 0.83], bounds=(0.0, 1.0))
+    assert 0.79 < inside.ci_low < inside.mean < inside.ci_high < 0.83  # far from the bounds: unchanged

@@ -90,9 +90,11 @@ class Spread:
         return f"{self.mean:.3f} +- {self.std:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}]"
 
 
-def fold_spread(values: Sequence[float], confidence: float = CONFIDENCE) -> Spread:
+def fold_spread(values: Sequence[float], confidence: float = CONFIDENCE,
+                bounds: tuple[float, float] | None = None) -> Spread:
     """`Spread` of per-fold scores: the t interval ``mean +- t(n-1) * std / sqrt(n)`` (optimistic,
-    see the module's docstring). ``ValueError`` without any value."""
+    see the module's docstring), clipped to ``bounds`` when the metric has them (an F1 cannot leave
+    [0, 1], though with 2 or 3 folds the t interval easily does). ``ValueError`` without any value."""
     if not values:
         raise ValueError("no fold score to summarize")
     mean = statistics.fmean(values)
@@ -104,6 +106,8 @@ def fold_spread(values: Sequence[float], confidence: float = CONFIDENCE) -> Spre
     from scipy.stats import t
 
     low, high = t.interval(confidence, len(values) - 1, loc=mean, scale=std / math.sqrt(len(values)))
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
     return Spread(tuple(values), mean, std, float(low), float(high))
 
 
@@ -206,7 +210,8 @@ class CrossValidation:
     def spread(self, split: str, metric: str) -> Spread | None:
         """`fold_spread` of `fold_scores`; None when no fold has that score."""
         scores = self.fold_scores(split, metric)
-        return fold_spread([score for _, score in scores]) if scores else None
+        bounded = metric in NER_METRICS or metric in CLASSIFICATION_METRICS  # proportions; a per-item mean may not be
+        return fold_spread([score for _, score in scores], bounds=(0.0, 1.0) if bounded else None) if scores else None
 
     def pooled_dev(self) -> dict[str, float]:
         """Each metric of all folds' out-of-fold records scored together (per seed, then averaged over seeds)."""
