@@ -103,7 +103,7 @@ def test_the_parent_logs_mean_std_and_t_interval_over_folds_as_computed_by_hand(
     assert metrics["cv_mean_dev_f1"] == pytest.approx(0.75)
     assert metrics["cv_std_dev_f1"] == pytest.approx(0.25)
     assert metrics["cv_ci_low_dev_f1"] == pytest.approx(0.75 - half_width)
-    assert metrics["cv_ci_high_dev_f1"] == pytest.approx(0.75 + half_width)
+    assert 0.75 + half_width > 1 and metrics["cv_ci_high_dev_f1"] == 1.0  # an F1 interval stops at 1
     # precision per fold 3/4, 4/4, 2/4 (recall the same): the same figures
     assert metrics["cv_mean_dev_precision"] == pytest.approx(0.75)
     assert metrics["cv_std_dev_recall"] == pytest.approx(0.25)
@@ -118,7 +118,7 @@ def test_the_parent_logs_mean_std_and_t_interval_over_folds_as_computed_by_hand(
     assert tags["cv.configuration"] == "cv.folds=3"
 
     out = capsys.readouterr().out
-    assert (f"Cross-validation (3 folds): dev F1 0.750 +- 0.250 [{0.75 - half_width:.3f}, {0.75 + half_width:.3f}], "
+    assert (f"Cross-validation (3 folds): dev F1 0.750 +- 0.250 [{0.75 - half_width:.3f}, 1.000], "
             f"test F1 0.820 +- 0.020 [") in out
     summary = json.loads(artifact(client, parent, "cv_summary.json", tmp_path).read_text())
     only = summary["configurations"][0]
@@ -176,7 +176,7 @@ def test_a_failed_fold_job_leaves_the_others_and_marks_the_parent_incomplete(cv_
     assert tags["cv.complete"] == "false"
     assert metrics["cv_folds_done"] == 2 and metrics["cv_folds"] == 3
     assert metrics["cv_mean_dev_f1"] == pytest.approx(0.625)  # folds 0 and 2: 0.75, 0.5
-    assert metrics["cv_ci_high_dev_f1"] == pytest.approx(0.625 + T_975_DF1 * math.sqrt(0.03125) / math.sqrt(2))
+    assert metrics["cv_ci_high_dev_f1"] == min(1.0, 0.625 + T_975_DF1 * math.sqrt(0.03125) / math.sqrt(2))
     assert metrics["cv_mean_test_f1"] == pytest.approx(0.82)  # 0.80 and 0.84
     out = capsys.readouterr().out
     assert "INCOMPLETE, 2 of 3 folds done (no predictions from fold 1)" in out
