@@ -89,3 +89,8 @@ class EpochTotals:
         self.log_loss_sum += loss_value * weight
         self.log_weight += weight
         self.samples += samples
+
+def extend_lists(store: dict[str, list[Any]], batch_data: dict[str, list[Any]]) -> None:
+    """Append each list of ``batch_data`` to the list of the same key in ``store``."""
+    for key, values in batch_data.items():
+        store.setdefault(key, []).extend(values)

@@ -29,7 +29,7 @@ from medkit_exp.training.config import TrainerConfig, as_trainer_config
 from medkit_exp.training.distributed import DistributedContext
 from medkit_exp.training.errors import NonFiniteLossError, TrainingSetupError
 from medkit_exp.training.host_memory import release_free_heap
-from medkit_exp.training.loop_state import EpochTotals, LoopState, required_metric
+from medkit_exp.training.loop_state import EpochTotals, LoopState, extend_lists, required_metric
 from medkit_exp.training.precision import autocast, compile_model, resolve_precision
 from medkit_exp.training.protocols import MetricsComputer, TrainableComponent
 from medkit_exp.training.runtime import resolve_device, seed_everything
@@ -271,7 +271,7 @@ class Trainer:
             (loss * (local_weight / window_weight)).backward()
         totals.add(loss_value, local_weight, len(indices))
         if self.config.do_metrics_in_training and self.metrics_computer is not None:
-            _extend(totals.metric_data, self.metrics_computer.prepare_batch(output, batch))
+            extend_lists(totals.metric_data, self.metrics_computer.prepare_batch(output, batch))
         return loss_value
 
     def _maybe_log_step(self, totals: EpochTotals) -> None:
@@ -310,15 +310,10 @@ class Trainer:
         self.state.global_step += 1
 
     def _handle_non_finite(self, loss_value: float, epoch: int, batch_idx: int) -> None:
-        where = f"epoch {epoch}, batch {batch_idx + 1}, after optimizer step {self.state.global_step}"
         if self.config.nan_policy == "skip" and self.state.skip_non_finite(self.config.max_nan_skips):
             return
-        last = self.last_checkpoint
-        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
-        raise NonFiniteLossError(
-            f"loss is {loss_value} at {where} ({kept}); lower trainer.lr, check the data, "
-            f"or set trainer.nan_policy=skip"
-        )
+        where = f"epoch {epoch}, batch {batch_idx + 1}, after optimizer step {self.state.global_step}"
+        raise NonFiniteLossError.at(loss_value, where, self.last_checkpoint)
 
     def evaluate(self, items: Iterable[Any]) -> dict[str, float]:
         """Loss and metrics of the component, as it is now, on raw ``items`` (e.g. a test split).
@@ -326,20 +321,14 @@ class Trainer:
         Runs in this process alone (after a distributed training, rank 0 calls it) and tells no
         callback: the evaluation of an epoch is `evaluate_examples`.
         """
-        examples = protocols.preprocess_all(self.component, list(items))
-        if not examples:
-            return {}
-        return self.evaluate_examples(examples, epoch=None, alone=True)
+        return self.evaluate_with_data(items)[0]
 
     def evaluate_with_data(self, items: Iterable[Any]) -> tuple[dict[str, float], dict[str, list[Any]], list[int]]:
         """`evaluate`, and what it computed the metrics from: the metrics computer's data (the
         lists ``prepare_batch`` returned, joined in the order of the examples, as ``compute``
         took them) and, per example, the position in ``items`` of the item it came from."""
         examples, owners = protocols.preprocess_owned(self.component, list(items))
-        if not examples:
-            return {}, {}, []
-        metrics, data = self._evaluate(examples, epoch=None, alone=True)
-        return metrics, data, owners
+        return (*self._evaluate(examples, epoch=None, alone=True), owners) if examples else ({}, {}, [])
 
     def evaluate_examples(self, examples: list[Any], epoch: int | None = None, alone: bool = False) -> dict[str, float]:
         """Loss and metrics of the component on preprocessed ``examples`` (an epoch's evaluation).
@@ -369,7 +358,7 @@ class Trainer:
                     loss_sum += loss_value * batch_weight
                     weight += batch_weight
                 if self.metrics_computer is not None:
-                    _extend(metric_data, self.metrics_computer.prepare_batch(output, batch))
+                    extend_lists(metric_data, self.metrics_computer.prepare_batch(output, batch))
                 callbacks.on_step_end(step_idx=batch_idx, nb_batches=len(batches), phase="eval",
                                       batch_size=len(indices), loss=loss_value)
         loss_sum, weight = dist.sum(loss_sum, weight)
@@ -408,7 +397,3 @@ class Trainer:
         self.dist.barrier()
         self.callbacks.on_save(checkpoint_dir=path)
 
-
-def _extend(store: dict[str, list[Any]], batch_data: dict[str, list[Any]]) -> None:
-    for key, values in batch_data.items():
-        store.setdefault(key, []).extend(values)
