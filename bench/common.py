@@ -66,6 +66,16 @@ def machine_line() -> str:
             f"python {platform.python_version()}{forked if _FORKED else ''}")
 
 
+def cpu_model() -> str:
+    """The CPU's model name as ``lscpu`` prints it, or what the platform says without lscpu."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or "unknown CPU"
+    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
+    return names[0] if names else platform.processor() or "unknown CPU"
+
+
 def epoch_timer():
     """A TrainerCallback recording the train-phase seconds of each epoch (evaluation excluded)."""
     from medkit_exp.training import TrainerCallback

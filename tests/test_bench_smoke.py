@@ -284,15 +284,7 @@ def test_scaling_prints_every_phase_exponent_and_the_long_document_ratio(run_ben
 
 
 def _scaling_module():
-    spec = importlib.util.spec_from_file_location("scaling", REPO_ROOT / "bench" / "scaling.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["scaling"] = module  # its dataclasses look their module up
-    sys.path.insert(0, str(REPO_ROOT / "bench"))  # its `from common import ...`
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(REPO_ROOT / "bench"))
-    return module
+    return _bench_module("scaling")
 
 
 def test_scaling_fits_the_exponent_and_bounds_it_past_the_budget():
@@ -366,3 +358,91 @@ def test_significance_cost_prints_its_seconds(run_bench):
     assert low <= point <= high
     figures(last_line(result), r"seconds: interval (\d+\.\d{3}) \(goal < 2\), paired bootstrap (\d+\.\d{3}), "
                                r"approximate randomization (\d+\.\d{3}) \(500 resamples each; goal < 10\)")
+
+
+def _bench_module(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up
+    sys.path.insert(0, str(REPO_ROOT / "bench"))  # its `from common import ...`
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO_ROOT / "bench"))
+    return module
+
+
+def test_annotation_errors_injects_seeded_errors_into_train_and_dev_only():
+    bench = _bench_module("annotation_errors")
+
+    def entities(splits):
+        return {name: [(d.id, e.start, e.end, e.label) for d in docs for e in d.anns.entities]
+                for name, docs in splits.items()}
+
+    clean = entities(bench.demo_splits(40))
+    splits = bench.demo_splits(40)
+    injected = bench.inject(splits, 6, 4, seed=3)
+    corrupted = entities(splits)
+    assert [e.kind for e in injected] == ["label change"] * 6 + ["deletion"] * 4
+    assert len({(e.document_id, e.start) for e in injected}) == 10  # ten different entities
+    assert corrupted["test"] == clean["test"]
+    before = {(d, s, e): label for split in ("train", "dev") for d, s, e, label in clean[split]}
+    after = {(d, s, e): label for split in ("train", "dev") for d, s, e, label in corrupted[split]}
+    for error in injected:
+        where = (error.document_id, error.start, error.end)
+        assert before[where] == error.label
+        if error.kind == "deletion":
+            assert where not in after
+        else:
+            assert after[where] == error.new_label != error.label
+            assert error.new_label in {"problem", "treatment", "test"}
+    assert len(after) == len(before) - 4 and sum(after[k] != before[k] for k in after) == 6
+    again = bench.demo_splits(40)
+    assert bench.inject(again, 6, 4, seed=3) == injected and entities(again) == corrupted  # seeded
+
+
+def test_annotation_errors_matches_a_suspect_by_span_and_kind():
+    bench = _bench_module("annotation_errors")
+    change = bench.Injected("label change", "d1", 10, 20, "x", "problem", "test")
+    deletion = bench.Injected("deletion", "d1", 30, 35, "y", "test")
+
+    def row(kind, start, end, document="d1"):
+        return bench.Row(1, kind, document, start, end, "", "", "")
+
+    assert row("label_swap", 15, 25).finds(change) and row("rejected_gold", 5, 11).finds(change)
+    assert not row("missed_annotation", 10, 20).finds(change)  # the wrong kind
+    assert not row("label_swap", 20, 30).finds(change)  # touching is not overlapping
+    assert not row("label_swap", 10, 20, document="d2").finds(change)
+    assert row("missed_annotation", 30, 31).finds(deletion) and not row("label_swap", 30, 35).finds(deletion)
+
+
+def test_annotation_errors_prints_the_share_of_injected_errors_among_the_top_suspects(run_bench, tiny_bert_dir):
+    result = run_bench("annotation_errors.py", "--model", str(tiny_bert_dir), "--max-docs", "12", "--folds", "2",
+                       "--epochs", "1", "--lr", "5e-3", "--changes", "3", "--deletions", "2", "--top", "10",
+                       "--threads", "1", "--fork", timeout=600)
+    lines = result.stdout.strip().splitlines()
+
+    def line_starting(prefix: str) -> str:
+        (line,) = [line for line in lines if line.startswith(prefix)]
+        return line
+
+    assert line_starting("injected (seed 0): ") == ("injected (seed 0): 3 label changes and 2 deletions in 5 "
+                                                    "documents of train + dev")
+    assert re.search(r"2-fold cross-validation \(.*, 1 epochs, lr 0\.005, batch 16\) in \d+ s: Cross-validation "
+                     r"\(2 folds\): dev F1 ", line_starting("2-fold cross-validation")), lines
+    ranked, shown = figures(line_starting("suspects: "), r"suspects: (\d+) ranked \(.*\); the top (\d+): .*")
+    assert shown == min(10, ranked)
+    (changes,) = figures(line_starting("label changes found"),
+                         r"label changes found among the top 10: (\d+)/3 \(matched by .*\)")
+    (deletions,) = figures(line_starting("deletions found"),
+                           r"deletions found among the top 10: (\d+)/2 \(matched by .*\)")
+    assert len([line for line in lines if line.startswith("  missed: ")]) == 5 - changes - deletions
+    precision, true, top = figures(line_starting("precision of the top 10: "),
+                                   r"precision of the top 10: ([01]\.\d\d) \((\d+) of (\d+) suspects are injected "
+                                   r"errors; the others: .*\)")
+    assert top == shown and precision == pytest.approx(true / top if top else 0, abs=0.005)
+    assert re.fullmatch(r"machine: .+, \d+ cores, torch \S+, 1 threads per fold job \(folds one after another\)",
+                        lines[-2]), lines[-2]
+    share, hits, a, b = figures(last_line(result), r"injected errors among the top 10 suspects: ([01]\.\d\d) \((\d+) "
+                                                   r"of 5; label changes (\d+)/3, deletions (\d+)/2\) \(goal >= 0\.5\)")
+    assert (a, b) == (changes, deletions) and hits == a + b and share == pytest.approx(hits / 5, abs=0.005)
