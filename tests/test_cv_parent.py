@@ -8,9 +8,12 @@ import json
 import logging
 import math
 import re
+import shutil
+import statistics
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 from omegaconf import OmegaConf
 
 from medkit_exp.sweeps.cross_validation import CrossValidation, FoldRun, fold_spread
@@ -316,34 +319,34 @@ def test_the_suspects_of_the_out_of_fold_predictions_are_on_the_parent_and_in_th
     assert "1. 0.990 label_swap        doc2" in out and f"Annotation suspects (4): {local}" in out
 
 
-def test_a_two_fold_multirun_leaves_a_parent_with_cv_scores_and_every_document_predicted_once(workdir,
-                                                                                              tiny_bert_dir):
+def test_a_three_fold_multirun_leaves_a_parent_with_cv_scores_and_every_document_predicted_once(workdir,
+                                                                                                tiny_bert_dir):
     from test_cli import client_for, quick_args, run_cli
 
     from medkit_exp.io import load_demo_corpus
     from medkit_exp.stats import ner_counts
 
-    result = run_cli(["-m", *quick_args(tiny_bert_dir), "trainer.epochs=1", "data.max_docs=12", "cv.folds=2",
-                      "cv.fold=range(2)", "hydra.sweep.dir=sweep"], workdir, timeout=600)
+    result = run_cli(["-m", *quick_args(tiny_bert_dir), "trainer.epochs=1", "data.max_docs=12", "cv.folds=3",
+                      "cv.fold=range(3)", "hydra.sweep.dir=sweep"], workdir, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     client = client_for(workdir)
     runs = client.search_runs([client.get_experiment_by_name("medkit_exp").experiment_id])
     (parent,) = [r for r in runs if "sweep.id" in r.data.tags and "mlflow.parentRunId" not in r.data.tags]
     children = sorted((r for r in runs if "cv.fold" in r.data.tags), key=lambda r: r.data.tags["cv.fold"])
-    assert [r.info.status for r in children] == ["FINISHED", "FINISHED"]
+    assert [r.info.status for r in children] == ["FINISHED"] * 3
     parent_id, metrics, tags = parent.info.run_id, parent.data.metrics, parent.data.tags
-    assert metrics["cv_folds"] == 2 and metrics["cv_folds_done"] == 2
+    assert metrics["cv_folds"] == 3 and metrics["cv_folds_done"] == 3
     assert tags["cv.complete"] == "true" and tags["cv.exactly_once"] == "true"
 
     # The fold scores are the children's out-of-fold predictions scored again, and their test F1s.
     dev_f1 = [ner_counts(read_jsonl(artifact(client, r.info.run_id, "predictions/dev.jsonl", workdir / f"c{k}")))
               .score("f1") for k, r in enumerate(children)]
     test_f1 = [r.data.metrics["test_f1"] for r in children]
-    assert metrics["cv_mean_dev_f1"] == pytest.approx(sum(dev_f1) / 2)
-    assert metrics["cv_mean_test_f1"] == pytest.approx(sum(test_f1) / 2)
-    assert metrics["cv_std_dev_f1"] == pytest.approx(abs(dev_f1[0] - dev_f1[1]) / math.sqrt(2))
+    assert metrics["cv_mean_dev_f1"] == pytest.approx(statistics.fmean(dev_f1))
+    assert metrics["cv_mean_test_f1"] == pytest.approx(statistics.fmean(test_f1))
+    assert metrics["cv_std_dev_f1"] == pytest.approx(statistics.stdev(dev_f1))
     assert "cv_ci_low_dev_f1" in metrics and "cv_pooled_dev_f1" in metrics
-    assert re.search(r"^Cross-validation \(2 folds\): dev F1 \d\.\d{3} \+- \d\.\d{3} \[-?\d\.\d{3}, \d\.\d{3}\], "
+    assert re.search(r"^Cross-validation \(3 folds\): dev F1 \d\.\d{3} \+- \d\.\d{3} \[-?\d\.\d{3}, \d\.\d{3}\], "
                      r"test F1 ", result.stdout, flags=re.M), result.stdout[-3000:]
 
     # Every train + dev document predicted by exactly one fold, in the sweep folder and on the parent.
@@ -353,7 +356,7 @@ def test_a_two_fold_multirun_leaves_a_parent_with_cv_scores_and_every_document_p
     assert read_jsonl(artifact(client, parent_id, "predictions/out_of_fold.jsonl", workdir / "p")) == pooled
     ids = [r["document_id"] for r in pooled]
     assert len(ids) == len(set(ids)) and set(ids) == {d.id for d in demo["train"][:12] + demo["dev"][:12]}
-    assert {r["fold"] for r in pooled} == {0, 1}
+    assert {r["fold"] for r in pooled} == {0, 1, 2}
     names = {a.path for a in client.list_artifacts(parent_id)} | {a.path for a in client.list_artifacts(parent_id,
                                                                                                        "plots")}
     assert {"cv_summary.json", "plots/cv_fold_scores.png"} <= names
@@ -374,3 +377,28 @@ def test_a_proportions_interval_stays_within_zero_and_one():
     assert (clipped.ci_low, clipped.ci_high) == (0.0, 1.0) and clipped.mean == pytest.approx(0.55)
     inside = fold_spread([0.80, 0.82, 0.81, 0.79, 0.83], bounds=(0.0, 1.0))
     assert 0.79 < inside.ci_low < inside.mean < inside.ci_high < 0.83  # far from the bounds: unchanged
+
+
+def test_a_users_own_component_cross_validates_on_its_logged_best_epoch_scores(workdir):
+    """examples/: the regressor stores no predictions, so each fold counts with the best_eval_mae it logged."""
+    from test_cli import client_for, run_cli
+
+    for part in ("my_conf", "my_regressor"):
+        shutil.copytree(REPO_ROOT / "examples" / part, workdir / part, ignore=shutil.ignore_patterns("__pycache__"))
+    result = run_cli(["-m", "--config-dir", "my_conf", "component=my_component", "data=my_data", "metrics=my_metric",
+                      "trainer.lr=0.1", "trainer.epochs=2", "trainer.checkpoint_metric=mae",
+                      "trainer.checkpoint_mode=min", "objective=eval_mae", "cv.folds=3", "cv.fold=range(3)",
+                      "hydra.sweep.dir=sweep"], workdir, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = client_for(workdir)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (parent,) = [r for r in runs if "sweep.id" in r.data.tags and "mlflow.parentRunId" not in r.data.tags]
+    children = sorted((r for r in runs if "cv.fold" in r.data.tags), key=lambda r: r.data.tags["cv.fold"])
+    assert [r.info.status for r in children] == ["FINISHED"] * 3
+    assert all("predictions.missing" in r.data.tags for r in children)
+    best_mae = [r.data.metrics["best_eval_mae"] for r in children]
+    metrics, tags = parent.data.metrics, parent.data.tags
+    assert metrics["cv_folds_done"] == 3 and tags["cv.complete"] == "true"
+    assert metrics["cv_mean_dev_mae"] == pytest.approx(statistics.fmean(best_mae))
+    assert metrics["cv_std_dev_mae"] == pytest.approx(statistics.stdev(best_mae))
+    assert re.search(r"^Cross-validation \(3 folds\): dev ", result.stdout, flags=re.M), result.stdout[-3000:]

@@ -242,7 +242,7 @@ class CrossValidation:
         for repetition in self.repetitions:
             runs = [run for run in self.done if run.repetition == repetition]
             records = [record for run in runs for record in run.records]
-            if {run.fold for run in runs} != set(range(self.folds)) or not all(
+            if {run.fold for run in runs} != set(range(self.folds)) or not records or not all(
                     isinstance(record.get("gold"), list) for record in records):
                 continue
             covered = len({str(record["document_id"]) for record in records})

@@ -18,7 +18,9 @@ objective), or the only one, is logged on the parent run:
 - ``analysis/annotation_suspects.tsv`` and ``.html`` (also in ``<sweep dir>/analysis/``) when
   the records carry token probabilities (`medkit_exp.analysis.suspects`).
 
-A job that failed is left out and the cross-validation marked incomplete; nothing here fails
+A job whose component stores no predictions (a user's, without ``item_values``) counts with the
+best epoch's ``best_eval_*`` metrics it logged, and adds no out-of-fold record. A job that
+failed is left out and the cross-validation marked incomplete; nothing here fails
 the sweep (a problem becomes a warning, as for the sweep's ranking).
 """
 
@@ -28,7 +30,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,12 +107,17 @@ def gather(client: Any, parent: str, resumed: bool = False) -> list[CrossValidat
 def fold_run(client: Any, run: Any) -> FoldRun:
     """A fold job read back: its out-of-fold predictions scored again, its logged test scores."""
     from medkit_exp.errors import MedkitExpError
-    from medkit_exp.tracking.predictions import run_predictions
+    from medkit_exp.tracking.predictions import MISSING_TAG, run_predictions
 
     tags, run_id = run.data.tags, run.info.run_id
     dev: dict[str, float] | None = None
     records: tuple[dict[str, Any], ...] = ()
-    if run.info.status == "FINISHED":
+    if run.info.status == "FINISHED" and MISSING_TAG in tags:  # a component that stores no predictions
+        dev = logged_best_eval(run.data.metrics)
+        if not dev:
+            log.warning("cross-validation: fold %s job's run %s is left out: no predictions (%s) and no "
+                        "best_eval_* metric", tags[FOLD_KEY], run_id, tags[MISSING_TAG])
+    elif run.info.status == "FINISHED":
         try:
             records = run_predictions(client, run_id, "dev").records
             dev = record_scores(records, source=f"run {run_id}'s out-of-fold predictions")
@@ -119,6 +126,15 @@ def fold_run(client: Any, run: Any) -> FoldRun:
     return FoldRun(run_id=run_id, fold=int(tags[FOLD_KEY]), seed=_seed(run), cv_seed=tags.get(CV_SEED_TAG),
                    dev=dev, test=_test_scores(client, run, list(dev or ())), records=records,
                    status=run.info.status)
+
+
+def logged_best_eval(metrics: Mapping[str, float]) -> dict[str, float] | None:
+    """The best epoch's dev scores a job logged (``best_eval_<metric>``, the loss left out): the
+    fold's score when its component stores no out-of-fold predictions (None when it logged none)."""
+    prefix = "best_eval_"
+    scores = {name[len(prefix):]: float(value) for name, value in sorted(metrics.items())
+              if name.startswith(prefix) and name != f"{prefix}loss"}
+    return scores or None
 
 
 def log_cross_validation(client: Any, parent: str, best: CrossValidation, validations: Sequence[CrossValidation],
