@@ -10,11 +10,12 @@ as the run summary prints it, from the same numbers the run logs as metrics.
 
 from __future__ import annotations
 
-import json
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from medkit_exp.tracking import markdown as md
 
 CARD_FILE = "README.md"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"  # the packaged default base model (English)
@@ -152,7 +153,7 @@ def _model(facts: ModelCardFacts) -> str:
     if facts.best_epoch is not None:
         chosen, metric = "", facts.checkpoint_metric
         if metric and metric in facts.dev_metrics:
-            chosen = f", chosen on dev {metric} = {_number(facts.dev_metrics[metric])}"
+            chosen = f", chosen on dev {metric} = {md.number(facts.dev_metrics[metric])}"
         of = f" of {facts.epochs}" if facts.epochs else ""
         lines.append(f"- Best epoch: {facts.best_epoch}{of}{chosen}")
     return "\n".join(lines) if len(lines) > 2 else ""
@@ -182,13 +183,13 @@ def _data_table(summary: Mapping[str, Any]) -> list[str]:
     columns = [c for c in _COUNT_COLUMNS if any(c in v for v in splits.values())]
     labels = sorted({label for v in splits.values() for label in (v.get("entities_per_label") or {})})
     header = ["split", *columns, *(f"`{label}`" for label in labels)]
-    rows = [[split, *(_count(v.get(c)) for c in columns),
-             *(_count((v.get("entities_per_label") or {}).get(label, 0)) for label in labels)]
+    rows = [[split, *(md.count(v.get(c)) for c in columns),
+             *(md.count((v.get("entities_per_label") or {}).get(label, 0)) for label in labels)]
             for split, v in splits.items()]
     if labels:
         header_note = "Entities per label in the last columns."
-        return [*_table(header, rows), "", header_note]
-    return _table(header, rows)
+        return [*md.table(header, rows), "", header_note]
+    return md.table(header, rows)
 
 
 def _recipe(facts: ModelCardFacts) -> str:
@@ -202,8 +203,8 @@ def _recipe(facts: ModelCardFacts) -> str:
                   "through Hydra); the run's `config.yaml` artifact holds them all."]
     elif facts.changed_settings:
         lines += ["", "Resolved settings that differ from the defaults of the chosen config groups:", ""]
-        lines += _table(["setting", "value", "default"],
-                        [[f"`{k}`", f"`{_short(v)}`", f"`{_short(d)}`"] for k, v, d in facts.changed_settings])
+        lines += md.table(["setting", "value", "default"],
+                        [[f"`{k}`", f"`{md.short(v)}`", f"`{md.short(d)}`"] for k, v, d in facts.changed_settings])
     else:
         lines += ["", "No resolved setting differs from the defaults of the chosen config groups."]
     return "\n".join(lines)
@@ -211,21 +212,22 @@ def _recipe(facts: ModelCardFacts) -> str:
 
 def _scores(facts: ModelCardFacts) -> str:
     if not facts.test_metrics:
-        dev = ", ".join(f"{k} = {_number(facts.dev_metrics[k])}" for k in facts.headline if k in facts.dev_metrics)
+        dev = ", ".join(f"{k} = {md.number(facts.dev_metrics[k])}" for k in facts.headline if k in facts.dev_metrics)
         return (f"## Test scores\n\nNo test score: {facts.no_test_reason}."
                 + (f" Dev scores at the best epoch: {dev}." if dev else ""))
     intervals = (facts.intervals or {}).get("intervals") or {}
     lines = ["## Test scores", "", _scores_intro(facts), ""]
     headline = [m for m in facts.headline if m in facts.test_metrics]
-    level = _level(facts.intervals)
+    level = md.level(facts.intervals)
     with_ci = any(m in intervals for m in headline)
     header = ["metric", "value", *([f"{level} CI"] if with_ci else [])]
-    lines += _table(header, [[m, _number(facts.test_metrics[m]), *([_interval(intervals.get(m))] if with_ci else [])]
-                             for m in headline])
+    rows = [[m, md.number(facts.test_metrics[m]), *([md.interval(intervals.get(m))] if with_ci else [])]
+            for m in headline]
+    lines += md.table(header, rows)
     per_label = _per_label_rows(facts, intervals)
     if per_label:
         lines += ["", "Per label:" if facts.task != "classification" else "Per class:", ""]
-        lines += _table(["label", "precision", "recall", "F1", f"F1 {level} CI", "support"], per_label)
+        lines += md.table(["label", "precision", "recall", "F1", f"F1 {level} CI", "support"], per_label)
     return "\n".join(lines)
 
 
@@ -235,8 +237,8 @@ def _scores_intro(facts: ModelCardFacts) -> str:
     if facts.intervals:
         i = facts.intervals
         method = "BCa bootstrap" if str(i.get("method", "")).lower() == "bca" else "percentile bootstrap"
-        intro += (f" Confidence intervals: {_level(i)}, {method} over {int(i.get('resamples', 0)):,} resamples of the "
-                  f"{i.get('documents', '?')} test documents (seed {i.get('seed', '?')}).")
+        intro += (f" Confidence intervals: {md.level(i)}, {method} over {int(i.get('resamples', 0)):,} resamples "
+                  f"of the {i.get('documents', '?')} test documents (seed {i.get('seed', '?')}).")
     else:
         reason = f": {facts.no_interval_reason}" if facts.no_interval_reason else ""
         intro += f" No confidence interval{reason}."
@@ -250,8 +252,8 @@ def _per_label_rows(facts: ModelCardFacts, intervals: Mapping[str, Any]) -> list
         if all(s is None for s in scores):
             continue
         support = facts.test_metrics.get(f"{label}_support")
-        rows.append([f"`{label}`", *(_number(s) for s in scores), _interval(intervals.get(f"{label}_f1")),
-                     _count(support)])
+        rows.append([f"`{label}`", *(md.number(s) for s in scores), md.interval(intervals.get(f"{label}_f1")),
+                     md.count(support)])
     return rows
 
 
@@ -270,7 +272,7 @@ def _cv(facts: ModelCardFacts) -> str:
              "and its dev scores are this fold's out-of-fold scores. The test split was held out from every fold."]
     dev = [(k, facts.dev_metrics[k]) for k in facts.headline if k in facts.dev_metrics]
     if dev:
-        lines += ["", *_table(["out-of-fold (dev) metric", "value"], [[k, _number(v)] for k, v in dev])]
+        lines += ["", *md.table(["out-of-fold (dev) metric", "value"], [[k, md.number(v)] for k, v in dev])]
     parent = f" (run `{cv['parent_run_id']}`)" if cv.get("parent_run_id") else ""
     lines += ["", f"The scores over all {folds} folds (mean, standard deviation, CI: the `cv_*` metrics) are on the "
               f"cross-validation parent run{parent}, not in this card."]
@@ -345,42 +347,3 @@ def _limitations(facts: ModelCardFacts) -> str:
     items.append("No clinical validation: this model was not evaluated for clinical use and must not drive care "
                   "decisions without a validation of its own.")
     return "\n".join(["## Limitations", "", *(f"- {item}" for item in items)])
-
-
-# ------------------------------------------------------------------------------------------ formatting
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _number(value: Any) -> str:
-    return f"{float(value):.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
-
-
-def _count(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return "n/a" if value is None else str(value)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return f"{value:,}" if isinstance(value, int) else str(value)
-
-
-def _interval(interval: Any) -> str:
-    if not isinstance(interval, Mapping) or interval.get("low") is None or interval.get("high") is None:
-        return "n/a"
-    return f"[{_number(interval['low'])}, {_number(interval['high'])}]"
-
-
-def _level(intervals: Mapping[str, Any] | None) -> str:
-    confidence = (intervals or {}).get("confidence")
-    return f"{float(confidence):.0%}" if isinstance(confidence, (int, float)) else "95%"
-
-
-def _short(value: Any, limit: int = 100) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
-    text = text.replace("`", "'")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
