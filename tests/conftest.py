@@ -21,6 +21,18 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _ctrl_c_not_ignored():
+    """A suite started in the background by a non-interactive shell (``bash -c '... &'``, nohup) inherits
+    SIGINT ignored, and so would every run it starts: the Ctrl-C tests would see their signal dropped,
+    as the app rightly leaves an ignored signal ignored. Python's own handler is put back; the runs the
+    tests start then get SIGINT's default at exec, as from a terminal."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     import torch
 
