@@ -25,7 +25,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from functools import partial
@@ -33,20 +32,11 @@ from typing import Any
 
 import numpy as np
 import scipy
+from common import cpu_model
 
 from medkit_exp.stats import approximate_randomization, bootstrap_cis, ner_counts, paired_bootstrap
 
 MEAN_ENTITIES, DISPERSION, RECALL, FP_RATE = 9.5, 2.0, 0.85, 0.15
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``lscpu``), or what the platform says without lscpu."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
-    return names[0] if names else platform.processor() or "unknown CPU"
 
 
 def synthetic_gold(rng: np.random.Generator, documents: int) -> list[list[list[Any]]]:
