@@ -39,6 +39,21 @@ def _one_torch_thread():
     torch.set_num_threads(1)
 
 
+def copy_examples(launch: Path) -> Path:
+    """examples/'s config folder and package copied into ``launch``, a user's launch folder."""
+    import shutil
+
+    for part in ("my_conf", "my_regressor"):
+        shutil.copytree(REPO_ROOT / "examples" / part, launch / part, ignore=shutil.ignore_patterns("__pycache__"))
+    return launch
+
+
+# The examples/ regressor as a cross-validation run takes it (its objective is a minimised MAE).
+EXAMPLE_REGRESSOR_ARGS = ("--config-dir", "my_conf", "component=my_component", "data=my_data", "metrics=my_metric",
+                          "trainer.lr=0.1", "trainer.epochs=2", "trainer.checkpoint_metric=mae",
+                          "trainer.checkpoint_mode=min", "objective=eval_mae")
+
+
 def build_tiny_bert(directory: Path) -> Path:
     """A randomly initialised 2-layer BERT (hidden 32) with MiniLM's tokenizer, saved in HF format."""
     import torch

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import random
 import re
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import EXAMPLE_REGRESSOR_ARGS, copy_examples
 from test_cli import client_for, quick_args, run_cli
 
 from medkit_exp.core import Entity, TextDocument
@@ -130,12 +129,9 @@ def test_the_5fold_preset_keeps_each_patient_in_one_fold(tmp_path, tiny_bert_dir
 
 def test_a_users_own_component_and_data_cross_validate(tmp_path):
     """examples/: the regressor's items are plain dicts; the app draws the folds all the same."""
-    for part in ("my_conf", "my_regressor"):
-        shutil.copytree(REPO_ROOT / "examples" / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
-    result = run_cli(["-m", "--config-dir", "my_conf", "component=my_component", "data=my_data", "metrics=my_metric",
-                      "trainer.lr=0.1", "trainer.epochs=2", "trainer.checkpoint_metric=mae",
-                      "trainer.checkpoint_mode=min", "objective=eval_mae", "tracking=none", "cv.folds=2",
-                      "cv.fold=range(2)", "hydra.sweep.dir=sweep"], tmp_path, timeout=300)
+    copy_examples(tmp_path)
+    result = run_cli(["-m", *EXAMPLE_REGRESSOR_ARGS, "tracking=none", "cv.folds=2", "cv.fold=range(2)",
+                      "hydra.sweep.dir=sweep"], tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.findall(r"^cv: fold (\d) of 2 \(seed 0\): 160 train / 160 held-out items, test unchanged "
                       r"\(64 items\)$", result.stdout, flags=re.M) == ["0", "1"]

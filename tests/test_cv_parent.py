@@ -8,12 +8,11 @@ import json
 import logging
 import math
 import re
-import shutil
 import statistics
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import EXAMPLE_REGRESSOR_ARGS, copy_examples
 from omegaconf import OmegaConf
 
 from medkit_exp.sweeps.cross_validation import CrossValidation, FoldRun, fold_spread
@@ -383,12 +382,9 @@ def test_a_users_own_component_cross_validates_on_its_logged_best_epoch_scores(w
     """examples/: the regressor stores no predictions, so each fold counts with the best_eval_mae it logged."""
     from test_cli import client_for, run_cli
 
-    for part in ("my_conf", "my_regressor"):
-        shutil.copytree(REPO_ROOT / "examples" / part, workdir / part, ignore=shutil.ignore_patterns("__pycache__"))
-    result = run_cli(["-m", "--config-dir", "my_conf", "component=my_component", "data=my_data", "metrics=my_metric",
-                      "trainer.lr=0.1", "trainer.epochs=2", "trainer.checkpoint_metric=mae",
-                      "trainer.checkpoint_mode=min", "objective=eval_mae", "cv.folds=3", "cv.fold=range(3)",
-                      "hydra.sweep.dir=sweep"], workdir, timeout=600)
+    copy_examples(workdir)
+    result = run_cli(["-m", *EXAMPLE_REGRESSOR_ARGS, "cv.folds=3", "cv.fold=range(3)", "hydra.sweep.dir=sweep"],
+                     workdir, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     client = client_for(workdir)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, SHARED_DATA
+from conftest import REPO_ROOT, SHARED_DATA, copy_examples
 from support.readme_blocks import (
     ShellLine,
     command,
@@ -532,8 +532,7 @@ def test_the_examples_block_runs_as_written(tmp_path, mlflow_template_db):
     lines = [line for line in shell_lines() if line.cwd == "examples"]
     assert len(lines) == 3
     launch = tmp_path / "examples"
-    for part in ("my_conf", "my_regressor"):
-        shutil.copytree(REPO_ROOT / "examples" / part, launch / part, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_examples(launch)
     (launch / "mlruns").mkdir()
     shutil.copyfile(mlflow_template_db, launch / "mlruns" / "mlflow.db")
     for line in lines:
