@@ -79,11 +79,16 @@ def build_tiny_bert(directory: Path) -> Path:
 @pytest.fixture
 def workdir(tmp_path, mlflow_template_db) -> Path:
     """A launch folder for CLI runs whose mlruns/ already holds a migrated store (saves 5 s a run)."""
+    return with_store(tmp_path, mlflow_template_db)
+
+
+def with_store(folder: Path, mlflow_template_db: Path) -> Path:
+    """``folder`` with ``mlruns/mlflow.db`` copied from the migrated template store; returns ``folder``."""
     import shutil
 
-    (tmp_path / "mlruns").mkdir()
-    shutil.copyfile(mlflow_template_db, tmp_path / "mlruns" / "mlflow.db")
-    return tmp_path
+    (folder / "mlruns").mkdir(parents=True)
+    shutil.copyfile(mlflow_template_db, folder / "mlruns" / "mlflow.db")
+    return folder
 
 
 @pytest.fixture(scope="session")

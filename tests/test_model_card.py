@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
+from conftest import with_store
 from test_cli import quick_args, run_cli
 
 from medkit_exp.tracking.model_card import CARD_FILE, ModelCardFacts, model_card, registry_description
@@ -138,9 +138,7 @@ def test_cv_facts_and_settings_outside_hydra():
 @pytest.fixture(scope="module")
 def ner_run(tmp_path_factory, mlflow_template_db, tiny_bert_dir):
     """A tracked NER run on the tiny BERT whose model is registered as ``card-demo``."""
-    workdir = tmp_path_factory.mktemp("card")
-    (workdir / "mlruns").mkdir()
-    shutil.copyfile(mlflow_template_db, workdir / "mlruns" / "mlflow.db")
+    workdir = with_store(tmp_path_factory.mktemp("card"), mlflow_template_db)
     result = run_cli([*quick_args(tiny_bert_dir), "trainer.epochs=10", "data.max_docs=80", "hydra.run.dir=out",
                       "evaluation.resamples=300", f"tracking.register_as={MODEL_NAME}"], workdir)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import with_store
 from support.readme_blocks import command, in_this_environment, python_block
 from support.servers import free_port, serving
 from test_cli import cli_env, quick_args, run_cli
@@ -36,9 +37,7 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def registered_run(tmp_path_factory, mlflow_template_db, tiny_bert_dir):
     """README's ``tracking.register_as`` run on the tiny BERT (12 epochs on 80 demo documents)."""
-    workdir = tmp_path_factory.mktemp("serving")
-    (workdir / "mlruns").mkdir()
-    shutil.copyfile(mlflow_template_db, workdir / "mlruns" / "mlflow.db")
+    workdir = with_store(tmp_path_factory.mktemp("serving"), mlflow_template_db)
     result = run_cli([*quick_args(tiny_bert_dir), "trainer.epochs=12", "data.max_docs=80", "hydra.run.dir=out",
                       *REGISTER.args[3:]], workdir)
     assert result.returncode == 0, result.stderr[-3000:]
