@@ -17,6 +17,7 @@ from support.readme_blocks import command
 
 from medkit_exp.compare import main
 from medkit_exp.stats import ner_counts
+from medkit_exp.text.predictions import write_records
 from medkit_exp.tracking.predictions import read_records
 
 N_DOCUMENTS = 60
@@ -39,10 +40,7 @@ def ner_records(recall: float, seed: int, documents: int = N_DOCUMENTS, first: i
 
 def write_predictions(folder: Path, records: list[dict]) -> Path:
     """``folder/predictions/test.jsonl`` as a run writes it under its trainer.output_dir."""
-    path = folder / "predictions" / "test.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
+    return write_records(folder / "predictions" / "test.jsonl", records)
 
 
 @pytest.fixture

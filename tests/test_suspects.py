@@ -5,7 +5,6 @@ far above chance, and the command reads folders, files and MLflow runs, refusing
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 from medkit_exp.analysis.suspects import COLUMNS, Suspect, find_suspects, format_top, write_suspects
 from medkit_exp.errors import UserError
 from medkit_exp.suspects import main
+from medkit_exp.text.predictions import write_records
 
 LABELS = ("O", "Disease", "Chemical")
 WORDS_PER_SENTENCE = 10
@@ -249,10 +249,7 @@ def refusal(capsys, *args: str) -> str:
 
 
 def write_out_of_fold(folder: Path, records: list[dict]) -> Path:
-    path = folder / "predictions" / "out_of_fold.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
+    return write_records(folder / "predictions" / "out_of_fold.jsonl", records)
 
 
 def test_the_command_on_a_multirun_folder_and_on_a_file(capsys, tmp_path):
