@@ -84,6 +84,7 @@ def print_summary(cfg: DictConfig, summary: dict[str, Any], tracker: RunTracker,
         "== medkit_exp run summary ==",
         f"best epoch   : {summary.get('best_epoch')}",
         f"eval (dev)   : {scores('eval_')}",
+        *([f"dev (before) : {scores('initial_eval_')}"] if any(k.startswith("initial_eval_") for k in summary) else []),
         f"test         : {scores('test_', printed_intervals(summary, keys))}"
         + (f" ({summary['interval_note']})" if printed_intervals(summary, keys) else "")
         + (f"  ({note})" if tested else ""),

@@ -57,6 +57,9 @@ def train_and_test(experiment: Experiment, phases: RunPhases) -> dict[str, Any]:
     summary.update({f"eval_{k}": v for k, v in (best_entry.get("eval") or {}).items()})
     # The eval_* metrics in MLflow are the last epoch's; the run's result is the best's.
     tracker.log_final_metrics({f"best_eval_{k}": v for k, v in (best_entry.get("eval") or {}).items()})
+    if trainer.initial_eval:  # trainer.eval_before_training: the dev scores of the model as given
+        summary.update({f"initial_eval_{k}": v for k, v in trainer.initial_eval.items()})
+        tracker.log_final_metrics({f"initial_eval_{k}": v for k, v in trainer.initial_eval.items()})
 
     trainer.optimizer = trainer.scheduler = None  # free the optimizer's moments before testing
     gc.collect()

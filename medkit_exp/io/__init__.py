@@ -39,6 +39,7 @@ from medkit_exp.io.sentences import (
     split_into_sentences,
 )
 from medkit_exp.io.splits import CorpusSplits, demo_corpus, load_corpus
+from medkit_exp.io.texts import load_texts, read_texts
 
 # The usual NCBI-disease NER benchmark collapses its four labels into one.
 NCBI_LABEL_MAP = {
@@ -68,6 +69,8 @@ __all__ = [
     "load_brat_splits",
     "load_conll",
     "load_corpus",
+    "load_texts",
+    "read_texts",
     "load_demo_corpus",
     "load_jsonl",
     "merge_sentence_entities",

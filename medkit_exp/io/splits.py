@@ -79,7 +79,8 @@ class CorpusSplits(Mapping):
         return corpus_digest([doc for name in splits for doc in self.splits[name]], short=True)
 
 
-def _root(name: str, root: str | None) -> Path:
+def data_root(name: str, root: str | None) -> Path:
+    """The folder ``root`` (else ``$MEDKIT_EXP_DATA``) of ``data=name``, which must exist."""
     root = root or os.environ.get(DATA_ENV)
     if not root:
         raise UserError(f"data={name} needs a data folder: set data.root=/path/to/corpus or the {DATA_ENV} "
@@ -110,7 +111,7 @@ def load_corpus(
     ``labels`` keeps only those (after renaming), ``max_docs`` keeps the first documents of each
     split (quick runs). ``root`` defaults to ``$MEDKIT_EXP_DATA``.
     """
-    folder = _root(name, root)
+    folder = data_root(name, root)
     splits, reports = {}, {}
     for split, relative in zip(SPLITS, (train, dev, test), strict=True):
         path = folder / relative

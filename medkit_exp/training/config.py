@@ -111,6 +111,7 @@ class TrainerConfig:
     checkpoint_mode: str = "min"  # "min" or "max"
     keep_checkpoints: int = 1  # checkpoints kept besides the best and the last
     early_stopping_patience: int | None = None  # epochs without improvement; None: never stop
+    eval_before_training: bool = False  # also score the dev split with the model as given (Trainer.initial_eval)
     nan_policy: str = "stop"  # "stop" or "skip" (skip the step, up to max_nan_skips times)
     max_nan_skips: int = 10
     resume_from: str | None = None

@@ -54,6 +54,9 @@ class TrainableComponent(Protocol, metaclass=_ComponentCheck):
     component has one: by default in bf16 on CPU, the lengths that pad the training batches
     least with as few shapes (``collate`` pads to the smallest that holds the batch, else to a
     multiple of ``pad_to_multiple_of``).
+    ``pack_examples(examples) -> (packed, first)``, when the component has it, regroups each
+    split's preprocessed examples (a language model packs texts into fixed-length blocks; see
+    `preprocess_owned`).
     ``prepare_for_training(examples)``, when the component has it, is called with the
     preprocessed training examples before ``create_optimizer`` (the HF components train only
     the embedding rows of the tokens those examples use).
@@ -125,18 +128,17 @@ def example_length(component: TrainableComponent, example: Any) -> int:
 
 def preprocess_all(component: TrainableComponent, items: list[Any]) -> list[Any]:
     """Preprocess every item once for the whole run; a list result adds several examples."""
-    examples: list[Any] = []
-    for item in items:
-        result = component.preprocess(item)
-        if isinstance(result, list):
-            examples.extend(result)
-        else:
-            examples.append(result)
-    return examples
+    return preprocess_owned(component, items)[0]
 
 
 def preprocess_owned(component: TrainableComponent, items: list[Any]) -> tuple[list[Any], list[int]]:
-    """`preprocess_all`, and for each example the position in ``items`` of the item it came from."""
+    """`preprocess_all`, and for each example the position in ``items`` of the item it came from.
+
+    A component with ``pack_examples(examples) -> (packed, first)`` regroups a split's
+    preprocessed examples (e.g. texts packed into fixed-length blocks for a language model);
+    ``first[i]`` is the index, among the examples it was given, of the first one block ``i`` holds,
+    and the block's owner is that example's item.
+    """
     examples: list[Any] = []
     owners: list[int] = []
     for position, item in enumerate(items):
@@ -144,6 +146,10 @@ def preprocess_owned(component: TrainableComponent, items: list[Any]) -> tuple[l
         produced = result if isinstance(result, list) else [result]
         examples.extend(produced)
         owners.extend([position] * len(produced))
+    pack = getattr(component, "pack_examples", None)
+    if callable(pack) and examples:
+        examples, first = pack(examples)
+        owners = [owners[index] for index in first]
     return examples, owners
 
 

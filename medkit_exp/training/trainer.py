@@ -77,6 +77,8 @@ class Trainer:
         self.scheduler: Any = None
         self.stopped_early = False
         self.stop_reason: str | None = None  # the message of a callback's StopTraining
+        # Dev metrics of the model as it was given, with trainer.eval_before_training (not on resume).
+        self.initial_eval: dict[str, float] | None = None
         self._signals = StopSignals()
         self._train_weights: list[float] = []
 
@@ -113,6 +115,8 @@ class Trainer:
             self._create_optimizer(len(train_examples))
             if saved is not None:
                 self.state = ckpt.restore_training(saved, self._optimizer, self.scheduler, str(self.config.resume_from))
+            if saved is None and self.config.eval_before_training and eval_examples:
+                self.initial_eval = self.evaluate_examples(eval_examples, alone=True)
             self.callbacks.on_train_begin(config=self.config)
             for epoch in range(self.state.epoch + 1, self.config.epochs + 1):  # mid-epoch checkpoint: its epoch
                 epoch_start = time.perf_counter()

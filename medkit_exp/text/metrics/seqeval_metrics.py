@@ -143,7 +143,8 @@ class SeqEvalMetricsComputer:
         """The metrics of a NER component's tags (``metrics=seqeval``): its ``id_to_label`` and scheme."""
         if getattr(component, "tagging_scheme", None) is None:
             raise ValueError(f"seqeval scores tag sequences, and {type(component).__name__} has no tagging_scheme; "
-                             "use metrics=classification or a metrics computer of your own")
+                             "use metrics=classification, metrics=perplexity (component=hf_mlm) or a metrics "
+                             "computer of your own")
         return cls(component.id_to_label, tagging_scheme=getattr(component, "tagging_scheme", None),
                    average=average, return_metrics_by_label=by_label)
 
