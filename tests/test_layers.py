@@ -21,6 +21,7 @@ LAYERS = {
     "medkit_exp.cv": 1,  # folds over documents (scikit-learn); on core and errors alone
     "medkit_exp.analysis": 3,  # annotation-error suspects (cleanlab) from out-of-fold records: beside text, on it
     "medkit_exp.training": 2,
+    "medkit_exp.model_uris": 2,  # models named by MLflow URIs, resolved to local folders: for text and tracking
     "medkit_exp.tracking": 3,
     "medkit_exp.text": 3,
     "medkit_exp.sweeps": 4,  # the callback, resume and Optuna search: on tracking and training

@@ -23,6 +23,8 @@ from filelock import FileLock
 from mlflow.exceptions import MlflowException
 
 from medkit_exp.errors import MedkitExpError
+from medkit_exp.model_uris.store_uri import default_tracking_uri as default_tracking_uri  # re-exported
+from medkit_exp.model_uris.store_uri import sqlite_path, tracking_uri_or_default
 from medkit_exp.tracking.secrets import redact_text
 
 log = logging.getLogger(__name__)
@@ -71,11 +73,6 @@ def ui_command(uri: str | None, experiment_id: str | None, run_id: str | None) -
             f"then open    : http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}")
 
 
-def default_tracking_uri(root: str | os.PathLike[str] = "mlruns") -> str:
-    """``sqlite:///<absolute root>/mlflow.db`` (four slashes for an absolute path)."""
-    return f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
-
-
 def setup_tracking(
     uri: str | None = None,
     experiment: str = "medkit_exp",
@@ -93,8 +90,8 @@ def setup_tracking(
     switched to WAL journaling (faster commits; not for network file systems).
     A remote server that does not answer raises `TrackingUnavailableError`.
     """
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root)
-    db_path = _sqlite_path(uri)
+    uri = tracking_uri_or_default(uri, root)
+    db_path = sqlite_path(uri)
     if db_path is None:
         if uri.startswith(("http://", "https://")):
             check_reachable(uri, check_timeout_s)
@@ -165,16 +162,6 @@ def _setup_error(uri: str, experiment: str, exc: MlflowException) -> TrackingUna
                                  "or choose another tracking.experiment")
     return TrackingUnavailableError(f"MLflow tracking at {shown} failed: {redact_text(exc.message.splitlines()[0])}"
                                     " (run with tracking=none to train without tracking)")
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    """The DB file of a ``sqlite:///`` URI (relative to the cwd unless absolute), else None."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri[len("sqlite:///"):].split("?", 1)[0]
-    if not path or path == ":memory:":
-        return None
-    return Path(path).resolve()
 
 
 def _enable_wal(db_path: Path) -> None:
