@@ -224,3 +224,24 @@ def test_resume_of_an_hf_mlm_run_equals_an_uninterrupted_one(tmp_path, tiny_bert
                     strict=True):
         assert torch.equal(a, b)
     assert [h["eval"]["perplexity"] for h in resumed_history] == [h["eval"]["perplexity"] for h in straight_history]
+
+
+def test_hf_mlm_trains_with_torchrun_and_measures_the_same_dev_perplexity_as_one_process(workdir, tiny_bert_dir):
+    import subprocess
+    import sys
+
+    from test_cli import cli_env
+
+    args = mlm_args(tiny_bert_dir, "trainer.epochs=1", "trainer.precision=fp32", "trainer.batch_size=8")
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "medkit_exp",
+                          *args, "hydra.run.dir=ddp"], cwd=workdir, env=cli_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-4000:]
+    single = run_cli([*args, "hydra.run.dir=single"], workdir)
+    assert single.returncode == 0, single.stderr[-3000:]
+    client = client_for(workdir)
+    runs = client.search_runs([client.get_experiment_by_name("mlm").experiment_id])
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    before = [r.data.metrics["initial_eval_perplexity"] for r in runs]
+    assert abs(before[0] - before[1]) < 1e-6 * before[0]  # fixed evaluation masks: the same tokens scored
+    assert all("best_eval_perplexity" in r.data.metrics for r in runs)

@@ -17,7 +17,8 @@ NO_WORD = -1  # word index of special tokens and padding: never masked
 
 def text_pieces(tokenizer: Any, text: str) -> dict[str, list[int]]:
     """The text's token ids (no special token) and, per token, the index of its word in the text."""
-    encoding = tokenizer(text, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False)
+    encoding = tokenizer(text, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False,
+                         verbose=False)  # a long text is cut into blocks later: no "longer than the maximum" warning
     words = encoding.word_ids()
     return {"input_ids": list(encoding["input_ids"]), "word_ids": [NO_WORD if w is None else int(w) for w in words]}
 
