@@ -3,8 +3,9 @@
     python -m medkit_exp.predict --model outputs/.../checkpoint_003/model --input docs/ --output preds/
     python -m medkit_exp.predict --run-id 3f2a... --input ../shared/data/ncbi-disease/test --output preds/
 
-The model is a checkpoint's ``model/`` folder, or the best checkpoint of an MLflow run
-(``--run-id``). Inputs: a BRAT folder, a ``.jsonl`` file, or plain ``.txt`` files. The
+The model is a checkpoint's ``model/`` folder, a model URI (``runs:/<run_id>/<path>``,
+``models:/<name>/<version>``, ``models:/<name>@<alias>``; see docs/model-uris.md), or the best
+checkpoint of an MLflow run (``--run-id``). Inputs: a BRAT folder, a ``.jsonl`` file, or plain ``.txt`` files. The
 predictions are written as BRAT and/or JSONL; when the inputs carry entities, the scores
 are printed and, with ``--run-id``, logged to that run as ``predict_*`` metrics.
 """
@@ -22,8 +23,9 @@ from medkit_exp.errors import UserError, run_command
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m medkit_exp.predict", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="a checkpoint's model/ folder (or any HF token-classification folder)")
-    source.add_argument("--run-id", help="an MLflow run id: its best checkpoint is used")
+    source.add_argument("--model", help="a checkpoint's model/ folder (or any HF token-classification folder), or a "
+                        "model URI: runs:/<run_id>/<path>, models:/<name>/<version>, models:/<name>@<alias>")
+    source.add_argument("--run-id", help="an MLflow run id: its best checkpoint is used (and scores are logged to it)")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite mlruns/)")
     parser.add_argument("--input", required=True, help="BRAT folder, .jsonl file, .txt file or folder of .txt files")
@@ -67,20 +69,12 @@ def read_inputs(path: Path, fmt: str, label_map: dict | None):
     return [TextDocument(text=f.read_text(encoding="utf-8"), id=f.stem) for f in files]
 
 
-def model_from_run(run_id: str, tracking_uri: str | None) -> Path:
-    """Download the best checkpoint logged by a run (``best_checkpoint/`` artifact)."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
+def model_from_uri(value: str, tracking_uri: str | None, option: str) -> Path:
+    """The local folder of a model URI or run id (a run's is its best checkpoint), downloaded once
+    into the model cache (see `medkit_exp.model_uris`)."""
+    from medkit_exp.model_uris import resolve_model_uri
 
-    from medkit_exp.tracking.store import default_tracking_uri
-
-    mlflow.set_tracking_uri(tracking_uri or default_tracking_uri())
-    try:
-        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="best_checkpoint")
-    except MlflowException as exc:
-        raise UserError(f"--run-id {run_id}: no best_checkpoint artifact in that run "
-                        f"({exc.message.splitlines()[0]})") from exc
-    return Path(local)
+    return resolve_model_uri(value, tracking_uri, option=option).local_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +87,14 @@ def _main(args: argparse.Namespace) -> int:
 
     label_map = json.loads(args.label_map) if args.label_map else None
     docs = read_inputs(Path(args.input), args.format, label_map)
-    model = Path(args.model) if args.model else model_from_run(args.run_id, args.tracking_uri)
+    from medkit_exp.model_uris import names_a_model_uri
+
+    if args.run_id:
+        model = model_from_uri(args.run_id, args.tracking_uri, "--run-id")
+    elif names_a_model_uri(args.model):
+        model = model_from_uri(args.model, args.tracking_uri, "--model")
+    else:
+        model = Path(args.model)
     if not model.exists():
         raise UserError(f"--model {model} does not exist; give a checkpoint's model/ folder")
 
@@ -129,7 +130,9 @@ def _main(args: argparse.Namespace) -> int:
         if args.run_id:
             from mlflow.tracking import MlflowClient
 
-            client = MlflowClient()
+            from medkit_exp.model_uris import tracking_uri_or_default
+
+            client = MlflowClient(tracking_uri_or_default(args.tracking_uri))
             for key, value in scores.items():
                 client.log_metric(args.run_id, f"predict_{key}", value)
     return 0

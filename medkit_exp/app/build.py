@@ -11,12 +11,13 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
 from medkit_exp.app.data import ExperimentData
 from medkit_exp.app.folds import apply_fold
+from medkit_exp.app.model_sources import resolve_model_arguments, store_of
 from medkit_exp.app.nodes import build_node, target_name
 from medkit_exp.app.validate import BUILT_GROUPS
 from medkit_exp.errors import UserError
@@ -24,6 +25,9 @@ from medkit_exp.tracking import NullRun, RunTracker
 from medkit_exp.training.config import TrainerConfig
 from medkit_exp.training.host_memory import set_malloc_mmap_threshold
 from medkit_exp.training.protocols import MetricsComputer, TrainableComponent
+
+if TYPE_CHECKING:
+    from medkit_exp.model_uris import ResolvedModel
 
 
 @dataclass
@@ -39,6 +43,8 @@ class Experiment:
     scheduler: Callable[..., Any] | None
     main_process: bool  # under torchrun, rank 0 alone tracks and reports
     tracker: RunTracker = field(default_factory=NullRun)
+    # Component arguments named by a model URI, and where each led (`medkit_exp.app.model_sources`).
+    base_models: dict[str, ResolvedModel] = field(default_factory=dict)
 
     def release_component(self) -> None:
         """Free the model: the next job of a sequential sweep must not hold two."""
@@ -53,19 +59,22 @@ def build(cfg: DictConfig, trainer_cfg: TrainerConfig, main_process: bool) -> Ex
 
     configure_process(cfg)
     choices = {group: group_choice(cfg, group) for group in BUILT_GROUPS}
+    # Models named by URI are fetched (or refused) before any data is read; the component gets folders.
+    component_node, base_models = resolve_model_arguments(cfg.component, store_of(cfg))
     data = ExperimentData(build_node("data", cfg.data, choices["data"]), name=choices["data"])
     apply_fold(cfg, data)  # with cv.folds: train and dev become this job's fold, before any model loads
     if main_process:
         print(data.describe(), flush=True)
     seed_everything(trainer_cfg.seed)  # a new classification head is drawn from the seed too
     device = resolve_device(trainer_cfg.device)
-    component = build_component(cfg.component, choices["component"], data.splits["train"], device)
+    component = build_component(component_node, choices["component"], data.splits["train"], device)
     if cfg.tracking.register_as and not callable(getattr(component, "log_mlflow_model", None)):
         raise UserError(f"tracking.register_as={cfg.tracking.register_as}: component={choices['component']} "
                         "logs no MLflow model (it has no log_mlflow_model); drop register_as")
     return Experiment(cfg=cfg, trainer_cfg=trainer_cfg, choices=choices, data=data, component=component,
                       metrics=build_metrics(cfg.metrics, choices["metrics"], component),
-                      scheduler=build_scheduler(cfg.scheduler, choices["scheduler"]), main_process=main_process)
+                      scheduler=build_scheduler(cfg.scheduler, choices["scheduler"]), main_process=main_process,
+                      base_models=base_models)
 
 
 def configure_process(cfg: DictConfig) -> None:

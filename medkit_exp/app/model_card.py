@@ -25,6 +25,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from medkit_exp.app.build import Experiment
+from medkit_exp.app.model_sources import base_model
 from medkit_exp.tracking.model_card import CARD_FILE, ModelCardFacts, model_card, registry_description
 
 log = logging.getLogger("medkit_exp")
@@ -92,12 +93,16 @@ def collect_facts(experiment: Experiment, summary: Mapping[str, Any], output_dir
     intervals = read_intervals(output_dir) if "interval_note" in summary else None
     task = task_of(component, intervals)
     git = git_tags(Path(__file__).resolve().parent)
+    base = base_model(experiment.base_models)
     return ModelCardFacts(
         task=task,
         component=experiment.choices.get("component", ""),
         component_target=str(node.get("_target_") or ""),
         labels=[str(label) for label in (getattr(component, "labels", None) or [])],
-        base_model=str(node.get("model") or getattr(component, "model_name_or_path", "") or "") or None,
+        base_model=(base.given if base else str(node.get("model") or getattr(component, "model_name_or_path", "")
+                                                or "") or None),
+        base_model_resolved=base.concrete if base else None,
+        base_run=base.source_run_id if base else None,
         tagging_scheme=getattr(component, "tagging_scheme", None),
         max_length=node.get("max_length") or getattr(component, "tokenizer_max_length", None),
         split_sentences=bool(getattr(component, "split_sentences", False)),

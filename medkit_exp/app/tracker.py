@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from medkit_exp.app.build import Experiment
 from medkit_exp.app.folds import cv_tags
+from medkit_exp.app.model_sources import base_model
 from medkit_exp.app.nodes import target_name
 from medkit_exp.errors import UserError
 from medkit_exp.tracking import NullRun, RunTracker
@@ -64,6 +65,7 @@ def start_tracking(experiment: Experiment, resume_run_id: str | None) -> RunTrac
     run.log_text(OmegaConf.to_yaml(OmegaConf.create(redact(OmegaConf.to_container(cfg, resolve=True)))), "config.yaml")
     run.log_dict_artifact(experiment.data.summary(), "corpus_summary.json")
     run.log_datasets(experiment.data.mlflow_inputs())
+    run.log_model_inputs(sorted({m.model_id for m in experiment.base_models.values() if m.model_id}))
     return run
 
 
@@ -71,6 +73,7 @@ def run_tags(experiment: Experiment, overrides: list[str], model: Any) -> dict[s
     """What the run's tags say: component, data and its digest, overrides, code, process, sweep."""
     from medkit_exp.tracking import git_tags
     from medkit_exp.tracking.stale import process_tags
+    from medkit_exp.tracking.tags import base_model_tags
 
     cfg, data = experiment.cfg, experiment.data
     tags = {
@@ -87,6 +90,9 @@ def run_tags(experiment: Experiment, overrides: list[str], model: Any) -> dict[s
     }
     if model:
         tags["model"] = str(model)
+    base = base_model(experiment.base_models)
+    if base is not None:  # lineage: the URI as written, what it named, the run that made the model
+        tags.update(base_model_tags(base.given, base.concrete, base.source_run_id))
     tags.update(cv_tags(cfg))  # a cross-validation job's fold: what the CV parent groups and pools by
     tags.update(git_tags(Path(__file__).resolve().parent))
     tags.update(process_tags())

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from medkit_exp.errors import UserError
+from medkit_exp.model_uris.uris import names_a_model_uri
 from medkit_exp.text.embedding_rows import TrainedEmbeddingRows
 from medkit_exp.training.batch import BatchData
 from medkit_exp.training.fast_dropout import use_fast_dropout
@@ -32,11 +33,16 @@ ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")  
 
 
 def resolve_model(model: str, option: str = "component.model") -> str:
-    """Map the MiniLM hub name to its packaged copy; check that a local path exists.
+    """Map the MiniLM hub name to its packaged copy; resolve a model URI (``runs:/``, ``models:/``,
+    a bare run id) to its cached local folder; check that a local path exists.
 
     A hub name other than MiniLM is returned as is (transformers downloads it), unless the hub
     is offline (``HF_HUB_OFFLINE=1``): then only local folders are accepted.
     """
+    if names_a_model_uri(model):
+        from medkit_exp.model_uris import resolve_model_uri
+
+        return str(resolve_model_uri(model, option=option).local_path)
     if model == PACKAGED_MINILM:
         import importlib.resources
 
@@ -49,7 +55,8 @@ def resolve_model(model: str, option: str = "component.model") -> str:
         raise UserError(
             f"{option}={model} is not a local folder"
             + (" and the hub is offline (HF_HUB_OFFLINE=1)" if not looks_local else "")
-            + "; give the path of a HF model folder or a checkpoint's model/ folder"
+            + "; give the path of a HF model folder or a checkpoint's model/ folder, or a model URI "
+            "(runs:/<run_id>/<path>, models:/<name>/<version>, see docs/model-uris.md)"
         )
     return model
 
@@ -140,9 +147,15 @@ def as_device(device: str | int | torch.device) -> torch.device:
     return torch.device(device)
 
 
-def model_folder(model: str | Path) -> str:
+def model_folder(model: str | Path, option: str = "model") -> str:
     """``model``, or its ``model/`` subfolder when ``model`` is a checkpoint folder (what
-    `Trainer` writes: ``checkpoint_003/model/``), so either can be given as the model."""
+    `Trainer` writes: ``checkpoint_003/model/``), so either can be given as the model. A model
+    URI (``runs:/``, ``models:/``, a bare run id) is resolved against ``$MLFLOW_TRACKING_URI``
+    (else ``./mlruns``) to its cached local folder (`medkit_exp.model_uris`)."""
+    if isinstance(model, str) and names_a_model_uri(model):
+        from medkit_exp.model_uris import resolve_model_uri
+
+        return str(resolve_model_uri(model, option=option).local_path)
     path = Path(model)
     if path.is_dir() and not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
         return str(path / "model")

@@ -1,5 +1,6 @@
-"""What went into a run: its params (the config, flattened, and ``params.json``) and its datasets
-(MLflow dataset inputs: the UI's Dataset column and run page)."""
+"""What went into a run: its params (the config, flattened, and ``params.json``), its datasets
+(MLflow dataset inputs: the UI's Dataset column and run page) and the models it started from
+(MLflow LoggedModel inputs: the lineage of a fine-tuned model)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,12 @@ def log_datasets(sender: BackgroundSender, datasets: list[dict[str, Any]]) -> No
         inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", entry["context"])]))
     with warn_on_failure("Could not record the datasets of MLflow run %s", sender.run_id):
         sender.client.log_inputs(sender.run_id, datasets=inputs)
+
+
+def log_model_inputs(sender: BackgroundSender, model_ids: list[str]) -> None:
+    """Record each LoggedModel of ``model_ids`` (``m-<id>``) as an input of the run: MLflow 3's model
+    lineage, shown on the run's page and the model's. A failure only warns."""
+    from mlflow.entities import LoggedModelInput
+
+    with warn_on_failure("Could not record the base model of MLflow run %s", sender.run_id):
+        sender.client.log_inputs(sender.run_id, models=[LoggedModelInput(model_id) for model_id in model_ids])

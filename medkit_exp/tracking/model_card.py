@@ -34,7 +34,9 @@ class ModelCardFacts:
         task: ``"ner"``, ``"classification"`` or another word for a user's component.
         component: the ``component`` config choice (``hf_ner``); ``component_target`` its ``_target_``.
         labels: the entity labels (NER) or classes (classification).
-        base_model: ``component.model`` as configured (hub name or path).
+        base_model: ``component.model`` as configured (hub name, path or model URI); for a model URI,
+            ``base_model_resolved`` is what it named (``models:/<name>/<version>``...) and ``base_run``
+            the MLflow run that produced it.
         tagging_scheme, max_length, split_sentences: NER settings (``iob2``/``bilou``, tokens per window).
         data_name, data_digest, data_source: the corpus and its digest (the ``dataset.*`` tags).
         data_summary: per split, the corpus summary (``corpus_summary.json``: documents, entities...).
@@ -62,6 +64,8 @@ class ModelCardFacts:
     component_target: str = ""
     labels: list[str] = field(default_factory=list)
     base_model: str | None = None
+    base_model_resolved: str | None = None
+    base_run: str | None = None
     tagging_scheme: str | None = None
     max_length: int | None = None
     split_sentences: bool = False
@@ -141,7 +145,10 @@ def _model(facts: ModelCardFacts) -> str:
         target = f" (`{facts.component_target}`)" if facts.component_target else ""
         lines.append(f"- Component: `{facts.component}`{target}")
     if facts.base_model:
-        lines.append(f"- Base model: `{facts.base_model}`")
+        resolved = facts.base_model_resolved
+        lines.append(f"- Base model: `{facts.base_model}`"
+                     + (f" (`{resolved}`)" if resolved and resolved != facts.base_model else "")
+                     + (f", from MLflow run `{facts.base_run}`" if facts.base_run else ""))
     if facts.task == "ner":
         if facts.tagging_scheme:
             lines.append(f"- Tagging scheme: {facts.tagging_scheme.upper()}")

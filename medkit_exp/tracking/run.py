@@ -237,6 +237,13 @@ class TrackedRun:
             return
         inputs.log_datasets(sender, datasets)
 
+    def log_model_inputs(self, model_ids: list[str]) -> None:
+        """Record each MLflow LoggedModel of ``model_ids`` as an input of the run (the UI links the run
+        to the model it started from; `inputs.log_model_inputs`); skipped while the server is down."""
+        if not model_ids or (sender := self._open()) is None or sender.offline:
+            return
+        inputs.log_model_inputs(sender, model_ids)
+
     def log_step_metrics(self, logs: Mapping[str, float], step: int) -> None:
         """``step/<name>`` for each number of ``logs`` at optimizer step ``step`` (coalesced per step)."""
         if (sender := self._open()) is None or not self.history.step_is_new(step):

@@ -59,6 +59,21 @@ def _git(args: list[str], cwd: str, timeout: float) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+# Where a run's model came from, when it was named by a model URI (runs:/, models:/, a run id).
+BASE_MODEL_TAG = "medkit_exp.base_model"  # the URI as written
+BASE_MODEL_RESOLVED_TAG = "medkit_exp.base_model.resolved"  # what it named then: models:/<name>/<version>...
+BASE_RUN_TAG = "medkit_exp.base_run"  # the run that produced the model
+
+
+def base_model_tags(given: str, resolved: str, run_id: str | None) -> dict[str, str]:
+    """The lineage tags of a run whose model came from the URI ``given`` (``resolved`` its concrete
+    form, ``run_id`` the run that produced the model, if known)."""
+    tags = {BASE_MODEL_TAG: given, BASE_MODEL_RESOLVED_TAG: resolved}
+    if run_id:
+        tags[BASE_RUN_TAG] = run_id
+    return tags
+
+
 def dataset_digest(paths: Iterable[str | os.PathLike[str]], length: int = 16) -> str:
     """Hex SHA-256 (first ``length`` chars) of the files' contents; folders are read recursively.
 
@@ -122,6 +137,10 @@ def run_name(
 def _short_model(model: str | None) -> str | None:
     if not model:
         return None
+    if str(model).startswith("models:/"):  # models:/name/3, models:/name@alias: the name and its version
+        return str(model)[len("models:/"):].strip("/").replace("/", "-")[:40]
+    if str(model).startswith("runs:/"):  # runs:/<run_id>/...: the run, shortened
+        return "run-" + str(model)[len("runs:/"):].strip("/")[:8]
     parts = [p for p in str(model).replace("\\", "/").split("/") if p]
     while len(parts) > 1 and parts[-1].lower() in _GENERIC_MODEL_DIRS:
         parts.pop()
