@@ -33,6 +33,14 @@ def _ctrl_c_not_ignored():
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _model_cache(tmp_path_factory):
+    """Models resolved from MLflow URIs (runs:/, models:/, run ids) are cached in a temporary folder,
+    never in the user's ~/.cache/medkit_exp/models; the CLI runs of the tests inherit it."""
+    if "MEDKIT_EXP_MODEL_CACHE" not in os.environ:
+        os.environ["MEDKIT_EXP_MODEL_CACHE"] = str(tmp_path_factory.mktemp("model-cache"))
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     import torch
 

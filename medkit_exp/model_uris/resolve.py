@@ -178,8 +178,10 @@ class _Resolver:
         version = self._version()
         concrete = f"models:/{uri.name}/{version.version}"
         key = ("registered", self.registry, uri.name, str(version.version))
+        # The version's own storage location: a models:/ URI would be read from MLflow's global registry.
+        location = self.client.get_model_version_download_uri(uri.name, str(version.version))
         folder, downloaded = cached_model(f"{uri.name}-v{version.version}", key,
-                                          self._model_download(concrete, f"version {version.version}"))
+                                          self._model_download(location, f"version {version.version}"))
         model_id = getattr(version, "model_id", None) or _model_id_of_source(version.source)
         return ResolvedModel(uri.given, concrete, folder, self.store, version.run_id or None, model_id, downloaded)
 
@@ -231,7 +233,7 @@ class _Resolver:
                               "check the id (a run's summary prints its MLflow model) and tracking.uri") from None
         concrete = f"models:/{uri.model_id}"
         folder, downloaded = cached_model(f"logged-{uri.model_id}", ("logged", self.store, uri.model_id),
-                                          self._model_download(concrete, "the logged model"))
+                                          self._model_download(model.artifact_location, "the logged model"))
         return ResolvedModel(uri.given, concrete, folder, self.store, model.source_run_id or None, uri.model_id,
                              downloaded)
 
@@ -239,8 +241,7 @@ class _Resolver:
         from mlflow.artifacts import download_artifacts
 
         def download(scratch: Path) -> Path:
-            local = download_artifacts(artifact_uri=artifact_uri, dst_path=str(scratch), tracking_uri=self.store,
-                                       registry_uri=self.registry)
+            local = download_artifacts(artifact_uri=artifact_uri, dst_path=str(scratch), tracking_uri=self.store)
             return self._model_folder(Path(local), what)
 
         return download
