@@ -13,6 +13,7 @@ import pytest
 import test_tracking_server
 from conftest import REPO_ROOT, with_store
 from support.forked_cli import run_python
+from support.readme_blocks import command
 from support.servers import free_port
 from test_cli import cli_env, quick_args, run_cli
 
@@ -203,10 +204,13 @@ def test_predict_reads_a_registered_model_and_a_bad_uri_exits_2(base, monkeypatc
     workdir = base["workdir"]
     write_jsonl(load_demo_corpus()["test"][:5], workdir / "predict.jsonl")
     args = ["--input", "predict.jsonl", "--tracking-uri", base["store"]]
-    result = run_cli(["--model", f"models:/{MODEL_NAME}/1", "--output", "preds", *args], workdir,
-                     module="medkit_exp.predict")
+    documented = command("python -m medkit_exp.predict --input").args  # docs/model-uris.md's line
+    documented[documented.index("--input") + 1] = "predict.jsonl"
+    documented[documented.index("--model") + 1] = f"models:/{MODEL_NAME}/1"
+    result = run_cli([*documented[3:], "--tracking-uri", base["store"]], workdir, module="medkit_exp.predict")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (workdir / "preds" / "predictions.jsonl").is_file() and "scores: precision=" in result.stdout
+    output = workdir / documented[documented.index("--output") + 1]
+    assert (output / "predictions.jsonl").is_file() and "scores: precision=" in result.stdout
 
     refused = run_cli(["--model", f"models:/{MODEL_NAME}@nope", "--output", "preds2", *args], workdir,
                       module="medkit_exp.predict")

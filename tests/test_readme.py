@@ -52,6 +52,8 @@ RUN_ELSEWHERE = {
         "test_compare.py::test_end_to_end_two_tiny_runs_compared_by_run_ids_and_by_folders",
     "python -m medkit_exp trainer.resume_from=last":
         "test_cli.py::test_ctrl_c_then_resume_last_continues_the_same_mlflow_run",
+    "python -m medkit_exp.predict --input":
+        "test_model_uris.py::test_predict_reads_a_registered_model_and_a_bad_uri_exits_2",
 }
 
 # Lines of README and docs another test exercises with its own arguments, not their text.
