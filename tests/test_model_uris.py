@@ -225,3 +225,34 @@ def test_the_app_refuses_an_unknown_run_in_one_line_before_reading_data(base, mo
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert f"component.model={'f' * 32}: no run {'f' * 32} in the store sqlite:///" in lines[0]
+
+
+def test_concurrent_resolutions_download_a_model_once_and_never_show_half_of_it(cache, tiny_bert_dir):
+    """Eight jobs ask for the same model at once: one downloads (into a temporary folder, renamed
+    into place), the others wait on the lock and get the complete folder."""
+    import shutil
+    import threading
+
+    from medkit_exp.model_uris.cache import cached_model
+
+    downloads, started = [], threading.Barrier(8)
+
+    def download(scratch: Path) -> Path:
+        downloads.append(scratch)
+        shutil.copytree(tiny_bert_dir, scratch / "model")
+        return scratch / "model"
+
+    results = []
+
+    def job() -> None:
+        started.wait()
+        folder, _ = cached_model("demo", ("store", "run", "path"), download)
+        results.append(sorted(p.name for p in folder.iterdir()))
+
+    threads = [threading.Thread(target=job) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(downloads) == 1 and results == [sorted(p.name for p in tiny_bert_dir.iterdir())] * 8
+    assert [p.name for p in cache.iterdir() if not p.name.startswith(".")] == [downloads[0].name.split(".")[1]]
