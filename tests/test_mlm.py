@@ -133,7 +133,8 @@ def mlm_args(model_dir: Path, *extra: str) -> list[str]:
 
 
 def test_hf_mlm_lowers_dev_loss_on_the_demo_text_and_hf_ner_starts_from_its_model(workdir, tiny_bert_dir):
-    result = run_cli(mlm_args(tiny_bert_dir, "trainer.epochs=3", "hydra.run.dir=mlm"), workdir)
+    result = run_cli(mlm_args(tiny_bert_dir, "trainer.epochs=3", "tracking.register_as=tiny-mlm", "hydra.run.dir=mlm"),
+                     workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"dev \(before\) : perplexity=[\d.]+", result.stdout)
     run_id = re.search(r"MLflow run\s+: (\w+)", result.stdout).group(1)
@@ -149,10 +150,18 @@ def test_hf_mlm_lowers_dev_loss_on_the_demo_text_and_hf_ner_starts_from_its_mode
     assert (model_dir / "config.json").is_file() and (model_dir / "tokenizer.json").is_file()
     assert json.loads((model_dir / "config.json").read_text())["architectures"] == ["BertForMaskedLM"]
 
-    ner = run_cli([f"component.model={model_dir}", "data.max_docs=40", "trainer.epochs=1", "threads=1",
-                   "callbacks.progress_bars=false", "tracking=none", "hydra.run.dir=ner"], workdir)
+    # The chain: NER fine-tuned from the registered masked language model, its lineage recorded.
+    ner = run_cli(["component.model=models:/tiny-mlm/1", "data.max_docs=40", "trainer.epochs=1", "threads=1",
+                   "callbacks.progress_bars=false", "hydra.run.dir=ner"], workdir)
     assert ner.returncode == 0, ner.stderr[-3000:]
     assert "test         : precision=" in ner.stdout
+    ner_run = client_for(workdir).get_run(re.search(r"MLflow run\s+: (\w+)", ner.stdout).group(1))
+    assert ner_run.info.status == "FINISHED"
+    assert ner_run.data.tags["medkit_exp.base_run"] == run_id
+    assert ner_run.data.tags["medkit_exp.base_model"] == "models:/tiny-mlm/1"
+    (logged,) = client_for(workdir).search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    assert [m.model_id for m in ner_run.inputs.model_inputs] == [logged.model_id]
 
 
 def test_metrics_and_component_that_do_not_fit_are_refused_in_one_line(workdir, tiny_bert_dir):
