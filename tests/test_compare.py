@@ -310,3 +310,16 @@ def test_end_to_end_two_tiny_runs_compared_by_run_ids_and_by_folders(workdir, ti
     assert itself.returncode == 0, itself.stderr[-3000:]
     same = json.loads(itself.stdout)
     assert same["difference"] == 0 and same["p_bootstrap"] == 1 and same["p_randomization"] == 1
+
+
+def test_a_sweep_configuration_is_found_by_its_overrides_as_typed_though_hydra_escaped_them():
+    from medkit_exp.errors import UserError
+    from medkit_exp.tracking.predictions import find_configuration
+
+    configurations = [{"overrides": r"+experiment=ncbi_disease component.model=models\:/ncbi-mlm/1"},
+                      {"overrides": "+experiment=ncbi_disease component.model=sentence-transformers/all-MiniLM-L6-v2"}]
+    assert find_configuration(configurations, "parent", overrides="component.model=models:/ncbi-mlm/1")[0] == 1
+    assert find_configuration(configurations, "parent",
+                              overrides="component.model=sentence-transformers/all-MiniLM-L6-v2")[0] == 2
+    with pytest.raises(UserError, match="matches none"):
+        find_configuration(configurations, "parent", overrides="component.model=models:/ncbi-mlm/2")

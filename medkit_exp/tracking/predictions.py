@@ -190,15 +190,22 @@ def find_configuration(configurations: Sequence[dict[str, Any]], parent_run_id: 
             raise UserError(f"sweep {parent_run_id} ranked {len(configurations)} configurations: give a rank "
                             f"from 1 to {len(configurations)}, not {rank}")
         return rank, configurations[rank - 1]
-    wanted = (overrides or "").split()
-    exact = [k for k, c in enumerate(configurations) if c["overrides"].split() == wanted]
-    matches = exact or [k for k, c in enumerate(configurations) if set(wanted) <= set(c["overrides"].split())]
+    wanted = override_words(overrides or "")
+    exact = [k for k, c in enumerate(configurations) if override_words(c["overrides"]) == wanted]
+    matches = exact or [k for k, c in enumerate(configurations)
+                        if set(wanted) <= set(override_words(c["overrides"]))]
     if len(matches) != 1:
         listed = "; ".join(f"{k + 1}: {c['overrides']}" for k, c in enumerate(configurations))
         which = "several" if matches else "none"
         raise UserError(f"--config {overrides!r} matches {which} of sweep {parent_run_id}'s configurations "
                         f"(rank: overrides) {listed}")
     return matches[0] + 1, configurations[matches[0]]
+
+
+def override_words(overrides: str) -> list[str]:
+    """The overrides of a string, without the backslashes Hydra escapes some characters with
+    (it records ``component.model=models:/name/1`` as ``component.model=models\\:/name/1``)."""
+    return [re.sub(r"\\(.)", r"\1", word) for word in overrides.split()]
 
 
 def sweep_side(client: Any, parent_run_id: str, rank: int | None = None, overrides: str | None = None,
