@@ -176,7 +176,8 @@ def test_cfg_job_and_help_show_the_config_without_torch_or_mlflow(tmp_path):
     assert "SpecificDisease: Disease" in result.stdout and "HEAVY []" in result.stdout
     help_result = run_cli(["--help"], tmp_path, timeout=60)
     assert help_result.returncode == 0
-    assert "experiment: demo, ncbi_disease" in help_result.stdout
+    assert "experiment: demo, mlm, ncbi_disease, ncbi_disease_4labels, ncbi_disease_mlm" in help_result.stdout
+    assert "component: hf_mlm, hf_ner, hf_segment_classifier" in help_result.stdout
     assert "hparams_search: ner_optuna" in help_result.stdout and "trainer.resume_from" in help_result.stdout
 
 
