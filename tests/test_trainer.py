@@ -321,6 +321,16 @@ def test_unknown_checkpoint_metric_is_a_clear_error(tmp_path):
         Trainer(DummyClassifier(), config(tmp_path, checkpoint_metric="f1"), TRAIN, EVAL, callbacks=[]).train()
 
 
+def test_a_checkpoint_metric_of_an_empty_dev_split_is_refused_before_training(tmp_path):
+    component = DummyClassifier()
+    with pytest.raises(TrainingSetupError, match="checkpoint_metric='accuracy' is computed on the dev split, which "
+                                                 "is empty; give a dev split, or set trainer.checkpoint_metric=loss"):
+        Trainer(component, config(tmp_path, checkpoint_metric="accuracy"), TRAIN, [],
+                metrics_computer=AccuracyMetrics(), callbacks=[]).train()
+    assert component.forward_calls == 0  # refused before one step
+    assert not (tmp_path / "out" / "checkpoints.json").exists()
+
+
 def test_length_grouped_batches_cover_every_example_once():
     lengths = list(range(64))
     batches = plan_batches(lengths, 8, seed=0, epoch=1, order="length_grouped")

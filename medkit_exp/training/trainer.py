@@ -161,6 +161,9 @@ class Trainer:
                 raise TrainingSetupError(f"trainer.{exc}") from exc
         train_examples = protocols.preprocess_all(self.component, self.train_data)
         eval_examples = protocols.preprocess_all(self.component, self.eval_data)
+        if not eval_examples and not cfg.do_metrics_in_training and cfg.checkpoint_metric != "loss":
+            raise TrainingSetupError(f"trainer.checkpoint_metric={cfg.checkpoint_metric!r} is computed on the dev "
+                                     "split, which is empty; give a dev split, or set trainer.checkpoint_metric=loss")
         train_lengths = [protocols.example_length(self.component, e) for e in train_examples]
         cpu_bf16 = self.precision == "bf16" and self.device.type == "cpu"
         set_batch_padding(self.component, cfg.pad_to_multiple_of, cpu_bf16, train_lengths,
