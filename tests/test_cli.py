@@ -156,9 +156,13 @@ def test_bad_config_fails_with_one_line_and_exit_code_2(tmp_path, override, expe
 
 
 def test_missing_data_folder_and_model_are_one_line_errors(tmp_path):
+    (tmp_path / "not_a_model").mkdir()
     for args, expected in [
         (["data=brat", "data.root=/no/such/folder"], "data.root /no/such/folder does not exist"),
         (["component.model=/no/such/model"], "component.model=/no/such/model is not a local folder"),
+        ([f"component.model={tmp_path / 'not_a_model'}"], "not_a_model is not a HF model folder (no config.json"),
+        (["component=hf_mlm", "metrics=perplexity", f"component.model={tmp_path / 'not_a_model'}"],
+         "not_a_model is not a HF model folder (no config.json"),
     ]:
         result = run_cli([*args, "tracking=none"], tmp_path, timeout=120)
         assert result.returncode == 2, result.stderr[-2000:]

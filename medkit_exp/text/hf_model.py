@@ -50,7 +50,12 @@ def resolve_model(model: str, option: str = "component.model") -> str:
     looks_local = model.startswith((".", "/", "~")) or os.sep in model.strip("/").split("/", 1)[-1]
     path = Path(model).expanduser()
     if path.exists():
-        return str(path)
+        folder = Path(model_folder(path))
+        if folder.is_dir() and not (folder / "config.json").is_file():
+            raise UserError(f"{option}={model} is not a HF model folder (no config.json in it); give the folder a "
+                            "model was saved to (save_pretrained, a checkpoint's model/) or a model URI "
+                            "(docs/model-uris.md)")
+        return str(folder)
     if looks_local or os.environ.get("HF_HUB_OFFLINE") == "1":
         raise UserError(
             f"{option}={model} is not a local folder"
