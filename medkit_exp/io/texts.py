@@ -37,7 +37,8 @@ def load_texts(root: str | None = None, name: str = "text", train: str = "train"
         if not path.exists():
             raise UserError(f"split {path} does not exist; check data.root and data.{split} (a folder of .txt "
                             "files or a file with one document per line)")
-        splits[split] = read_texts(path, encoding)[:max_docs] if max_docs else read_texts(path, encoding)
+        documents = read_texts(path, encoding)
+        splits[split] = documents[:max_docs] if max_docs else documents
         if split != "test" and not any(doc.text.strip() for doc in splits[split]):
             raise UserError(f"data={name}: the {split} split {path} holds no text; give .txt files or non-empty lines")
     return CorpusSplits(name, splits, source=str(folder.resolve()))
